@@ -1,0 +1,91 @@
+"""The errors cosim raises: one base class, two families.
+
+- ``ScenarioError``: found before the run (a scenario file, a coupling graph, an FMU that cannot
+  be opened). It carries every ``Problem`` found, each with its file, line and key.
+- ``SimulationError``: raised during the run (an FMU call that failed, a crash). It names the
+  instance, the FMI function, the simulation time and the FMU's last log lines.
+
+The CLI prints ``str(error)`` and nothing else; a message must make sense to a device engineer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake found before a run, located as precisely as we can."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        elif self.line:
+            where = f"line {self.line}: "
+        key = f"{self.key}: " if self.key else ""
+        hint = f"\n    -> {self.hint}" if self.hint else ""
+        return f"{where}{key}{self.message}{hint}"
+
+
+class CosimError(Exception):
+    """Base class of every error cosim raises on purpose."""
+
+
+class ScenarioError(CosimError):
+    """The scenario, the coupling graph or an FMU is wrong; found before anything ran."""
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        if len(self.problems) == 1:
+            return str(self.problems[0])
+        lines = [f"{len(self.problems)} problems found:"]
+        lines += [f"  {i}. " + str(p).replace("\n", "\n     ") for i, p in
+                  enumerate(self.problems, 1)]
+        return "\n".join(lines)
+
+
+class FMUError(ScenarioError):
+    """An FMU file cannot be used: missing, not a zip, bad model description, no binary."""
+
+
+class SimulationError(CosimError):
+    """Something failed while the co-simulation ran."""
+
+    def __init__(self, message: str, *, instance: str | None = None,
+                 function: str | None = None, time: float | None = None,
+                 log: list[str] | None = None, rank: int | None = None):
+        self.instance = instance
+        self.function = function
+        self.time = time
+        self.log = list(log or [])
+        self.rank = rank
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.rank is not None:
+            parts.append(f"rank {self.rank}")
+        if self.instance:
+            parts.append(f"instance '{self.instance}'")
+        if self.time is not None:
+            parts.append(f"t = {self.time:.9g} s")
+        head = ", ".join(parts)
+        text = f"{head}: {self.args[0]}" if head else str(self.args[0])
+        if self.log:
+            text += "\n  last messages from the FMU:\n" + "\n".join(
+                "    " + line for line in self.log[-5:])
+        return text
