@@ -180,3 +180,37 @@ def _add_units(root: ET.Element, by_name: dict[str, ET.Element], units: dict[str
         ET.SubElement(unit_node, "BaseUnit", attrib)
     position = list(root).index(root.find("CoSimulation")) + 1
     root.insert(position, node)
+
+
+def library_model_names(sources: Path = DEFAULT_SOURCES) -> list[str]:
+    """Names of the models in the library (the folders of ``fmus/``)."""
+    if not Path(sources).is_dir():
+        return []
+    return [script.parent.name for script in model_sources(sources)]
+
+
+def library_fmu(name: str, dest_dir: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES,
+                docs: Path = DEFAULT_DOCS) -> Path:
+    """The built FMU of library model ``name``; built first if missing or older than its source."""
+    scripts = [s for s in model_sources(sources) if s.parent.name == name]
+    if not scripts:
+        raise ScenarioError(Problem(f"no model '{name}' in the library ({sources})",
+                                    hint="library models: " + ", ".join(library_model_names())))
+    script = scripts[0]
+    class_name = _class_name(script)
+    fmu = Path(dest_dir) / f"{class_name}.fmu"
+    documentation = Path(docs) / f"{name}.md"
+    inputs = [script] + ([documentation] if documentation.exists() else [])
+    if not fmu.exists() or fmu.stat().st_mtime < max(p.stat().st_mtime for p in inputs):
+        fmu = build_fmu(script, dest_dir, documentation)
+    return fmu
+
+
+def _class_name(script: Path) -> str:
+    import re
+
+    match = re.search(r"^class\s+(\w+)\s*\(\s*Fmi2Slave\s*\)", script.read_text(), re.M)
+    if not match:
+        raise ScenarioError(Problem("no 'class …(Fmi2Slave)' in the model script",
+                                    file=str(script)))
+    return match.group(1)

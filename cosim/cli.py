@@ -1,0 +1,90 @@
+"""The ``cosim`` command: parses arguments and calls library functions, nothing more.
+
+Exit codes: 0 success (and, for ``run``, every acceptance criterion met), 1 an error (one
+message, no traceback), 2 the run finished but its verdict is FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cosim.errors import CosimError
+
+EXIT_OK, EXIT_ERROR, EXIT_VERDICT_FAIL = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cosim", description="Multiscale FMI co-simulation "
+                                     "of medical digital twins.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario into an HDF5 results file")
+    run.add_argument("scenario", type=Path)
+    run.add_argument("-o", "--output", type=Path, help="results file (default results/<name>.h5)")
+    run.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    check = sub.add_parser("check", help="check a scenario and its FMUs without running")
+    check.add_argument("scenario", type=Path)
+    info = sub.add_parser("info", help="describe an FMU: variables, units, dependencies")
+    info.add_argument("fmu", type=Path)
+    graph = sub.add_parser("graph", help="summarise the coupling graph and write a DOT file")
+    graph.add_argument("scenario", type=Path)
+    graph.add_argument("-o", "--output", type=Path, help="DOT file (default <scenario>.dot)")
+    graph.add_argument("--ranks", type=int, default=None,
+                       help="show the partition over this many MPI ranks")
+    build = sub.add_parser("build-fmus", help="build the model library in fmus/ into FMUs")
+    build.add_argument("-o", "--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CosimError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; results written so far are kept", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _run(args) -> int:
+    from cosim import parallel
+    from cosim.run import run_scenario
+
+    report = run_scenario(args.scenario, args.output, plot=not args.no_plot)
+    if parallel.rank() == 0:
+        print(report.text())
+    return EXIT_VERDICT_FAIL if report.passed is False else EXIT_OK
+
+
+def _check(args) -> int:
+    from cosim.describe import check_text
+
+    print(check_text(args.scenario))
+    return EXIT_OK
+
+
+def _info(args) -> int:
+    from cosim.describe import fmu_text
+
+    print(fmu_text(args.fmu))
+    return EXIT_OK
+
+
+def _graph(args) -> int:
+    from cosim.describe import graph_text
+
+    print(graph_text(args.scenario, args.output, args.ranks))
+    return EXIT_OK
+
+
+def _build(args) -> int:
+    from cosim.build import DEFAULT_OUTPUT, build_library
+
+    for fmu in build_library(args.output or DEFAULT_OUTPUT):
+        print(f"built {fmu}")
+    return EXIT_OK
+
+
+COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""An execution: builds the runtime system from a coupling graph, initialises it, steps it to the
+end, and tells observers (results writer, progress, MPI gather…) what happened.
+
+Timed events (``Event``: set these values on that instance before step n) are data applied here
+before a step, never tests of the time inside the master. Whatever happens, every instance is
+terminated and freed, and observers hear ``finished(error)`` so they can keep what they have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cosim.errors import CosimError, SimulationError
+from cosim.graph import CouplingGraph
+from cosim.master import FixedStepMaster, Plan, make_plan
+from cosim.system import Layout, System, make_layout
+
+
+@dataclass(frozen=True)
+class Event:
+    """Set ``values`` on ``instance`` at ``time`` (applied before the step starting there)."""
+
+    time: float
+    instance: str
+    values: Mapping[str, Any]
+
+
+@dataclass
+class Settings:
+    """What to run: the time grid, the algorithm, what to record, timed events."""
+
+    start: float
+    stop: float
+    step: float
+    algorithm: str = "jacobi"
+    record: Mapping[str, Sequence[str]] = field(default_factory=dict)  # instance -> variables
+    record_every: int = 1  # record every n-th communication point
+    events: Sequence[Event] = ()
+
+    @property
+    def steps(self) -> int:
+        """Number of communication steps from start to stop."""
+        return steps_between(self.start, self.stop, self.step)
+
+
+def steps_between(start: float, stop: float, step: float) -> int:
+    """``(stop - start) / step`` as an integer; ValueError if it is not one."""
+    count = (stop - start) / step
+    rounded = round(count)
+    if rounded < 1 or not math.isclose(count, rounded, rel_tol=1e-9, abs_tol=1e-9):
+        raise ValueError(f"stop - start = {stop - start:g} s is not a whole number of "
+                         f"steps of {step:g} s")
+    return rounded
+
+
+class Observer(Protocol):
+    """Receives the events of an execution. The three methods are called in this order."""
+
+    def started(self, run: Execution) -> None: ...
+
+    def stepped(self, n: int, time: float) -> None:
+        """Called after communication point n (time = start + n·step) has been reached."""
+
+    def finished(self, error: BaseException | None) -> None: ...
+
+
+class Execution:
+    """One run of a coupling graph (or of the part of it this process owns)."""
+
+    def __init__(self, graph: CouplingGraph, settings: Settings,
+                 parameters: Mapping[str, Mapping[str, Any]] | None = None,
+                 local: Iterable[str] | None = None,
+                 exchange: Callable[[int], None] | None = None,
+                 plan: Plan | None = None):
+        self.graph = graph
+        self.settings = settings
+        self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
+                           for name in graph.instances}
+        for name, values in (parameters or {}).items():
+            self.parameters.setdefault(name, {}).update(values)
+        self.plan = plan or make_plan(graph, settings.algorithm)
+        self.layout: Layout = make_layout(graph, settings.record)
+        self.system = System(graph, self.layout, graph.instances if local is None else local)
+        self.master = FixedStepMaster(self.system, self.plan, settings.start, settings.step,
+                                      **({"exchange": exchange} if exchange else {}))
+        self.step_index = 0
+        self._events = self._schedule(settings.events)
+
+    @property
+    def time(self) -> float:
+        return self.settings.start + self.step_index * self.settings.step
+
+    def run(self, observers: Sequence[Observer] = ()) -> None:
+        """Initialise, step to the end, close; observers hear everything."""
+        error: BaseException | None = None
+        try:
+            self.system.instantiate(self.parameters)
+            self.system.bind()
+            self.master.initialize(self.settings.stop)
+            for observer in observers:
+                observer.started(self)
+            for observer in observers:
+                observer.stepped(0, self.settings.start)
+            steps = self.settings.steps
+            step, events = self.master.step, self._events
+            stepped = [o.stepped for o in observers]
+            for n in range(steps):
+                self.step_index = n
+                if n in events:
+                    self._apply(events[n])
+                step(n)
+                self.step_index = n + 1
+                time = self.settings.start + (n + 1) * self.settings.step
+                for callback in stepped:
+                    callback(n + 1, time)
+        except CosimError as caught:
+            error = caught
+            raise
+        except Exception as caught:  # an observer or numpy failing: still a clean error
+            error = SimulationError(f"{type(caught).__name__}: {caught}", time=self.time)
+            raise error from caught
+        except BaseException as caught:  # KeyboardInterrupt: keep results, then stop
+            error = caught
+            raise
+        finally:
+            self.system.close()
+            for observer in observers:
+                observer.finished(error)
+
+    def _schedule(self, events: Sequence[Event]) -> dict[int, list[Event]]:
+        by_step: dict[int, list[Event]] = {}
+        local = set(self.system.local)
+        for event in events:
+            if event.instance not in local:
+                continue
+            n = max(0, math.ceil((event.time - self.settings.start) / self.settings.step - 1e-9))
+            by_step.setdefault(n, []).append(event)
+        return by_step
+
+    def _apply(self, events: list[Event]) -> None:
+        for event in events:
+            self.system.instances[event.instance].set(event.values)

@@ -1,0 +1,154 @@
+"""Writing results to HDF5: the results file and the ``Recorder`` observer.
+
+Layout (documented for users in ``docs/results-format.md``)::
+
+    /                       attrs: format, format_version, status, error, provenance
+    /time                   float64 (n,), seconds; an HDF5 dimension scale
+    /instances/<instance>   attrs: fmu, fmu_sha256, model_name, scale, parameters (JSON)
+    /instances/<instance>/<variable>   float64 (n,), attrs: unit, description, causality, type
+    /verdict                the acceptance criteria and their figures (``cosim.criteria``)
+    /members/<id>/…         one such layout per cohort member (``cosim.cohort``)
+
+Rows are buffered in memory and written in blocks; after each block the file is flushed, so a
+run that is killed keeps everything up to its last block. The recorder knows nothing about MPI:
+in a parallel run each process writes its own instances (see ``cosim.parallel``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from cosim.execution import Execution
+
+FORMAT = "cosim-results"
+FORMAT_VERSION = 1
+BLOCK_ROWS = 1024
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software that produced a results file."""
+    found = {"python": platform.python_version()}
+    for package in ("cosim", "fmpy", "numpy", "h5py", "scipy", "networkx", "mpi4py"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def create_results_file(path: str | Path, provenance: Mapping[str, Any]) -> h5py.File:
+    """Create (replace) a results file and write its provenance as root attributes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = h5py.File(path, "w", libver=("earliest", "v110"))
+    write_provenance(file, provenance)
+    return file
+
+
+def write_provenance(group: h5py.Group, provenance: Mapping[str, Any]) -> None:
+    group.attrs["format"] = FORMAT
+    group.attrs["format_version"] = FORMAT_VERSION
+    group.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    group.attrs["versions"] = json.dumps(versions())
+    group.attrs["status"] = "running"
+    for key, value in provenance.items():
+        group.attrs[key] = value if isinstance(value, (str, int, float, bool)) else json.dumps(
+            value)
+
+
+class Recorder:
+    """Observer writing the recorded variables of an execution into an HDF5 group."""
+
+    def __init__(self, group: h5py.Group, block_rows: int = BLOCK_ROWS,
+                 compression: str | None = "gzip"):
+        self.group = group
+        self.block_rows = block_rows
+        self.compression = compression
+        self.rows_written = 0
+        self._row = 0
+
+    # -- observer -----------------------------------------------------------------------------
+    def started(self, run: Execution) -> None:
+        settings = run.settings
+        self.every = max(1, int(settings.record_every))
+        self.signals = run.system.signals
+        steps = settings.steps // self.every + 1
+        chunk = (min(self.block_rows, steps),)
+        options = {"chunks": chunk, "maxshape": (None,), "dtype": "f8"}
+        if self.compression:
+            options.update(compression=self.compression, compression_opts=1, shuffle=True)
+        self.time = self.group.create_dataset("time", shape=(0,), **options)
+        self.time.attrs["unit"] = "s"
+        self.time.attrs["description"] = "communication points"
+        self.time.make_scale("time")
+        instances = self.group.require_group("instances")
+        index, self.datasets = [], []
+        graph, layout = run.graph, run.layout
+        for name in run.system.local:
+            variables = settings.record.get(name, ())
+            if not variables:
+                continue
+            fmu = graph.fmu(name)
+            node = graph.graph.nodes[name]
+            group = instances.create_group(name)
+            group.attrs["fmu"] = fmu.path.name
+            group.attrs["fmu_sha256"] = fmu.sha256
+            group.attrs["model_name"] = fmu.model_name
+            group.attrs["scale"] = node["scale"]
+            group.attrs["parameters"] = json.dumps(run.parameters.get(name, {}))
+            for variable in variables:
+                var = fmu.variables[variable]
+                dataset = group.create_dataset(variable, shape=(0,), **options)
+                dataset.attrs["unit"] = var.unit or ""
+                dataset.attrs["description"] = var.description
+                dataset.attrs["causality"] = var.causality
+                dataset.attrs["type"] = var.type
+                dataset.dims[0].attach_scale(self.time)
+                self.datasets.append(dataset)
+                index.append(layout.index(name, variable))
+        self.index = np.array(index, dtype=np.intp)
+        self.buffer = np.empty((self.block_rows, len(index)))
+        self.time_buffer = np.empty(self.block_rows)
+
+    def stepped(self, n: int, time: float) -> None:
+        if n % self.every:
+            return
+        row = self._row
+        np.take(self.signals, self.index, out=self.buffer[row])
+        self.time_buffer[row] = time
+        self._row = row + 1
+        if self._row == self.block_rows:
+            self.flush()
+
+    def finished(self, error: BaseException | None) -> None:
+        if hasattr(self, "buffer"):
+            self.flush()
+        self.group.attrs["status"] = "failed" if error else "completed"
+        self.group.attrs["error"] = "" if error is None else str(error)
+        self.group.file.flush()
+
+    # -- writing ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Append the buffered rows to the datasets and flush the file."""
+        rows = self._row
+        if rows == 0:
+            return
+        start, stop = self.rows_written, self.rows_written + rows
+        self.time.resize((stop,))
+        self.time[start:stop] = self.time_buffer[:rows]
+        block = self.buffer[:rows]
+        for column, dataset in enumerate(self.datasets):
+            dataset.resize((stop,))
+            dataset[start:stop] = block[:, column]
+        self.rows_written = stop
+        self._row = 0
+        self.group.file.flush()

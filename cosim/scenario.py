@@ -1,0 +1,551 @@
+"""Scenario files: what to couple and run, described in YAML (``docs/scenario-format.md``).
+
+``load_scenario(path)`` reads and checks the file itself (keys, types, times) and returns a
+frozen ``Scenario``; ``build(scenario)`` opens the FMUs, builds the ``CouplingGraph`` and checks
+everything against the FMUs' model descriptions. Both collect every problem with its file, line
+and key and raise one ``ScenarioError``; nothing here runs a simulation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cosim.criteria import Criterion, parse_criteria
+from cosim.errors import CosimError, FMUError, Problem, ScenarioError
+from cosim.execution import Event, Settings, steps_between
+from cosim.graph import SCALES, CouplingGraph, Source, parse_port
+from cosim.master import ALGORITHMS
+
+VERSION = 1
+SECTIONS = {
+    "version": "format version (1)",
+    "name": "a short title",
+    "description": "what the scenario tests",
+    "fmus": "FMU files or library models by key",
+    "instances": "FMU instances by name",
+    "connections": "'a.output -> b.input' lines",
+    "simulation": "start, stop, step, algorithm",
+    "record": "what to record",
+    "events": "timed changes",
+    "criteria": "acceptance criteria",
+    "cohort": "virtual patients or a sweep",
+    "plot": "signals to plot",
+    "parallel": "how to split work over MPI ranks",
+}
+_ARROW = re.compile(r"^\s*(\S+)\s*->\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    name: str
+    fmu: str  # key in Scenario.fmus
+    scale: str
+    parameters: dict[str, Any]
+    cost: float
+    source: Source
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A checked scenario file; paths resolved, nothing loaded yet."""
+
+    file: Path | None
+    text: str
+    name: str
+    description: str
+    fmus: dict[str, Path]
+    instances: dict[str, InstanceSpec]
+    connections: list[tuple[str, str, Source]]
+    settings: Settings
+    record_patterns: list[tuple[str, Source]]
+    events: list[tuple[Event, Source]]
+    criteria: list[Criterion]
+    cohort: dict[str, Any] | None
+    plot: list[str]
+    parallel: dict[str, Any]
+    lines: dict[tuple, int] = field(repr=False, default_factory=dict)
+
+    def source(self, *path) -> Source:
+        return Source(str(self.file) if self.file else None, _line(self.lines, path),
+                      ".".join(str(p) for p in path) or None)
+
+
+# -- YAML with line numbers -------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str, file: str | None) -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML; returns plain data and the line (1-based) of every key path."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise ScenarioError(Problem(
+            f"not valid YAML: {getattr(error, 'problem', None) or error}", file=file,
+            line=mark.line + 1 if mark else None,
+            hint="check indentation and that every 'key: value' has a space after the colon"
+        )) from None
+    lines: dict[tuple, int] = {}
+    problems: list[Problem] = []
+
+    def convert(node, path):
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if key in out:
+                    problems.append(Problem(f"'{key}' appears twice", file=file,
+                                            line=key_node.start_mark.line + 1,
+                                            key=".".join(map(str, path + (key,))),
+                                            hint="YAML keeps only the last one; merge them"))
+                out[key] = convert(value_node, path + (key,))
+                lines[path + (key,)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [convert(item, path + (i,)) for i, item in enumerate(node.value)]
+        return loader.construct_object(node, deep=True)
+
+    data = convert(node, ()) if node is not None else None
+    if problems:
+        raise ScenarioError(problems)
+    return data, lines
+
+
+def _line(lines: Mapping[tuple, int], path: tuple) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+# -- checking the file itself -----------------------------------------------------------------
+class _Checker:
+    def __init__(self, file: str | None, lines: dict[tuple, int]):
+        self.file = file
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def source(self, *path) -> Source:
+        return Source(self.file, _line(self.lines, path), ".".join(map(str, path)) or None)
+
+    def report(self, path: tuple, message: str, hint: str | None = None) -> None:
+        self.problems.append(self.source(*path).problem(message, hint or None))
+
+    def number(self, data: Mapping, path: tuple, default=None, positive=False) -> float | None:
+        value = data.get(path[-1], default)
+        if value is None:
+            self.report(path, "missing", f"give {path[-1]} in seconds")
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.report(path, f"must be a number, got {value!r}", "e.g. 0.001")
+            return None
+        if positive and value <= 0:
+            self.report(path, f"must be positive, got {value:g}", "a step is > 0 seconds")
+            return None
+        return float(value)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file (without opening FMUs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(Problem("no such scenario file", file=str(path)))
+    text = path.read_text(encoding="utf-8")
+    return parse_scenario(text, path)
+
+
+def parse_scenario(text: str, path: Path | None = None) -> Scenario:
+    """Check a scenario given as text; ``path`` locates errors and relative FMU paths."""
+    file = str(path) if path else None
+    data, lines = read_yaml(text, file)
+    check = _Checker(file, lines)
+    if not isinstance(data, Mapping):
+        raise ScenarioError(Problem("a scenario is a YAML mapping of sections", file=file,
+                                    hint="start with 'version: 1', then fmus:, instances:, …"))
+    for key in data:
+        if key not in SECTIONS:
+            check.report((key,), f"unknown section '{key}'",
+                         "sections: " + ", ".join(SECTIONS))
+    if data.get("version") != VERSION:
+        check.report(("version",), f"version must be {VERSION}, got {data.get('version')!r}",
+                     "write 'version: 1' at the top")
+    base = path.parent if path else Path.cwd()
+
+    fmus = _check_fmus(data.get("fmus"), base, check)
+    instances = _check_instances(data.get("instances"), fmus, check)
+    connections = _check_connections(data.get("connections"), check)
+    settings = _check_simulation(data.get("simulation"), check)
+    record_patterns, record_every = _check_record(data.get("record"), settings, check)
+    events = _check_events(data.get("events"), check)
+    criteria = parse_criteria(data.get("criteria"),
+                              lambda p, m, h: check.report(("criteria",) + p, m, h))
+    cohort = data.get("cohort")
+    if cohort is not None:
+        _check_cohort(cohort, base, check)
+    plot = data.get("plot") or []
+    if not isinstance(plot, list) or not all(isinstance(p, str) for p in plot):
+        check.report(("plot",), "plot is a list of 'instance.variable'", "e.g. [cell.V]")
+        plot = []
+    parallel = data.get("parallel") or {}
+    if not isinstance(parallel, Mapping):
+        check.report(("parallel",), "must be a mapping", "e.g. parallel: {group_size: 2}")
+        parallel = {}
+    if check.problems:
+        raise ScenarioError(check.problems)
+    settings = Settings(start=settings.start, stop=settings.stop, step=settings.step,
+                        algorithm=settings.algorithm, record_every=record_every,
+                        events=tuple(e for e, _ in events))
+    return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
+                    description=str(data.get("description", "")), fmus=fmus,
+                    instances=instances, connections=connections, settings=settings,
+                    record_patterns=record_patterns, events=events, criteria=criteria,
+                    cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines)
+
+
+def _check_fmus(section: Any, base: Path, check: _Checker) -> dict[str, Path]:
+    if not isinstance(section, Mapping) or not section:
+        check.report(("fmus",), "missing or empty",
+                     "map a key to an FMU file or library model, e.g. 'cell: cell'")
+        return {}
+    fmus = {}
+    for key, value in section.items():
+        if not isinstance(value, str) or not value:
+            check.report(("fmus", key), f"must be a file path or model name, got {value!r}")
+            continue
+        if value.endswith(".fmu"):
+            fmus[key] = (base / value).resolve()
+            if not fmus[key].is_file():
+                check.report(("fmus", key), f"FMU file not found: {fmus[key]}",
+                             "paths are relative to the scenario file's folder")
+        else:
+            from cosim.build import library_model_names
+
+            names = library_model_names()
+            if value not in names:
+                check.report(("fmus", key), f"'{value}' is neither an .fmu file nor a model "
+                             "of the library", f"library models: {', '.join(names)}")
+            fmus[key] = Path(f"library:{value}")
+    return fmus
+
+
+def _check_instances(section: Any, fmus: dict[str, Path], check: _Checker
+                     ) -> dict[str, InstanceSpec]:
+    if not isinstance(section, Mapping) or not section:
+        check.report(("instances",), "missing or empty", "declare 'name: {fmu: key}' entries")
+        return {}
+    allowed = {"fmu", "scale", "parameters", "cost", "description"}
+    out = {}
+    for name, spec in section.items():
+        path = ("instances", name)
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            check.report(path, f"instance name {name!r} is not an identifier",
+                         "use letters, digits and _ (a dot separates instance and variable)")
+            continue
+        if isinstance(spec, str):
+            spec = {"fmu": spec}
+        if not isinstance(spec, Mapping):
+            check.report(path, "must be a mapping", "e.g. 'pacer: {fmu: generator}'")
+            continue
+        for key in spec:
+            if key not in allowed:
+                check.report(path + (key,), f"unknown key '{key}'",
+                             f"allowed: {', '.join(sorted(allowed))}")
+        fmu = spec.get("fmu")
+        if fmu not in fmus:
+            check.report(path + ("fmu",), f"unknown FMU key {fmu!r}",
+                         f"keys under fmus: {', '.join(map(str, fmus)) or 'none'}")
+        scale = spec.get("scale", "other")
+        if scale not in SCALES:
+            check.report(path + ("scale",), f"unknown scale {scale!r}",
+                         f"one of {', '.join(SCALES)}")
+        parameters = spec.get("parameters") or {}
+        if not isinstance(parameters, Mapping):
+            check.report(path + ("parameters",), "must be a mapping of name: value")
+            parameters = {}
+        cost = spec.get("cost", 1.0)
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost <= 0:
+            check.report(path + ("cost",), f"cost must be a positive number, got {cost!r}",
+                         "a relative cost estimate per step, e.g. 1 or 25")
+            cost = 1.0
+        out[name] = InstanceSpec(name, fmu, scale, dict(parameters), float(cost),
+                                 check.source(*path))
+    return out
+
+
+def _check_connections(section: Any, check: _Checker) -> list[tuple[str, str, Source]]:
+    if section is None:
+        return []
+    if not isinstance(section, list):
+        check.report(("connections",), "must be a list", "- a.output -> b.input")
+        return []
+    out = []
+    for i, item in enumerate(section):
+        match = _ARROW.match(item) if isinstance(item, str) else None
+        if not match:
+            check.report(("connections", i), f"not a connection: {item!r}",
+                         "write '- instance.output -> instance.input'")
+            continue
+        out.append((match.group(1), match.group(2), check.source("connections", i)))
+    return out
+
+
+def _check_simulation(section: Any, check: _Checker) -> Settings:
+    default = Settings(0.0, 1.0, 1.0)
+    if not isinstance(section, Mapping):
+        check.report(("simulation",), "missing", "give start, stop and step in seconds")
+        return default
+    allowed = {"start", "stop", "step", "algorithm"}
+    for key in section:
+        if key not in allowed:
+            check.report(("simulation", key), f"unknown key '{key}'",
+                         f"allowed: {', '.join(sorted(allowed))}")
+    start = check.number(section, ("simulation", "start"), default=0.0)
+    stop = check.number(section, ("simulation", "stop"))
+    step = check.number(section, ("simulation", "step"), positive=True)
+    algorithm = section.get("algorithm", "jacobi")
+    if algorithm not in ALGORITHMS:
+        check.report(("simulation", "algorithm"), f"unknown algorithm {algorithm!r}",
+                     f"one of {', '.join(ALGORITHMS)}")
+        algorithm = "jacobi"
+    if None in (start, stop, step):
+        return default
+    if stop <= start:
+        check.report(("simulation", "stop"), f"stop ({stop:g} s) must be after start "
+                     f"({start:g} s)", "stop > start")
+        return default
+    try:
+        steps_between(start, stop, step)
+    except ValueError as error:
+        check.report(("simulation", "step"), str(error), "choose a step that divides stop - start")
+        return default
+    return Settings(start, stop, step, algorithm)
+
+
+def _check_record(section: Any, settings: Settings, check: _Checker
+                  ) -> tuple[list[tuple[str, Source]], int]:
+    if section is None:
+        return [("*.*", Source())], 1
+    if isinstance(section, list):
+        section = {"variables": section}
+    if not isinstance(section, Mapping):
+        check.report(("record",), "must be a list of variables or a mapping",
+                     "record: {interval: 0.01, variables: [cell.V, generator.*]}")
+        return [], 1
+    for key in section:
+        if key not in ("variables", "interval"):
+            check.report(("record", key), f"unknown key '{key}'", "allowed: interval, variables")
+    every = 1
+    if "interval" in section:
+        interval = check.number(section, ("record", "interval"), positive=True)
+        if interval is not None:
+            ratio = interval / settings.step
+            if round(ratio) < 1 or abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+                check.report(("record", "interval"), f"interval {interval:g} s is not a whole "
+                             f"number of steps of {settings.step:g} s",
+                             "use a multiple of simulation.step")
+            else:
+                every = round(ratio)
+    variables = section.get("variables", ["*.*"])
+    patterns = []
+    if not isinstance(variables, list):
+        check.report(("record", "variables"), "must be a list", "[cell.V, generator.*]")
+        return [], every
+    for i, item in enumerate(variables):
+        if not isinstance(item, str) or parse_port(item) is None:
+            check.report(("record", "variables", i), f"not 'instance.variable': {item!r}",
+                         "e.g. cell.V, generator.* (all outputs), *.* (all outputs)")
+            continue
+        patterns.append((item, check.source("record", "variables", i)))
+    return patterns, every
+
+
+def _check_events(section: Any, check: _Checker) -> list[tuple[Event, Source]]:
+    if section is None:
+        return []
+    if not isinstance(section, list):
+        check.report(("events",), "must be a list", "- {time: 10, set: {lead.fault: 1}}")
+        return []
+    out = []
+    for i, item in enumerate(section):
+        path = ("events", i)
+        if not isinstance(item, Mapping) or set(item) - {"time", "set", "description"}:
+            check.report(path, "an event is {time: seconds, set: {instance.variable: value}}")
+            continue
+        time = check.number(item, path + ("time",))
+        values = item.get("set")
+        if not isinstance(values, Mapping) or not values:
+            check.report(path + ("set",), "give the values to set",
+                         "set: {lead.fault: 1}")
+            continue
+        by_instance: dict[str, dict[str, Any]] = {}
+        for name, value in values.items():
+            port = parse_port(name)
+            if port is None:
+                check.report(path + ("set", name), f"not 'instance.variable': {name!r}")
+                continue
+            by_instance.setdefault(port[0], {})[port[1]] = value
+        if time is None:
+            continue
+        for instance, vals in by_instance.items():
+            out.append((Event(time, instance, vals), check.source(*path)))
+    return out
+
+
+def _check_cohort(spec: Any, base: Path, check: _Checker) -> None:
+    from cosim.cohort import check_cohort
+
+    if not isinstance(spec, Mapping):
+        check.report(("cohort",), "must be a mapping", "see docs/scenario-format.md")
+        return
+    for problem in check_cohort(spec, base):
+        check.report(("cohort",) + tuple(problem.key_path), problem.message, problem.hint)
+
+
+# -- building the coupling graph --------------------------------------------------------------
+def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
+    """Open the FMUs, build and check the coupling graph; returns it with the full settings."""
+    from cosim.build import library_fmu
+
+    problems: list[Problem] = []
+    graph = CouplingGraph()
+    paths: dict[str, Path] = {}
+    for key, path in scenario.fmus.items():
+        if str(path).startswith("library:"):
+            try:
+                paths[key] = library_fmu(str(path).split(":", 1)[1])
+            except CosimError as error:
+                problems.append(scenario.source("fmus", key).problem(str(error)))
+        else:
+            paths[key] = path
+    for spec in scenario.instances.values():
+        if spec.fmu not in paths:
+            continue
+        try:
+            graph.add_instance(spec.name, paths[spec.fmu], scale=spec.scale,
+                               parameters=spec.parameters, cost=spec.cost, source=spec.source)
+        except FMUError as error:
+            for p in error.problems:
+                problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
+                                        key=f"fmus.{spec.fmu}", hint=p.hint))
+    if problems:
+        raise ScenarioError(_unique(problems))
+    for output, input_, source in scenario.connections:
+        graph.connect(output, input_, source=source)
+    problems = graph.check()
+    record = _expand_record(scenario, graph, problems)
+    for event, source in scenario.events:
+        _check_event(event, source, graph, problems)
+    for i, criterion in enumerate(scenario.criteria):
+        for signal in criterion.signals():
+            _require_signal(signal, scenario.source("criteria", i, "signal"), graph, record,
+                            problems)
+    for i, signal in enumerate(scenario.plot):
+        _require_signal(signal, scenario.source("plot", i), graph, record, problems)
+    if problems:
+        raise ScenarioError(_unique(problems))
+    s = scenario.settings
+    settings = Settings(start=s.start, stop=s.stop, step=s.step, algorithm=s.algorithm,
+                        record={k: tuple(v) for k, v in record.items() if v},
+                        record_every=s.record_every, events=s.events)
+    return graph, settings
+
+
+def _expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]
+                   ) -> dict[str, list[str]]:
+    record: dict[str, list[str]] = {name: [] for name in graph.instances}
+    for pattern, source in scenario.record_patterns:
+        instance, variable = parse_port(pattern)
+        names = graph.instances if instance == "*" else [instance]
+        if instance != "*" and instance not in graph.graph:
+            problems.append(source.problem(f"unknown instance '{instance}'",
+                                           f"instances: {', '.join(graph.instances)}"))
+            continue
+        for name in names:
+            fmu = graph.fmu(name)
+            if variable == "*":
+                chosen = [v.name for v in fmu.variables.values() if v.causality == "output"
+                          and v.type != "String"]
+            elif variable in fmu.variables:
+                if fmu.variables[variable].type == "String":
+                    problems.append(source.problem(f"'{pattern}' is a String; only numbers "
+                                                   "are recorded"))
+                    continue
+                chosen = [variable]
+            else:
+                problems.append(source.problem(
+                    f"the FMU {fmu.model_name} of '{name}' has no variable '{variable}'",
+                    f"`cosim info {fmu.path.name}` lists its variables"))
+                continue
+            for v in chosen:
+                if v not in record[name]:
+                    record[name].append(v)
+    return record
+
+
+def _require_signal(signal: str, source: Source, graph: CouplingGraph,
+                    record: dict[str, list[str]], problems: list[Problem]) -> None:
+    """A signal a criterion or plot needs: it must exist; it is recorded if it was not."""
+    port = parse_port(signal)
+    if port is None or port[0] not in graph.graph:
+        problems.append(source.problem(f"unknown signal '{signal}'",
+                                       f"instances: {', '.join(graph.instances)}"))
+        return
+    instance, variable = port
+    fmu = graph.fmu(instance)
+    if variable not in fmu.variables:
+        problems.append(source.problem(
+            f"the FMU {fmu.model_name} of '{instance}' has no variable '{variable}'",
+            f"`cosim info {fmu.path.name}` lists its variables"))
+        return
+    if variable not in record[instance]:
+        record[instance].append(variable)
+
+
+def _check_event(event: Event, source: Source, graph: CouplingGraph,
+                 problems: list[Problem]) -> None:
+    if event.instance not in graph.graph:
+        problems.append(source.problem(f"unknown instance '{event.instance}'"))
+        return
+    fmu = graph.fmu(event.instance)
+    fed = {c.input for c in graph.connections() if c.target == event.instance}
+    for name in event.values:
+        var = fmu.variables.get(name)
+        if var is None:
+            problems.append(source.problem(f"the FMU {fmu.model_name} of '{event.instance}' "
+                                           f"has no variable '{name}'"))
+        elif var.causality == "input" and name in fed:
+            problems.append(source.problem(f"'{event.instance}.{name}' is fed by a connection",
+                                           "an event may set unconnected inputs only"))
+        elif not (var.causality == "input" or var.variability == "tunable"):
+            problems.append(source.problem(
+                f"'{event.instance}.{name}' cannot change during a run ({var.causality}, "
+                f"{var.variability})", "events may set inputs and tunable parameters"))
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out

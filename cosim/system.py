@@ -1,0 +1,122 @@
+"""The runtime system: FMU instances and the one array through which their values flow.
+
+Every value that crosses an FMU boundary or is recorded lives in ``System.signals``, a flat
+float64 array whose layout (``Layout``) is computed from the coupling graph alone, so it is the
+same on every MPI rank. Instance ``i`` writes its outputs into its own slice
+(``Layout.slices[i]``) straight from ``fmi2GetReal``; before a step its inputs are gathered from
+the signals of the instances feeding it (``System.gather``), converted to the input's unit.
+
+This module knows nothing about algorithms (``cosim.master``), files or MPI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cosim.fmu import INT_TYPES, REAL, Instance
+from cosim.graph import CouplingGraph
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each instance's read variables sit in the signal array (same on every rank)."""
+
+    instances: tuple[str, ...]
+    variables: dict[str, tuple[str, ...]]  # instance -> variables read after each step
+    slices: dict[str, slice]
+    size: int
+
+    def index(self, instance: str, variable: str) -> int:
+        return self.slices[instance].start + self.variables[instance].index(variable)
+
+
+def make_layout(graph: CouplingGraph, recorded: Mapping[str, Iterable[str]]) -> Layout:
+    """Read connected outputs and recorded variables, Real ones first, in a fixed order."""
+    needed: dict[str, set[str]] = {name: set(recorded.get(name, ())) for name in graph.instances}
+    for c in graph.connections():
+        needed[c.source].add(c.output)
+    variables, slices, offset = {}, {}, 0
+    for name in graph.instances:
+        fmu = graph.fmu(name)
+        ordered = sorted(needed[name], key=lambda v: (fmu.variables[v].type != REAL,
+                                                      fmu.variables[v].value_reference, v))
+        variables[name] = tuple(ordered)
+        slices[name] = slice(offset, offset + len(ordered))
+        offset += len(ordered)
+    return Layout(tuple(graph.instances), variables, slices, offset)
+
+
+@dataclass
+class _Inputs:
+    """How one instance's connected inputs are gathered from the signal array."""
+
+    names: tuple[str, ...]
+    source_index: np.ndarray
+    scale: np.ndarray | None
+    shift: np.ndarray | None
+    buffer: np.ndarray | None = None
+
+
+class System:
+    """The instances this process runs, bound to the shared signal layout."""
+
+    def __init__(self, graph: CouplingGraph, layout: Layout, local: Iterable[str]):
+        self.graph = graph
+        self.layout = layout
+        self.signals = np.zeros(layout.size)
+        self.local = [n for n in layout.instances if n in set(local)]
+        self.instances: dict[str, Instance] = {
+            name: Instance(graph.fmu(name), name) for name in self.local}
+        self.inputs: dict[str, _Inputs] = {}
+        by_target: dict[str, list] = {}
+        for c in graph.connections():
+            by_target.setdefault(c.target, []).append(c)
+        for name in self.local:
+            fmu = graph.fmu(name)
+            conns = sorted(by_target.get(name, []),
+                           key=lambda c: (fmu.variables[c.input].type in INT_TYPES, c.input))
+            scale = np.array([c.scale for c in conns])
+            shift = np.array([c.shift for c in conns])
+            identity = bool(np.all(scale == 1.0) and np.all(shift == 0.0))
+            self.inputs[name] = _Inputs(
+                names=tuple(c.input for c in conns),
+                source_index=np.array([layout.index(c.source, c.output) for c in conns],
+                                      dtype=np.intp),
+                scale=None if identity else scale, shift=None if identity else shift)
+
+    def instantiate(self, parameters: Mapping[str, Mapping[str, Any]]) -> None:
+        """Load every local instance and set its parameters and start values."""
+        for name in self.local:
+            instance = self.instances[name]
+            instance.instantiate()
+            values = parameters.get(name)
+            if values:
+                instance.set(values)
+
+    def bind(self) -> None:
+        """Preallocate the per-step buffers (after instantiation)."""
+        for name in self.local:
+            inputs = self.inputs[name]
+            inputs.buffer = self.instances[name].bind(
+                inputs.names, self.layout.variables[name], self.signals[self.layout.slices[name]])
+
+    def gather(self, name: str) -> None:
+        """Copy (and convert) the values feeding ``name``'s inputs, then set them."""
+        inputs = self.inputs[name]
+        if not inputs.names:
+            return
+        buffer = inputs.buffer
+        np.take(self.signals, inputs.source_index, out=buffer)
+        if inputs.scale is not None:
+            buffer *= inputs.scale
+            buffer += inputs.shift
+        self.instances[name].set_inputs()
+
+    def close(self) -> None:
+        """Terminate and free every instance, whatever state each is in."""
+        for instance in self.instances.values():
+            instance.close()
