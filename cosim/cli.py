@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CosimError as error:
-        print(f"error: {error}", file=sys.stderr)
+        from cosim import parallel
+
+        if parallel.rank() == 0:  # under MPI every rank finds the same scenario errors
+            print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted; results written so far are kept", file=sys.stderr)

@@ -1,10 +1,40 @@
-"""MPI: which rank this is, and running scenarios over several ranks (mpi4py)."""
+"""MPI: running one scenario distributed over ranks, or a cohort of members over rank groups.
+
+Where a value crosses ranks: ``Exchange.__call__`` — after each level of the master's plan, the
+signals produced by this rank's instances that another rank's instances read are sent to that
+rank (a plan computed once from the graph, the partition and the signal layout; nothing else
+travels, nothing goes through rank 0).
+
+Files: every rank writes what it computes to its own part file ``<output>.parts/rank-NNNN.h5``;
+rank 0 writes the main file, which links to the parts while the run goes and, when it ends,
+copies them in and removes them, so the user gets one self-contained file.
+
+Failure: a rank that fails prints one message (rank, instance, time), flushes its part file and
+calls ``MPI_Abort``, which stops every rank at once; the main file keeps its links to the part
+files and what they had flushed.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from cosim.errors import CosimError, ScenarioError
+from cosim.execution import Execution
+from cosim.graph import CouplingGraph
+from cosim.master import Plan
+from cosim.partition import partition
+from cosim.recorder import Recorder, create_results_file, merge_parts
+from cosim.system import System
 
 _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+TAG_REQUEST, TAG_MEMBER = 901, 902
+POLL_EVERY = 32  # steps between two looks for work requests on rank 0
 
 
 def launched_by_mpi() -> bool:
@@ -28,3 +58,321 @@ def size() -> int:
 def rank() -> int:
     comm = world()
     return comm.Get_rank() if comm is not None else 0
+
+
+class Exchange:
+    """Moves the signals that cross ranks after each level of the plan."""
+
+    def __init__(self, comm, graph: CouplingGraph, plan: Plan, system: System,
+                 owner: dict[str, int]):
+        from mpi4py import MPI
+
+        self.comm = comm
+        self.signals = system.signals
+        self._waitall = MPI.Request.Waitall
+        me = comm.Get_rank()
+        level_of = plan.level_of()
+        crossing: dict[tuple[int, int, int], set[int]] = {}
+        for c in graph.connections():
+            src, dst = owner[c.source], owner[c.target]
+            if src != dst:
+                key = (level_of[c.source], src, dst)
+                crossing.setdefault(key, set()).add(system.layout.index(c.source, c.output))
+        self.sends: list[list] = [[] for _ in plan.levels]
+        self.recvs: list[list] = [[] for _ in plan.levels]
+        for (level, src, dst), indices in sorted(crossing.items()):
+            index = np.array(sorted(indices), dtype=np.intp)
+            if src == me:
+                self.sends[level].append((dst, index, np.empty(len(index))))
+            elif dst == me:
+                self.recvs[level].append((src, index, np.empty(len(index))))
+        self.values_per_step = sum(len(i) for level in self.sends for _, i, _ in level)
+
+    def __call__(self, level: int) -> None:
+        sends, recvs = self.sends[level], self.recvs[level]
+        if not sends and not recvs:
+            return
+        comm, signals = self.comm, self.signals
+        requests = [comm.Irecv(buffer, source=peer, tag=level) for peer, _, buffer in recvs]
+        for peer, index, buffer in sends:
+            np.take(signals, index, out=buffer)
+            requests.append(comm.Isend(buffer, dest=peer, tag=level))
+        self._waitall(requests)
+        for _, index, buffer in recvs:
+            signals[index] = buffer
+
+
+def part_path(output: Path, index: int) -> Path:
+    return Path(f"{output}.parts") / f"rank-{index:04d}.h5"
+
+
+def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
+    """``run_scenario`` under MPI: distributed instances, or cohort members over groups."""
+    from cosim.run import Report, default_output, judge, provenance, write_summary
+    from cosim.scenario import build, load_scenario
+
+    comm = world()
+    me, ranks = comm.Get_rank(), comm.Get_size()
+    output = output or default_output(path)
+    scenario = _collective(comm, lambda: load_scenario(path))
+    if me == 0:
+        _prebuild_library(scenario)
+    comm.Barrier()
+    graph, settings = _collective(comm, lambda: build(scenario))
+    cohort = None
+    if scenario.cohort is not None:
+        from cosim.cohort import sample_cohort
+
+        cohort = _collective(comm, lambda: sample_cohort(scenario.cohort, path.parent))
+    group_size = _group_size(scenario, ranks, cohort is not None)
+
+    if me == 0:
+        info = provenance(scenario, graph, settings)
+        info["mpi_ranks"] = ranks
+        info["group_size"] = group_size
+        folder = Path(f"{output}.parts")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        main = create_results_file(output, info)
+        _link_parts(main, output, graph, settings, ranks, cohort is not None)
+        main.flush()
+    comm.Barrier()
+    part = None
+    try:
+        part = h5py.File(part_path(output, me), "w")
+        if cohort is None:
+            _run_distributed(comm, graph, settings, part)
+        else:
+            _run_cohort(comm, group_size, scenario, graph, settings, cohort, part)
+    except BaseException as error:  # noqa: BLE001 - every failure must stop every rank
+        _abort(comm, part, error)
+    part.close()
+    comm.Barrier()
+    report = None
+    if me == 0:
+        try:
+            merge_parts(main, [part_path(output, r) for r in range(ranks)])
+            shutil.rmtree(Path(f"{output}.parts"), ignore_errors=True)
+            if cohort is None:
+                outcomes = judge(main, scenario)
+                main.attrs["status"] = "completed"
+                main.close()
+                figure = None
+                if plot and (scenario.plot or scenario.criteria):
+                    from cosim.plot import plot_results
+
+                    figure = plot_results(output, scenario.plot, outcomes)
+                report = Report(output, outcomes, figure)
+            else:
+                members = [cohort.member(i) for i in range(len(cohort))]
+                for i in range(len(cohort)):
+                    from cosim.run import member_id
+
+                    group = main["members"][member_id(i)]
+                    if group.attrs.get("status") == "completed":
+                        judge(group, scenario)
+                write_summary(main, scenario, cohort.names, members)
+                main.attrs["status"] = "completed"
+                main.close()
+                report = Report(output, members=len(members))
+        except BaseException as error:  # noqa: BLE001
+            _abort(comm, None, error)
+    return comm.bcast(report, root=0)
+
+
+def _run_distributed(comm, graph: CouplingGraph, settings, part: h5py.File) -> None:
+    owner = partition(graph, comm.Get_size())
+    me = comm.Get_rank()
+    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me])
+    execution.master.exchange = Exchange(comm, graph, execution.plan, execution.system, owner)
+    execution.run([Recorder(part, scales=False)])
+
+
+def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings, cohort,
+                part: h5py.File) -> None:
+    from cosim.run import member_id
+
+    me, ranks = comm.Get_rank(), comm.Get_size()
+    group = comm.Split(me // group_size, me)
+    leaders = (ranks + group_size - 1) // group_size
+    queue = WorkQueue(comm, len(cohort), leaders) if group.Get_rank() == 0 else None
+    owner = partition(graph, group.Get_size())
+    local = [n for n in graph.instances if owner[n] == group.Get_rank()]
+    while True:
+        index = queue.next() if queue else None
+        index = group.bcast(index, root=0)
+        if index < 0:
+            break
+        parameters = cohort.member(index)
+        by_instance: dict[str, dict] = {}
+        for name, value in parameters.items():
+            instance, _, variable = name.partition(".")
+            var = graph.fmu(instance).variables[variable]
+            by_instance.setdefault(instance, {})[variable] = (
+                int(round(value)) if var.type in ("Integer", "Enumeration") else
+                bool(value) if var.type == "Boolean" else value)
+        node = part.create_group(f"members/{member_id(index)}")
+        node.attrs["member"] = index
+        node.attrs["parameters"] = _json(parameters)
+        execution = Execution(graph, settings, by_instance, local=local)
+        if group.Get_size() > 1:
+            execution.master.exchange = Exchange(group, graph, execution.plan,
+                                                 execution.system, owner)
+        observers = [Recorder(node, scales=False)]
+        if queue and queue.coordinator:
+            observers.append(queue)
+        try:
+            execution.run(observers)
+        except CosimError:
+            if group.Get_size() > 1:
+                raise  # the other ranks of the group cannot go on alone
+            node.attrs["status"] = "failed"  # one failing virtual patient is a finding
+    if queue:
+        queue.finish()
+    group.Free()
+
+
+class WorkQueue:
+    """Hands out member indices one at a time: dynamic balancing without an idle master.
+
+    World rank 0 holds the counter and answers requests from the other group leaders between
+    its own steps (it is also an observer of its own executions, polling every few steps).
+    """
+
+    def __init__(self, comm, count: int, leaders: int):
+        self.comm = comm
+        self.count = count
+        self.coordinator = comm.Get_rank() == 0
+        self.next_index = 0
+        self.leaders_done = 0
+        self.leaders = leaders
+
+    def next(self) -> int:
+        if not self.coordinator:
+            self.comm.send(None, dest=0, tag=TAG_REQUEST)
+            return self.comm.recv(source=0, tag=TAG_MEMBER)
+        self._serve()
+        return self._take()
+
+    def _take(self) -> int:
+        if self.next_index >= self.count:
+            return -1
+        self.next_index += 1
+        return self.next_index - 1
+
+    def _serve(self) -> None:
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status):
+            self._answer(status.Get_source())
+
+    def _answer(self, source: int) -> None:
+        self.comm.recv(source=source, tag=TAG_REQUEST)
+        index = self._take()
+        if index < 0:
+            self.leaders_done += 1
+        self.comm.send(index, dest=source, tag=TAG_MEMBER)
+
+    def finish(self) -> None:
+        """Rank 0: answer every other leader until each has been told there is no more."""
+        if not self.coordinator:
+            return
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        while self.leaders_done < self.leaders - 1:
+            self.comm.probe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status)
+            self._answer(status.Get_source())
+
+    # observer hooks: rank 0 serves requests while it runs its own members
+    def started(self, run) -> None:
+        pass
+
+    def stepped(self, n: int, time: float) -> None:
+        if n % POLL_EVERY == 0:
+            self._serve()
+
+    def finished(self, error) -> None:
+        pass
+
+
+def _group_size(scenario, ranks: int, cohort: bool) -> int:
+    requested = scenario.parallel.get("group_size")
+    if requested is None:
+        return 1 if cohort else ranks
+    if not isinstance(requested, int) or requested < 1 or ranks % requested:
+        raise ScenarioError(scenario.source("parallel", "group_size").problem(
+            f"group_size {requested!r} does not divide the {ranks} ranks",
+            "choose a group size that divides the number of ranks"))
+    return requested
+
+
+def _collective(comm, action):
+    """Run ``action`` on every rank; if it fails anywhere, raise on every rank (once printed)."""
+    result, error = None, None
+    try:
+        result = action()
+    except CosimError as caught:
+        error = caught
+    errors = comm.allgather(None if error is None else str(error))
+    if any(errors):
+        if error is not None:
+            raise error
+        first = next(e for e in errors if e)
+        raise _Quiet(first)
+    return result
+
+
+class _Quiet(CosimError):
+    """The same error as on another rank; only rank 0 prints errors raised before the run."""
+
+
+def _prebuild_library(scenario) -> None:
+    from cosim.build import library_fmu
+
+    for path in scenario.fmus.values():
+        if str(path).startswith("library:"):
+            try:
+                library_fmu(str(path).split(":", 1)[1])
+            except CosimError:
+                pass  # build() reports it on every rank
+
+
+def _link_parts(main: h5py.File, output: Path, graph: CouplingGraph, settings, ranks: int,
+                cohort: bool) -> None:
+    """External links so the main file shows the parts' data while the run goes."""
+    folder = f"{Path(output).name}.parts"
+    main.attrs["parts_folder"] = folder
+    if cohort:
+        return
+    owner = partition(graph, ranks)
+    main["time"] = h5py.ExternalLink(f"{folder}/{part_path(output, 0).name}", "/time")
+    instances = main.create_group("instances")
+    for name in graph.instances:
+        if settings.record.get(name):
+            part = f"{folder}/{part_path(output, owner[name]).name}"
+            instances[name] = h5py.ExternalLink(part, f"/instances/{name}")
+
+
+def _abort(comm, part: h5py.File | None, error: BaseException) -> None:
+    message = str(error)
+    if not isinstance(error, CosimError):
+        message = f"{type(error).__name__}: {error}"
+    if getattr(error, "rank", None) is None and not isinstance(error, _Quiet):
+        message = f"rank {comm.Get_rank()}: {message}"
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    if part is not None:
+        try:
+            part.attrs["status"] = "failed"
+            part.attrs["error"] = message
+            part.close()
+        except Exception:  # noqa: BLE001 - we are stopping anyway
+            pass
+    comm.Abort(1)
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value)

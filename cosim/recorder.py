@@ -69,8 +69,9 @@ class Recorder:
     """Observer writing the recorded variables of an execution into an HDF5 group."""
 
     def __init__(self, group: h5py.Group, block_rows: int = BLOCK_ROWS,
-                 compression: str | None = "gzip"):
+                 compression: str | None = "gzip", scales: bool = True):
         self.group = group
+        self.scales = scales  # attach /time as dimension scale (not in part files: see merge)
         self.block_rows = block_rows
         self.compression = compression
         self.rows_written = 0
@@ -89,7 +90,8 @@ class Recorder:
         self.time = self.group.create_dataset("time", shape=(0,), **options)
         self.time.attrs["unit"] = "s"
         self.time.attrs["description"] = "communication points"
-        self.time.make_scale("time")
+        if self.scales:
+            self.time.make_scale("time")
         instances = self.group.require_group("instances")
         index, self.datasets = [], []
         graph, layout = run.graph, run.layout
@@ -112,7 +114,8 @@ class Recorder:
                 dataset.attrs["description"] = var.description
                 dataset.attrs["causality"] = var.causality
                 dataset.attrs["type"] = var.type
-                dataset.dims[0].attach_scale(self.time)
+                if self.scales:
+                    dataset.dims[0].attach_scale(self.time)
                 self.datasets.append(dataset)
                 index.append(layout.index(name, variable))
         self.index = np.array(index, dtype=np.intp)
@@ -152,3 +155,56 @@ class Recorder:
         self.rows_written = stop
         self._row = 0
         self.group.file.flush()
+
+
+def attach_time_scale(group: h5py.Group) -> None:
+    """Make ``group/time`` the dimension scale of every recorded dataset under it."""
+    if "time" not in group:
+        return
+    time = group["time"]
+    if not time.is_scale:
+        time.make_scale("time")
+    for instance in group.get("instances", {}).values():
+        for dataset in instance.values():
+            if not any(time == scale for scale in dataset.dims[0].values()):
+                dataset.dims[0].attach_scale(time)
+
+
+def merge_parts(main: h5py.File, parts: list[Path]) -> None:
+    """Copy per-process part files into the main file, so it stands alone.
+
+    A part holds ``time`` and ``instances/<name>`` (a distributed run) and/or
+    ``members/<id>/…`` (cohort members, possibly split over several parts). A part whose status
+    is "failed" marks the main file (or the member) failed, with its error.
+    """
+    for path in parts:
+        if not Path(path).exists():
+            continue
+        with h5py.File(path, "r") as part:
+            if part.attrs.get("status") == "failed":
+                main.attrs["status"] = "failed"
+                main.attrs["error"] = part.attrs.get("error", "")
+            _merge_group(part, main)
+            for member_id, member in part.get("members", {}).items():
+                target = main.require_group(f"members/{member_id}")
+                for key, value in member.attrs.items():
+                    if key != "status" or target.attrs.get("status") != "failed":
+                        target.attrs[key] = value
+                _merge_group(member, target)
+    attach_time_scale(main)
+    for member in main.get("members", {}).values():
+        attach_time_scale(member)
+
+
+def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
+    if "time" in source:
+        link = target.get("time", getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            del target["time"]  # the link to a part, replaced by the data
+        if "time" not in target:
+            source.copy(source["time"], target, name="time")
+    for name, instance in source.get("instances", {}).items():
+        instances = target.require_group("instances")
+        if name in instances:
+            del instances[name]  # an external link to the part, replaced by the data
+        source.copy(instance, instances, name=name)

@@ -1,0 +1,178 @@
+"""Real ``mpiexec -n 1/2/3`` runs: same datasets whatever the rank count; a failing rank stops all.
+
+Scenarios are written into a temporary folder; FMUs come from the library (``fmus/``) or are
+built from ``tests/mpi/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosim.build import build_fmu
+from cosim.results import open_results
+
+pytestmark = pytest.mark.mpi
+BIN = Path(sys.executable).parent
+MPIEXEC = BIN / "mpiexec"
+HERE = Path(__file__).parent
+
+
+def cosim(args: list[str], ranks: int | None, timeout: float = 240):
+    """Run the cosim command, under ``mpiexec -n ranks`` unless ranks is None."""
+    command = [sys.executable, "-m", "cosim.cli", *args]
+    if ranks is not None:
+        command = [str(MPIEXEC), "-n", str(ranks), *command]
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def ring_scenario(folder: Path, count: int, algorithm: str, stop: float = 2.0) -> Path:
+    """``count`` oscillators in a ring, each coupled to both neighbours' positions (through
+    the left neighbour only, so every input is fed once)."""
+    lines = ["version: 1", "name: ring", "fmus: {osc: oscillator}", "instances:"]
+    for i in range(count):
+        lines.append(f"  o{i}: {{fmu: osc, cost: {1 + i % 3}, parameters: "
+                     f"{{m: {1 + 0.1 * i}, k: {1 + 0.05 * i}, k_c: 0.3, x0: {0.1 * (i % 4)}}}}}")
+    lines.append("connections:")
+    for i in range(count):
+        lines.append(f"  - o{(i - 1) % count}.x -> o{i}.x_other")
+    lines += [f"simulation: {{start: 0, stop: {stop:g}, step: 0.001, algorithm: {algorithm}}}",
+              "record: {interval: 0.005, variables: ['*.*']}"]
+    path = folder / f"ring_{algorithm}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def datasets(path: Path, member: str | None = None) -> dict[str, np.ndarray]:
+    with open_results(path, member) as res:
+        assert res.status == "completed", res.attrs.get("error")
+        out = {name: res[name] for name in res.variables}
+        out["time"] = res.time
+    return out
+
+
+@pytest.mark.parametrize("algorithm", ["jacobi", "gauss-seidel"])
+def test_distributed_run_is_identical_for_1_2_3_ranks(tmp_path, algorithm):
+    scenario = ring_scenario(tmp_path, 7, algorithm)
+    reference = None
+    for ranks in (None, 1, 2, 3):
+        out = tmp_path / f"r{ranks}.h5"
+        done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], ranks)
+        assert done.returncode == 0, done.stderr
+        data = datasets(out)
+        assert len(data) == 7 * 2 + 1
+        assert not Path(f"{out}.parts").exists(), "part files are merged and removed"
+        if reference is None:
+            reference = data
+            continue
+        for name, values in reference.items():
+            assert np.array_equal(values, data[name]), f"{name} differs with {ranks} ranks"
+
+
+def test_graph_shows_the_partition(tmp_path):
+    scenario = ring_scenario(tmp_path, 7, "jacobi")
+    done = cosim(["graph", str(scenario), "--ranks", "3"], None)
+    assert done.returncode == 0, done.stderr
+    assert "rank 2" in done.stdout
+    assert "partition over 3 ranks cuts" in done.stdout
+
+
+def cohort_scenario(folder: Path) -> Path:
+    text = """\
+version: 1
+name: oscillator cohort
+fmus: {osc: oscillator}
+instances:
+  a: {fmu: osc, parameters: {k_c: 0.5}}
+  b: {fmu: osc, parameters: {k_c: 0.5, x0: 0.0}}
+connections:
+  - a.x -> b.x_other
+  - b.x -> a.x_other
+simulation: {start: 0, stop: 1.0, step: 0.001, algorithm: gauss-seidel}
+record: {interval: 0.01, variables: [a.x, b.x]}
+criteria:
+  - {name: a stays small, signal: a.x, measure: max, max: 1.05}
+cohort:
+  method: latin-hypercube
+  size: 7
+  seed: 11
+  parameters:
+    a.m: {distribution: lognormal, median: 1.0, sigma: 0.3}
+    b.k: {distribution: uniform, low: 0.5, high: 2.0}
+    a.x0: {distribution: normal, mean: 1.0, sd: 0.05, low: 0.9, high: 1.1}
+"""
+    path = folder / "cohort.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_cohort_is_identical_for_1_2_3_ranks(tmp_path):
+    scenario = cohort_scenario(tmp_path)
+    reference = None
+    for ranks in (None, 2, 3):
+        out = tmp_path / f"c{ranks}.h5"
+        done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], ranks)
+        assert done.returncode == 0, done.stderr
+        with open_results(out) as res:
+            assert res.members == [f"{i:06d}" for i in range(7)]
+            summary = res.summary()
+        members = {m: datasets(out, m) for m in summary and [f"{i:06d}" for i in range(7)]}
+        assert list(summary["member"]) == list(range(7))
+        if reference is None:
+            reference = (summary, members)
+            assert len(set(summary["a.m"])) == 7, "members differ"
+            continue
+        for column in ("a.m", "b.k", "a.x0", "a stays small"):
+            assert np.array_equal(reference[0][column], summary[column])
+        for member, data in reference[1].items():
+            for name, values in data.items():
+                assert np.array_equal(values, members[member][name]), (member, name, ranks)
+
+
+def test_cohort_with_groups_of_two_ranks(tmp_path):
+    """Both kinds together: 2 groups of 2 ranks, each member distributed over its group."""
+    scenario = cohort_scenario(tmp_path)
+    text = scenario.read_text() + "parallel: {group_size: 2}\n"
+    scenario.write_text(text)
+    serial, grouped = tmp_path / "serial.h5", tmp_path / "grouped.h5"
+    assert cosim(["run", str(scenario), "-o", str(serial), "--no-plot"], None).returncode == 0
+    done = cosim(["run", str(scenario), "-o", str(grouped), "--no-plot"], 4)
+    assert done.returncode == 0, done.stderr
+    for i in range(7):
+        a, b = datasets(serial, f"{i:06d}"), datasets(grouped, f"{i:06d}")
+        for name in a:
+            assert np.array_equal(a[name], b[name])
+
+
+def test_a_failing_rank_stops_every_rank_quickly(tmp_path):
+    failing = build_fmu(HERE / "mpi" / "failing_model.py", tmp_path)
+    scenario = tmp_path / "fails.yaml"
+    scenario.write_text(f"""\
+version: 1
+fmus: {{osc: oscillator, pump: {failing}}}
+instances:
+  heart: {{fmu: osc}}
+  pump: {{fmu: pump, parameters: {{fail_time: 0.3}}}}
+connections:
+  - heart.x -> pump.u
+simulation: {{start: 0, stop: 1000, step: 0.001}}
+""")
+    out = tmp_path / "fails.h5"
+    started = time.monotonic()
+    done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], 2, timeout=120)
+    elapsed = time.monotonic() - started
+    assert done.returncode != 0
+    assert elapsed < 60, f"took {elapsed:.0f} s to stop"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert "rank 1" in errors[0] and "'pump'" in errors[0] and "t = 0.3" in errors[0]
+    assert "diverged" in done.stderr  # the FMU's own log line comes with it
+    assert "Traceback" not in done.stderr
+    assert out.exists(), "the main file stays, linking to what the ranks flushed"
