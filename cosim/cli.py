@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if parallel.rank() == 0:  # under MPI every rank finds the same scenario errors
             print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # output piped into `head`
+        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted; results written so far are kept", file=sys.stderr)
         return EXIT_ERROR

@@ -31,12 +31,15 @@ MEASURES = {
     "final": "value at the window end",
     "increase": "final minus initial value (for counters)",
     "rate": "increase per minute (for counters: events per minute)",
-    "ratio": "increase of signal divided by increase of `per` (e.g. captures per pace)",
+    "ratio": "increase of signal divided by increase of `per`",
+    "response_ratio": "fraction of increments of `per` (e.g. paces) followed by an increment of "
+                      "signal (e.g. beats) within `within` seconds: the capture ratio",
     "longest_gap": "longest time in seconds between two increments of a counter",
     "first_time": "first time in seconds the signal satisfies `when` (e.g. '> 0.5')",
 }
 _CONDITION = re.compile(r"^\s*(<=|>=|<|>|==|!=)\s*([-+0-9.eE]+)\s*$")
-_KEYS = {"name", "signal", "measure", "window", "min", "max", "per", "when", "description"}
+_KEYS = {"name", "signal", "measure", "window", "min", "max", "per", "when", "within",
+         "description"}
 
 Report = Callable[[tuple, str, str], None]
 
@@ -51,6 +54,7 @@ class Criterion:
     max: float | None = None
     per: str | None = None
     when: str | None = None
+    within: float = 0.1
     description: str = ""
 
     def signals(self) -> list[str]:
@@ -143,15 +147,22 @@ def parse_criteria(items: Any, report: Report) -> list[Criterion]:
             else:
                 window = (float(window[0]), float(window[1]))
         per = item.get("per")
-        if measure == "ratio" and (not isinstance(per, str) or "." not in per):
-            report((i, "per"), "a ratio needs 'per: instance.variable'",
+        if measure in ("ratio", "response_ratio") and (not isinstance(per, str)
+                                                       or "." not in per):
+            report((i, "per"), f"{measure} needs 'per: instance.variable'",
                    "e.g. per: generator.vp_count")
+        within = item.get("within", 0.1)
+        if isinstance(within, bool) or not isinstance(within, (int, float)) or within <= 0:
+            report((i, "within"), f"within must be a positive number of seconds, got {within!r}",
+                   "e.g. within: 0.1")
+            within = 0.1
         when = item.get("when")
         if measure == "first_time" and (not isinstance(when, str) or not _CONDITION.match(when)):
             report((i, "when"), f"first_time needs a condition like '> 0.5', got {when!r}", "")
         criteria.append(Criterion(name=name, signal=signal, measure=measure, window=window,
                                   min=limits.get("min"), max=limits.get("max"),
-                                  per=per if measure == "ratio" else None,
+                                  per=per if measure in ("ratio", "response_ratio") else None,
+                                  within=float(within),
                                   when=when if measure == "first_time" else None,
                                   description=str(item.get("description", ""))))
     return criteria
@@ -196,6 +207,15 @@ def _measure(c: Criterion, t: np.ndarray, y: np.ndarray, per: np.ndarray | None)
     if m == "ratio":
         denominator = per[-1] - per[0]
         return float((y[-1] - y[0]) / denominator) if denominator else math.nan
+    if m == "response_ratio":
+        causes = t[1:][np.diff(per) > 0]
+        if not len(causes):
+            return math.nan
+        responses = t[1:][np.diff(y) > 0]
+        after = np.searchsorted(responses, causes, side="left")  # same step counts
+        answered = (after < len(responses)) & (
+            responses[np.minimum(after, len(responses) - 1)] <= causes + c.within + 1e-12)
+        return float(np.mean(answered))
     if m == "longest_gap":
         increments = t[1:][np.diff(y) > 0]
         marks = np.concatenate(([t[0]], increments, [t[-1]]))
@@ -220,10 +240,12 @@ def _broke_at(c: Criterion, t, y, per, low: float, high: float) -> float:
         return float(marks[long[0]] + high) if len(long) else math.nan
     if c.measure == "first_time":
         return float(t[0] + high) if math.isfinite(high) else math.nan
-    if c.measure in ("ratio", "increase"):  # first end of an expanding window that fails
+    if c.measure in ("ratio", "response_ratio", "increase"):  # first failing expanding window
         for end in range(1, len(t)):
+            if per is not None and per[end] == per[end - 1] and c.measure != "increase":
+                continue  # the ratio only changes when `per` does
             sub = _measure(c, t[:end + 1], y[:end + 1], None if per is None else per[:end + 1])
-            if c.measure == "ratio" and (per[end] - per[0]) < 3:
+            if per is not None and (per[end] - per[0]) < 3:
                 continue  # too few events for a ratio to mean anything
             if not (low <= sub <= high) and not math.isnan(sub):
                 return float(t[end])

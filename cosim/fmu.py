@@ -167,6 +167,21 @@ def read_fmu(path: str | Path) -> FMU:
                platforms=platforms, description=md)
 
 
+def _prefer_host_pythonfmu(unzip_dir: Path) -> None:
+    """Import the installed pythonfmu before a pythonfmu FMU loads the copy it ships.
+
+    A pythonfmu FMU runs in this interpreter and imports ``pythonfmu`` from its own
+    ``resources/`` when the host has not imported it yet. That copy then stays in
+    ``sys.modules`` and lives in a temporary folder: a later ``cosim.build.build_fmu`` in the
+    same process takes its binaries from there and writes FMUs without any.
+    """
+    if (unzip_dir / "resources" / "pythonfmu").is_dir():
+        try:
+            import pythonfmu  # noqa: F401 - imported for its place in sys.modules
+        except ImportError:
+            pass
+
+
 def _platform() -> str:
     from fmpy import platform
 
@@ -200,6 +215,7 @@ class Instance:
                 + (", ".join(self.fmu.platforms) or "none (source code only?)"),
                 file=str(self.fmu.path), key=self.name,
                 hint=f"export or compile the FMU for {platform}"))
+        _prefer_host_pythonfmu(self.fmu.unzip_dir())
         try:
             self._slave = FMU2Slave(guid=self.fmu.guid, unzipDirectory=str(self.fmu.unzip_dir()),
                                     modelIdentifier=self.fmu.model_identifier,
@@ -260,7 +276,13 @@ class Instance:
         self.phase = "freed"
 
     def close(self) -> None:
-        """Terminate (when initialised) and free; safe in every state, never raises twice."""
+        """Terminate (when initialised) and free; safe in every state, never raises twice.
+
+        After ``fmi2Fatal`` the standard allows no further call into the FMU, so a fatal
+        instance is left as it is (its memory is leaked on purpose).
+        """
+        if self.phase == "fatal":
+            return
         try:
             self.terminate()
         except SimulationError:
@@ -402,6 +424,8 @@ class Instance:
     def _failure(self, function: str, status: int, message: str | None,
                  time: float | None) -> SimulationError:
         label = FMI_STATUS[status] if 0 <= status < len(FMI_STATUS) else f"status {status}"
+        if status == 4:
+            self.phase = "fatal"
         text = message or f"{function} failed ({label})"
         return SimulationError(text, instance=self.name, function=function,
                                time=self.time if time is None else time, log=list(self.log))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -137,6 +138,7 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
         _link_parts(main, output, graph, settings, ranks, cohort is not None)
         main.flush()
     comm.Barrier()
+    started = time.perf_counter()
     part = None
     try:
         part = h5py.File(part_path(output, me), "w")
@@ -150,6 +152,7 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
     comm.Barrier()
     report = None
     if me == 0:
+        main.attrs["run_seconds"] = time.perf_counter() - started
         try:
             merge_parts(main, [part_path(output, r) for r in range(ranks)])
             shutil.rmtree(Path(f"{output}.parts"), ignore_errors=True)

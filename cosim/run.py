@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,15 +81,19 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
         cohort = sample_cohort(scenario.cohort, Path(path).parent)
         members = [cohort.member(i) for i in range(len(cohort))]
         with create_results_file(output, provenance(scenario, graph, settings)) as file:
+            started = time.perf_counter()
             for i, parameters in enumerate(members):
                 run_member(file, i, scenario, graph, settings, parameters)
+            file.attrs["run_seconds"] = time.perf_counter() - started
             write_summary(file, scenario, cohort.names, members)
             file.attrs["status"] = "completed"
         return Report(output, members=len(members))
     with create_results_file(output, provenance(scenario, graph, settings)) as file:
         execution = Execution(graph, settings)
         recorder = Recorder(file)
+        started = time.perf_counter()
         execution.run([recorder])
+        file.attrs["run_seconds"] = time.perf_counter() - started
         outcomes = judge(file, scenario)
     figure = None
     if plot and (scenario.plot or scenario.criteria):

@@ -345,8 +345,9 @@ def _check_record(section: Any, settings: Settings, check: _Checker
                   ) -> tuple[list[tuple[str, Source]], int]:
     if section is None:
         return [("*.*", Source())], 1
-    if isinstance(section, list):
-        section = {"variables": section}
+    items_path: tuple = ("record", "variables")
+    if isinstance(section, list):  # the short form: record: [cell.V, ...]
+        section, items_path = {"variables": section}, ("record",)
     if not isinstance(section, Mapping):
         check.report(("record",), "must be a list of variables or a mapping",
                      "record: {interval: 0.01, variables: [cell.V, generator.*]}")
@@ -372,10 +373,10 @@ def _check_record(section: Any, settings: Settings, check: _Checker
         return [], every
     for i, item in enumerate(variables):
         if not isinstance(item, str) or parse_port(item) is None:
-            check.report(("record", "variables", i), f"not 'instance.variable': {item!r}",
+            check.report(items_path + (i,), f"not 'instance.variable': {item!r}",
                          "e.g. cell.V, generator.* (all outputs), *.* (all outputs)")
             continue
-        patterns.append((item, check.source("record", "variables", i)))
+        patterns.append((item, check.source(*items_path, i)))
     return patterns, every
 
 

@@ -102,6 +102,7 @@ class Tissue(Fmi2Slave):
         self.intrinsic_current = 100.0
         self.intrinsic_width = 2.0
         self.intrinsic_radius = 1.0
+        self.intrinsic_reset = 0
         self.V_source = -85.0
         self.I_stim = 0.0
         self.stim_width = 0.0
@@ -113,6 +114,11 @@ class Tissue(Fmi2Slave):
         for name in ("nx", "ny", "electrode_x", "electrode_y", "intrinsic_x", "intrinsic_y"):
             self.register_variable(Integer(name, causality=Fmi2Causality.parameter,
                                            variability=Fmi2Variability.fixed))
+        self.register_variable(Integer(
+            "intrinsic_reset", causality=Fmi2Causality.parameter,
+            variability=Fmi2Variability.fixed,
+            description="1: a wave reaching the intrinsic site restarts its cycle (an escape "
+                        "focus reset by paced beats); 0: fixed rate (a sinus node)"))
         for name in ("dx", "D_long", "D_trans", "dt", "dt_max", "tau_in", "tau_out",
                      "tau_open", "tau_close", "v_gate", "V_rest", "V_peak", "C_m", "g_coupling",
                      "electrode_height", "egm_gain", "intrinsic_rate", "intrinsic_delay",
@@ -170,6 +176,8 @@ class Tissue(Fmi2Slave):
         self._quiet = True
         self._quiet_time = 0.0
         self._egm_at_quiet = 0.0
+        self._origin = 1000.0 * self.intrinsic_delay  # ms: time of intrinsic beat k = 0
+        self._site_seen = -1.0  # ms: last activation of the intrinsic site already handled
         self._substeps = 0  # work counter (not state): substeps taken since initialisation
         self._ready = True
         self._outputs()
@@ -205,15 +213,28 @@ class Tissue(Fmi2Slave):
             on = any(start <= mid < end for start, end in windows)
             j_site = self.intrinsic_current * j_unit if on else 0.0
             self._advance(t0 + a, b - a, j_e, j_site)
+        if self.intrinsic_reset and self.intrinsic_rate > 0 and self._site.size:
+            self._reset_intrinsic_cycle()
         self._outputs()
         return True
+
+    def _reset_intrinsic_cycle(self) -> None:
+        """A wave from elsewhere activated the intrinsic site: its next beat is a period later."""
+        t_site = float(self._t_act[self._site].max())
+        if t_site <= self._site_seen:
+            return
+        self._site_seen = t_site
+        period = 60000.0 / self.intrinsic_rate
+        own = self._origin + math.floor((t_site - self._origin) / period) * period
+        if not (t_site >= self._origin and t_site - own < self.intrinsic_width + 10.0):
+            self._origin = t_site + period
 
     def _intrinsic_windows(self, t0: float, length: float) -> list[tuple[float, float]]:
         """Intrinsic stimulus windows overlapping [t0, t0 + length], relative to t0 [ms]."""
         if self.intrinsic_rate <= 0 or self._site.size == 0:
             return []
         period = 60000.0 / self.intrinsic_rate
-        first = 1000.0 * self.intrinsic_delay
+        first = self._origin
         k = max(0, math.floor((t0 - first - self.intrinsic_width) / period))
         windows = []
         while first + k * period < t0 + length:
@@ -341,6 +362,7 @@ class Tissue(Fmi2Slave):
         state = {name: getattr(self, name) for name in
                  ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm",
                   "activation_time_far", "cv_measured")}
+        state.update(origin=self._origin, site_seen=self._site_seen)
         if self._ready:
             state.update(v=self._v.tolist(), h=self._h.tolist(), t_act=self._t_act.tolist(),
                          quiet=self._quiet, quiet_time=self._quiet_time,
@@ -351,6 +373,7 @@ class Tissue(Fmi2Slave):
         for name in ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm",
                      "activation_time_far", "cv_measured"):
             setattr(self, name, state[name])
+        self._origin, self._site_seen = state["origin"], state["site_seen"]
         if "v" in state:
             self._v = np.array(state["v"], dtype=float)
             self._h = np.array(state["h"], dtype=float)

@@ -1,0 +1,162 @@
+"""Master overhead: cosim's cost per FMU-step against a hand-written fmpy loop.
+
+Rings of N oscillators (instance i's ``x`` feeds instance i+1's ``x_other``), stepped with
+Jacobi at a fixed step, two ways in the same process:
+
+- fmpy: the loop a user would write with ``fmpy.fmi2.FMU2Slave`` (value references resolved
+  once; ``setReal``/``doStep``/``getReal`` per instance per step);
+- cosim: ``cosim.execution.Execution`` (Jacobi, nothing recorded), and again recording every
+  ``x`` into a temporary HDF5 file.
+
+Only the stepping loop is timed (instantiation and initialisation excluded); each figure is the
+best of ``--repeat`` runs. Both ways must end in the same state (checked), so they do the same
+work. FMUs: the hand-written C oscillator (cheap: the master's cost shows) and the pythonfmu
+Oscillator of fmus/oscillator.
+
+    python benchmarks/overhead.py [--sizes 2 8 32] [--fmu-steps 60000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from fmpy import extract, read_model_description
+from fmpy.fmi2 import FMU2Slave
+
+from cosim.build import build_fmu
+from cosim.execution import Execution, Settings
+from cosim.graph import CouplingGraph
+from cosim.recorder import Recorder, create_results_file
+
+ROOT = Path(__file__).resolve().parent.parent
+STEP = 0.001
+
+
+def build_fmus(folder: Path) -> dict[str, Path]:
+    spec = importlib.util.spec_from_file_location(
+        "c_oscillator_build", ROOT / "tests" / "fixtures" / "c_oscillator" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"C oscillator": module.build_c_oscillator(folder),
+            "pythonfmu Oscillator": build_fmu(ROOT / "fmus" / "oscillator" /
+                                              "cosim_oscillator.py", folder)}
+
+
+def start_values(n: int) -> list[float]:
+    return [float(np.cos(2 * np.pi * i / n)) for i in range(n)]
+
+
+def fmpy_ring(fmu: Path, n: int, steps: int) -> tuple[float, np.ndarray]:
+    """Seconds spent stepping, and the final positions, of the hand-written fmpy loop."""
+    md = read_model_description(str(fmu))
+    unzipdir = extract(str(fmu))
+    vr = {v.name: v.valueReference for v in md.modelVariables}
+    vr_x, vr_in, vr_x0 = [vr["x"]], [vr["x_other"]], [vr["x0"]]
+    slaves = []
+    for i, x0 in enumerate(start_values(n)):
+        slave = FMU2Slave(guid=md.guid, unzipDirectory=unzipdir,
+                          modelIdentifier=md.coSimulation.modelIdentifier,
+                          instanceName=f"fmpy{i}")
+        slave.instantiate()
+        slave.setupExperiment(startTime=0.0)
+        slave.enterInitializationMode()
+        slave.setReal(vr_x0, [x0])
+        slave.exitInitializationMode()
+        slaves.append(slave)
+    x = [slave.getReal(vr_x)[0] for slave in slaves]
+    ring = list(zip(slaves, [(i - 1) % n for i in range(n)], strict=True))
+    begin = time.perf_counter()
+    for k in range(steps):
+        t = k * STEP
+        for slave, left in ring:
+            slave.setReal(vr_in, [x[left]])
+        for slave in slaves:
+            slave.doStep(t, STEP)
+        x = [slave.getReal(vr_x)[0] for slave in slaves]
+    elapsed = time.perf_counter() - begin
+    for slave in slaves:
+        slave.terminate()
+        slave.freeInstance()
+    return elapsed, np.array(x)
+
+
+class Stopwatch:
+    """Observer timing the stepping loop (from point 0 to the last point)."""
+
+    def started(self, run: Execution) -> None:
+        self.last = run.settings.steps
+        self.run = run
+
+    def stepped(self, n: int, time_: float) -> None:
+        if n == 0:
+            self.begin = time.perf_counter()
+        elif n == self.last:
+            self.elapsed = time.perf_counter() - self.begin
+            layout = self.run.layout
+            self.x = np.array([self.run.system.signals[layout.index(f"o{i}", "x")]
+                               for i in range(len(layout.instances))])
+
+    def finished(self, error: BaseException | None) -> None:
+        if error is not None:
+            raise error
+
+
+def cosim_ring(fmu: Path, n: int, steps: int, record_to: Path | None) -> tuple[float, np.ndarray]:
+    graph = CouplingGraph()
+    for i, x0 in enumerate(start_values(n)):
+        graph.add_instance(f"o{i}", fmu, parameters={"x0": x0})
+    for i in range(n):
+        graph.connect(f"o{(i - 1) % n}.x", f"o{i}.x_other")
+    graph.validate()
+    settings = Settings(0.0, steps * STEP, STEP, algorithm="jacobi",
+                        record={f"o{i}": ("x",) for i in range(n)})
+    watch = Stopwatch()
+    if record_to is None:
+        Execution(graph, settings).run([watch])
+    else:
+        with create_results_file(record_to, {"benchmark": "overhead"}) as file:
+            Execution(graph, settings).run([Recorder(file), watch])
+    return watch.elapsed, watch.x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 8, 32])
+    parser.add_argument("--fmu-steps", type=int, default=60_000,
+                        help="FMU-steps per measurement (steps = this / instances)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cosim_overhead_") as tmp:
+        folder = Path(tmp)
+        fmus = build_fmus(folder)
+        print(f"Jacobi ring, step {STEP} s; µs per FMU-step (best of {args.repeat}); "
+              "ratio = cosim / fmpy")
+        print(f"{'FMU':<22}{'N':>4}{'steps':>7}{'fmpy':>8}{'cosim':>8}{'ratio':>7}"
+              f"{'+record':>9}{'ratio':>7}")
+        for label, fmu in fmus.items():
+            for n in args.sizes:
+                steps = max(100, args.fmu_steps // n)
+                best = {"fmpy": np.inf, "cosim": np.inf, "record": np.inf}
+                for _ in range(args.repeat):
+                    seconds, x_fmpy = fmpy_ring(fmu, n, steps)
+                    best["fmpy"] = min(best["fmpy"], seconds)
+                    seconds, x_cosim = cosim_ring(fmu, n, steps, None)
+                    best["cosim"] = min(best["cosim"], seconds)
+                    seconds, x_rec = cosim_ring(fmu, n, steps, folder / "record.h5")
+                    best["record"] = min(best["record"], seconds)
+                    if not (np.array_equal(x_fmpy, x_cosim) and np.array_equal(x_fmpy, x_rec)):
+                        raise SystemExit(f"{label}, N={n}: cosim and fmpy end in different "
+                                         "states; the comparison is not like for like")
+                us = {k: v / (n * steps) * 1e6 for k, v in best.items()}
+                print(f"{label:<22}{n:>4}{steps:>7}{us['fmpy']:>8.2f}{us['cosim']:>8.2f}"
+                      f"{us['cosim'] / us['fmpy']:>7.2f}{us['record']:>9.2f}"
+                      f"{us['record'] / us['fmpy']:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Lead FMU: interface circuit, pacing impedance and fault modes against clinical ranges."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fmpy import simulate_fmu
+from fmpy.validation import validate_fmu
+from scipy.integrate import quad
+from scipy.optimize import curve_fit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"cosim_{name}_t", ROOT / "fmus" / name /
+                                                  f"cosim_{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LEAD, CELL = load("lead"), load("cell")
+
+
+def lead(fault=0, **parameters):
+    device = LEAD.Lead(instance_name="l")
+    device.fault, device.fault_time = fault, 0.0
+    for name, value in parameters.items():
+        setattr(device, name, value)
+    device.exit_initialization_mode()
+    return device
+
+
+def test_nominal_pacing_impedance_in_the_normal_range():
+    """Normal 200–1200 Ω, typically 400–700 Ω (references.md: manuals, clinical reviews)."""
+    impedance = lead().pulse(3.5, 0.4, False)[0]
+    assert 400.0 <= impedance <= 700.0
+
+
+def test_conductor_fracture_raises_impedance_and_collapses_current():
+    """An abrupt rise above ~1500–2000 Ω suggests conductor fracture (references.md)."""
+    nominal, broken = lead(), lead(fault=1)
+    assert broken.pulse(3.5, 0.4, True)[0] > 2000.0
+    assert broken.pulse(3.5, 0.4, True)[2] < 0.2 * nominal.pulse(3.5, 0.4, False)[2]
+
+
+def test_insulation_breach_lowers_impedance():
+    """Below about 200–250 Ω suggests an insulation breach (references.md)."""
+    breached = lead(fault=2)
+    impedance, _, mean_tip, _, _ = breached.pulse(3.5, 0.4, True)
+    assert impedance < 250.0
+    assert mean_tip < lead().pulse(3.5, 0.4, False)[2]  # part of the current bypasses the tip
+
+
+def test_charge_is_the_integral_of_the_tip_current():
+    device = lead()
+    _, _, _, charge, edge = device.pulse(2.0, 0.5, False)
+    r_s = device.R_conductor + device.R_tissue
+    v_inf = 2.0 * device.R_F / (r_s + device.R_F)
+    tau = device.C_H * 1e-3 * r_s * device.R_F / (r_s + device.R_F)  # ms
+    integral, _ = quad(lambda t: (2.0 - v_inf * (1 - np.exp(-t / tau))) / r_s * 1e3, 0, 0.5)
+    assert charge == pytest.approx(integral, rel=1e-9)
+    assert edge == pytest.approx(2.0 / r_s)
+
+
+def test_dislodgement_drops_sensing_and_noise_makes_spikes():
+    device = lead(fault=4)
+    device.egm = 10.0
+    device.do_step(0.0, 1e-3)
+    assert abs(device.V_sense) < 1.0
+    noisy = lead(fault=5, noise_rate=50.0, seed=3)
+    spikes = 0
+    for k in range(10000):
+        noisy.egm = 0.0
+        noisy.do_step(k * 1e-3, 1e-3)
+        spikes += abs(noisy.V_sense) > 2.5  # above the generator's 2.5 mV sensitivity
+    assert 350 < spikes < 650  # Poisson, 50 /s for 10 s
+
+
+def threshold(width_ms: float, **lead_parameters) -> float:
+    """Lowest pulse amplitude (V) that makes the cell fire, by bisection."""
+    def captures(volts):
+        device = lead(**lead_parameters)
+        cell = CELL.Cell(instance_name="c")
+        cell.exit_initialization_mode()
+        device.V_pace_v, device.pulse_width_v = volts, width_ms
+        device.do_step(0.0, 2e-3)
+        cell.I_stim, cell.stim_width = device.I_stim, device.stim_width
+        cell.do_step(0.0, 2e-3)
+        cell.I_stim = 0.0
+        for k in range(1, 30):
+            cell.do_step(k * 2e-3, 2e-3)
+        return cell.beat_count > 0
+
+    low, high = 0.0, 20.0
+    for _ in range(20):
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if captures(middle) else (middle, high)
+    return high
+
+
+WIDTHS = np.array([0.1, 0.2, 0.4, 0.5, 1.0, 1.5])
+
+
+@pytest.fixture(scope="module")
+def strength_duration():
+    thresholds = np.array([threshold(w) for w in WIDTHS])
+    (rheobase, chronaxie), _ = curve_fit(lambda t, r, c: r * (1 + c / t), WIDTHS, thresholds,
+                                         p0=(0.5, 0.5))
+    return thresholds, rheobase, chronaxie
+
+
+def test_capture_threshold_at_0_4_ms_in_the_clinical_range(strength_duration):
+    """Chronic ventricular threshold 0.5–1.5 V at 0.4–0.5 ms (references.md: Ellenbogen)."""
+    thresholds, _, _ = strength_duration
+    assert 0.5 <= thresholds[2] <= 1.5
+    assert np.all(np.diff(thresholds) < 0), "longer pulses need less voltage"
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: the Mitchell–Schaeffer membrane "
+                   "integrates charge (τ_out = 6 ms), so the fitted chronaxie is several ms, "
+                   "not the clinical 0.3–0.5 ms; see docs/models/lead.md")
+def test_chronaxie_in_the_clinical_range(strength_duration):
+    """Chronaxie of cardiac pacing 0.3–0.5 ms (references.md: Lapicque fit, clinical)."""
+    _, _, chronaxie = strength_duration
+    assert 0.2 <= chronaxie <= 0.7
+
+
+def test_exit_block_raises_the_threshold_above_the_programmed_output():
+    """Exit block: the nominal 3.5 V output no longer captures; 7.5 V (the usual maximum) does."""
+    blocked = threshold(0.4, fault=3)
+    assert 3.5 < blocked < 7.5
+
+
+def test_fmu_validates_and_runs_in_fmpy(build_model):
+    fmu = build_model("lead")
+    assert validate_fmu(str(fmu)) == []
+    result = simulate_fmu(str(fmu), stop_time=0.01, step_size=1e-3, output_interval=1e-3,
+                          input=np.array([(0.0, 3.5, 0.4, 0.0)], dtype=[
+                              ("time", "f8"), ("V_pace_v", "f8"), ("pulse_width_v", "f8"),
+                              ("egm", "f8")]))
+    assert result["impedance"][-1] == pytest.approx(500.0)
+    assert result["I_stim"][-1] > 0

@@ -1,0 +1,127 @@
+"""FMUs for the foundation tests: the hand-written C oscillator, variants of its XML, a model
+that fails on purpose, and broken archives.
+
+Loaded by path from the test files (``load_kit()`` in each); not collected by pytest.
+Variants reuse the C binary and change only ``modelDescription.xml`` (units, dependencies,
+extra variables), which is what the coupling-graph checks read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent
+C_BUILD = TESTS / "fixtures" / "c_oscillator" / "build.py"
+
+
+def build_c_oscillator(dest: Path) -> Path:
+    """The C oscillator FMU (``c_oscillator.fmu``) built with gcc into ``dest``."""
+    spec = importlib.util.spec_from_file_location("c_oscillator_build_kit", C_BUILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_c_oscillator(Path(dest))
+
+
+def rewrite(fmu: Path, dest: Path, edit: Callable[[str], str] | None = None,
+            drop: Callable[[str], bool] | None = None) -> Path:
+    """A copy of ``fmu`` at ``dest`` with its XML passed through ``edit``, members dropped."""
+    with zipfile.ZipFile(fmu) as source, zipfile.ZipFile(dest, "w") as target:
+        for info in source.infolist():
+            if drop and drop(info.filename):
+                continue
+            data = source.read(info)
+            if info.filename == "modelDescription.xml" and edit:
+                data = edit(data.decode()).encode()
+            target.writestr(info.filename, data)
+    return dest
+
+
+def unit_variant(c_fmu: Path, dest: Path, unit: str = "mm") -> Path:
+    """The C oscillator declaring ``x``, ``x_other`` and ``x0`` in ``unit`` (a length)."""
+    factor = {"mm": "0.001", "cm": "0.01"}[unit]
+
+    def edit(xml: str) -> str:
+        xml = xml.replace('<Real unit="m"', f'<Real unit="{unit}"')
+        return xml.replace("</UnitDefinitions>", f'  <Unit name="{unit}">\n      <BaseUnit '
+                           f'm="1" factor="{factor}"/>\n    </Unit>\n  </UnitDefinitions>')
+    return rewrite(c_fmu, dest, edit)
+
+
+def feedthrough_variant(c_fmu: Path, dest: Path) -> Path:
+    """The C oscillator declaring that ``x`` depends directly on ``x_other``."""
+    def edit(xml: str) -> str:
+        return xml.replace('<Unknown index="8" dependencies="" dependenciesKind=""/>',
+                           '<Unknown index="8" dependencies="7" dependenciesKind="dependent"/>')
+    return rewrite(c_fmu, dest, edit)
+
+
+def typed_variant(c_fmu: Path, dest: Path) -> Path:
+    """The C oscillator with an Integer output ``count`` and a Boolean input ``enable``."""
+    extra = """
+    <ScalarVariable name="enable" valueReference="9" causality="input" variability="discrete">
+      <Boolean start="true"/>
+    </ScalarVariable>
+    <ScalarVariable name="count" valueReference="10" causality="output" variability="discrete"
+      initial="exact">
+      <Integer start="0"/>
+    </ScalarVariable>
+  </ModelVariables>"""
+
+    def edit(xml: str) -> str:
+        xml = xml.replace("</ModelVariables>", extra.lstrip("\n"))
+        return xml.replace("    </Outputs>", '      <Unknown index="11" dependencies="" '
+                           'dependenciesKind=""/>\n    </Outputs>')
+    return rewrite(c_fmu, dest, edit)
+
+
+FAILING_MODEL = '''
+"""Counts time and raises in do_step once the step would pass ``fail_after`` seconds."""
+
+from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, Real
+
+
+class FailingModel(Fmi2Slave):
+    UNITS = {"y": "s", "fail_after": "s", "u": "m"}
+    OUTPUT_DEPENDENCIES = {"y": []}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_after = 0.5
+        self.u = 0.0
+        self.y = 0.0
+        self.register_variable(Real("fail_after", causality=Fmi2Causality.parameter,
+                                    variability=Fmi2Variability.fixed))
+        self.register_variable(Real("u", causality=Fmi2Causality.input))
+        self.register_variable(Real("y", causality=Fmi2Causality.output,
+                                    initial=Fmi2Initial.calculated))
+
+    def do_step(self, current_time, step_size):
+        if current_time + step_size > self.fail_after + 1e-9:
+            raise RuntimeError("the failing model broke on purpose")
+        self.y = current_time + step_size
+        return True
+'''
+
+
+def build_failing_model(dest: Path) -> Path:
+    """``FailingModel.fmu``: raises in ``do_step`` once t > ``fail_after`` (0.5 s).
+
+    Built in a subprocess: a pythonfmu FMU built in the host process and then raising in
+    ``do_step`` crashes that process at exit (seen with pythonfmu 0.7.0).
+    """
+    dest = Path(dest)
+    source = dest / "failing_src"
+    source.mkdir(parents=True, exist_ok=True)
+    script = source / "cosim_failing_model_kit.py"
+    script.write_text(textwrap.dedent(FAILING_MODEL).lstrip(), encoding="utf-8")
+    code = ("import sys; from pathlib import Path; from cosim.build import build_fmu; "
+            "print(build_fmu(Path(sys.argv[1]), Path(sys.argv[2])))")
+    result = subprocess.run([sys.executable, "-c", code, str(script), str(dest)],
+                            capture_output=True, text=True, check=True)
+    return Path(result.stdout.strip().splitlines()[-1])

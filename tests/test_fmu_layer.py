@@ -1,0 +1,233 @@
+"""The FMU layer (cosim.fmu): reading FMU files, running named instances, failing cleanly."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fmpy.validation import validate_fmu
+
+from cosim import cli
+from cosim.errors import FMUError, SimulationError
+from cosim.fmu import Instance, read_fmu
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_kit():
+    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+kit = load_kit()
+
+
+@pytest.fixture(scope="module")
+def c_fmu(tmp_path_factory) -> Path:
+    return kit.build_c_oscillator(tmp_path_factory.mktemp("fmu_layer"))
+
+
+def started(fmu_path: Path, name: str, **parameters: float) -> Instance:
+    """An instance through instantiate → initialisation with ``parameters`` set."""
+    instance = Instance(read_fmu(fmu_path), name)
+    instance.instantiate()
+    instance.setup_experiment(0.0)
+    instance.enter_initialization_mode()
+    if parameters:
+        instance.set(parameters)
+    instance.exit_initialization_mode()
+    return instance
+
+
+def free_motion(p: dict[str, float], t: float) -> float:
+    """Undamped x(t) with x_other = 0: x0 cos(w t) + v0/w sin(w t)."""
+    w = np.sqrt((p["k"] + p["k_c"]) / p["m"])
+    return p["x0"] * np.cos(w * t) + p["v0"] / w * np.sin(w * t)
+
+
+def test_read_fmu_declares_the_interface(c_fmu):
+    fmu = read_fmu(c_fmu)
+    assert (fmu.model_name, fmu.model_identifier, fmu.fmi_version) == (
+        "COscillator", "c_oscillator", "2.0")
+    assert fmu.platforms == ("linux64",) and fmu.can_get_and_set_state
+    assert fmu.dependencies == {"x": (), "v": ()}
+    x = fmu.variables["x_other"]
+    assert (x.causality, x.unit, x.value_reference, x.type) == ("input", "m", 6, "Real")
+    assert fmu.unit_of("k").exponents == (1, 0, -2, 0, 0, 0, 0, 0)  # N/m = kg s^-2
+    assert len(fmu.sha256) == 64
+
+
+def test_several_instances_have_their_own_names_and_parameters(c_fmu):
+    params = {"a": {"m": 1.0, "k": 2.0, "k_c": 0.0, "x0": 1.0, "v0": 0.0},
+              "b": {"m": 3.0, "k": 0.5, "k_c": 0.0, "x0": -0.5, "v0": 0.2},
+              "c": {"m": 0.2, "k": 4.0, "k_c": 0.0, "x0": 0.1, "v0": -1.0}}
+    instances = [started(c_fmu, name, **p) for name, p in params.items()]
+    try:
+        for n in range(20):
+            for instance in instances:
+                instance.do_step(0.05 * n, 0.05)
+        for instance in instances:
+            p = params[instance.name]
+            values = instance.get(["x", "m", "x0"])
+            assert values["m"] == p["m"] and values["x0"] == p["x0"]
+            assert values["x"] == pytest.approx(free_motion(p, 1.0), abs=1e-12)
+            assert instance.time == pytest.approx(1.0)
+    finally:
+        for instance in instances:
+            instance.close()
+    assert [i.phase for i in instances] == ["freed"] * 3
+
+
+def test_inputs_and_outputs_through_bound_buffers(c_fmu):
+    instance = started(c_fmu, "bound", c=0.0, k=1.0, k_c=1.0, x0=0.0)
+    out = np.zeros(2)
+    inputs = instance.bind(["x_other"], ["x", "v"], out)
+    inputs[0] = 2.0  # equilibrium x = k_c x_other / (k + k_c) = 1
+    instance.set_inputs()
+    assert instance.get(["x_other"]) == {"x_other": 2.0}
+    instance.do_step(0.0, np.pi / np.sqrt(2.0))  # half a period: x goes 0 -> 2
+    instance.get_outputs()
+    np.testing.assert_allclose(out, [2.0, 0.0], atol=1e-12)
+    instance.close()
+
+
+def test_error_at_initialisation_names_instance_function_and_log(c_fmu):
+    instance = Instance(read_fmu(c_fmu), "massless")
+    instance.instantiate()
+    instance.setup_experiment(0.0)
+    instance.enter_initialization_mode()
+    instance.set({"m": 0.0})
+    with pytest.raises(SimulationError) as caught:
+        instance.exit_initialization_mode()
+    error = caught.value
+    assert (error.instance, error.function) == ("massless", "fmi2ExitInitializationMode")
+    text = str(error)
+    assert "instance 'massless'" in text and "fmi2ExitInitializationMode failed (error)" in text
+    assert "invalid parameter m = 0 kg: the mass must be > 0" in text
+    instance.close()  # terminate refused by the FMU in its error state; free still happens
+    assert instance.phase == "freed"
+    instance.close()  # twice is harmless
+    again = started(c_fmu, "massless")  # the process (and the name) can be used again
+    again.do_step(0.0, 0.1)
+    assert again.get(["x"])["x"] == pytest.approx(np.cos(np.sqrt(1.5) * 0.1), abs=1e-12)
+    again.close()
+
+
+def test_unknown_variable_and_wrong_phase_are_simulation_errors(c_fmu):
+    instance = Instance(read_fmu(c_fmu), "careless")
+    with pytest.raises(SimulationError, match="exit_initialization_mode.*phase 'created'"):
+        instance.exit_initialization_mode()
+    instance.instantiate()
+    with pytest.raises(SimulationError, match="has no variable 'mass'"):
+        instance.set({"mass": 1.0})
+    instance.close()
+    assert instance.phase == "freed"
+
+
+@pytest.mark.parametrize("which", ["c", "pythonfmu"])
+def test_fmu_state_roundtrip(c_fmu, build_model, which):
+    path = c_fmu if which == "c" else build_model("oscillator")
+    instance = started(path, f"state_{which}", c=0.2)
+    for n in range(10):
+        instance.do_step(0.05 * n, 0.05)
+    instance.set({"x_other": 0.8})
+    saved = instance.get_state()
+    instance.do_step(0.5, 0.05)
+    first = instance.get(["x", "v"])
+    instance.set({"x_other": -3.0})
+    instance.do_step(0.55, 0.3)
+    assert instance.get(["x", "v"]) != first
+    instance.set_state(saved)
+    assert instance.get(["x_other"])["x_other"] == 0.8
+    instance.do_step(0.5, 0.05)
+    assert instance.get(["x", "v"]) == first
+    instance.free_state(saved)
+    instance.close()
+
+
+# -- broken FMU files ---------------------------------------------------------------------------
+def broken(kind: str, c_fmu: Path, folder: Path) -> Path:
+    path = folder / f"{kind}.fmu"
+    if kind == "random-bytes":
+        path.write_bytes(np.random.default_rng(1).bytes(5000))
+    elif kind == "no-model-description":
+        kit.rewrite(c_fmu, path, drop=lambda name: name == "modelDescription.xml")
+    elif kind == "truncated":
+        data = c_fmu.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "schema":  # an attribute value the FMI 2.0 schema does not allow
+        kit.rewrite(c_fmu, path, lambda xml: xml.replace('causality="input"',
+                                                         'causality="sideways"'))
+    elif kind == "model-exchange-only":
+        kit.rewrite(c_fmu, path, lambda xml: re.sub(
+            r"<CoSimulation.*?/>", '<ModelExchange modelIdentifier="c_oscillator"/>', xml,
+            flags=re.S))
+    return path
+
+
+BROKEN = {
+    "random-bytes": "not a readable FMU (zip archive)",
+    "truncated": "not a readable FMU (zip archive)",
+    "no-model-description": "the archive has no modelDescription.xml",
+    "schema": "invalid modelDescription.xml",
+    "model-exchange-only": "the FMU does not support co-simulation",
+}
+
+
+@pytest.mark.parametrize("kind", BROKEN)
+def test_broken_fmu_gives_a_clear_fmu_error(kind, c_fmu, tmp_path, capsys):
+    path = broken(kind, c_fmu, tmp_path)
+    with pytest.raises(FMUError) as caught:
+        read_fmu(path)
+    error = caught.value
+    assert error.__suppress_context__ or error.__context__ is None  # no chained traceback
+    assert len(error.problems) == 1
+    assert str(error).startswith(f"{path}: {BROKEN[kind]}")
+    assert "\n    -> " in str(error)  # with a hint on what to do
+    assert cli.main(["info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {BROKEN[kind]}") and "Traceback" not in err
+
+
+def test_missing_fmu_file(tmp_path):
+    with pytest.raises(FMUError, match="no such FMU file"):
+        read_fmu(tmp_path / "absent.fmu")
+
+
+def test_fmu_without_a_binary_for_this_platform(c_fmu, tmp_path):
+    path = kit.rewrite(c_fmu, tmp_path / "source_only.fmu",
+                       drop=lambda name: name.startswith("binaries/"))
+    fmu = read_fmu(path)  # the description is fine
+    assert fmu.platforms == ()
+    instance = Instance(fmu, "nobinary")
+    with pytest.raises(FMUError, match=r"no binary for this platform \(linux64\); it has: "
+                                       r"none \(source code only\?\)"):
+        instance.instantiate()
+    instance.close()
+    assert instance.phase == "freed"
+
+
+def test_fmu_with_a_broken_binary(c_fmu, tmp_path):
+
+    path = tmp_path / "garbage_binary.fmu"
+    with zipfile.ZipFile(c_fmu) as source, zipfile.ZipFile(path, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith(".so"):
+                data = os.urandom(2048)
+            target.writestr(info.filename, data)
+    instance = Instance(read_fmu(path), "garbage")
+    with pytest.raises(FMUError, match="cannot load the FMU's binary"):
+        instance.instantiate()
+    instance.close()
+
+
+def test_c_fmu_passes_fmpy_validate(c_fmu):
+    assert validate_fmu(str(c_fmu)) == []

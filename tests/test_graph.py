@@ -1,0 +1,222 @@
+"""The coupling graph (cosim.graph): every check, unit conversion, loops and step order."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosim.errors import ScenarioError
+from cosim.execution import Execution, Settings
+from cosim.graph import CouplingGraph, Source
+from cosim.master import make_plan
+from cosim.units import conversion, define
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_kit():
+    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fmus(tmp_path_factory) -> dict[str, Path]:
+    kit = load_kit()
+    folder = tmp_path_factory.mktemp("graph")
+    c = kit.build_c_oscillator(folder)
+    return {"c": c, "mm": kit.unit_variant(c, folder / "mm.fmu"),
+            "feedthrough": kit.feedthrough_variant(c, folder / "feedthrough.fmu"),
+            "typed": kit.typed_variant(c, folder / "typed.fmu")}
+
+
+def graph_of(fmus: dict[str, Path], **instances: str) -> CouplingGraph:
+    graph = CouplingGraph()
+    for name, kind in instances.items():
+        graph.add_instance(name, fmus[kind])
+    return graph
+
+
+def only_problem(graph: CouplingGraph) -> str:
+    problems = graph.check()
+    assert len(problems) == 1, problems
+    return str(problems[0])
+
+
+def test_a_correct_graph_has_no_problems(fmus):
+    graph = graph_of(fmus, left="c", right="c")
+    graph.connect("left.x", "right.x_other")
+    graph.connect("right.x", "left.x_other")
+    assert graph.check() == [] and graph.unconnected_inputs() == []
+    assert graph.algebraic_loops() == [] and graph.warnings() == []
+    assert [str(c) for c in graph.connections()] == ["right.x -> left.x_other",
+                                                     "left.x -> right.x_other"]
+    graph.validate()
+
+
+def test_unknown_instance_suggests_a_name(fmus):
+    graph = graph_of(fmus, left="c", right="c")
+    graph.connect("lefft.x", "right.x_other", source=Source("s.yaml", 12, "connections.0"))
+    text = only_problem(graph)
+    assert text.startswith("s.yaml:12: connections.0: unknown instance 'lefft' "
+                           "(did you mean 'left'?)")
+    assert "instances declared: left, right" in text
+
+
+def test_unknown_variable_suggests_a_name(fmus):
+    graph = graph_of(fmus, left="c", right="c")
+    graph.connect("left.xx", "right.x_other")
+    text = only_problem(graph)
+    assert "the FMU COscillator of 'left' has no variable 'xx' (did you mean 'x'?)" in text
+    assert "its outputs: x, v" in text
+
+
+def test_input_to_input_is_refused(fmus):
+    graph = graph_of(fmus, left="c", right="c")
+    graph.connect("left.x_other", "right.x_other")
+    assert "'left.x_other' is an input, not an output" in only_problem(graph)
+
+
+def test_output_to_output_is_refused(fmus):
+    graph = graph_of(fmus, left="c", right="c")
+    graph.connect("left.x", "right.v")
+    assert "'right.v' is an output, not an input" in only_problem(graph)
+
+
+def test_malformed_port_is_refused(fmus):
+    graph = graph_of(fmus, left="c")
+    graph.connect("leftx", "left.x_other")
+    assert "'leftx' is not of the form instance.variable" in only_problem(graph)
+
+
+def test_type_mismatch_is_refused(fmus):
+    graph = graph_of(fmus, a="c", b="typed")
+    graph.connect("a.x", "b.enable")
+    assert "type mismatch: a.x is Real, b.enable is Boolean" in only_problem(graph)
+
+
+def test_integer_may_feed_real(fmus):
+    graph = graph_of(fmus, a="typed", b="c")
+    graph.connect("a.count", "b.x_other")
+    assert graph.check() == []
+    assert graph.connections()[0].scale == 1.0
+
+
+def test_unit_conversion_m_to_mm_and_back(fmus):
+    graph = graph_of(fmus, metric="c", milli="mm")
+    graph.connect("metric.x", "milli.x_other")
+    graph.connect("milli.x", "metric.x_other")
+    assert graph.check() == []
+    by_target = {c.target: (c.scale, c.shift) for c in graph.connections()}
+    assert by_target["milli"] == pytest.approx((1000.0, 0.0))
+    assert by_target["metric"] == pytest.approx((0.001, 0.0))
+
+
+def test_unit_conversion_is_applied_during_the_run(fmus):
+    graph = graph_of(fmus, metric="c", milli="mm")
+    graph.connect("metric.x", "milli.x_other")
+    seen = []
+
+    class Probe:
+        def started(self, run):
+            self.run = run
+
+        def stepped(self, n, time):
+            metric = self.run.system.instances["metric"].get(["x"])["x"]
+            seen.append((metric, self.run.system.instances["milli"].get(["x_other"])["x_other"]))
+
+        def finished(self, error):
+            assert error is None
+
+    execution = Execution(graph, Settings(0.0, 0.05, 0.01, record={"metric": ["x"]}))
+    execution.run([Probe()])
+    metric, milli = np.array(seen).T
+    # Jacobi: the input of step n is the output at point n, in mm
+    np.testing.assert_allclose(milli[1:], 1000.0 * metric[:-1], rtol=1e-12)
+    assert np.ptp(metric) > 0.0
+
+
+def test_offset_units_convert_with_scale_and_shift():
+    scale, shift = conversion(define("degC"), define("degF"))
+    assert scale * 100.0 + shift == pytest.approx(212.0)
+    assert scale * -40.0 + shift == pytest.approx(-40.0)
+    assert conversion(define("mmHg"), define("kPa"))[0] == pytest.approx(0.133322, rel=1e-5)
+
+
+def test_incompatible_units_are_refused(fmus):
+    graph = graph_of(fmus, a="c", b="c")
+    graph.connect("a.v", "b.x_other")
+    assert ("unit mismatch: a.v is in m/s, b.x_other is in m, which measure different "
+            "quantities") in only_problem(graph)
+
+
+def test_double_fed_input_is_refused(fmus):
+    graph = graph_of(fmus, a="c", b="c", target="c")
+    graph.connect("a.x", "target.x_other", source=Source("s.yaml", 20))
+    graph.connect("b.x", "target.x_other", source=Source("s.yaml", 21))
+    text = only_problem(graph)
+    assert text.startswith("s.yaml:21: input target.x_other is fed twice: already by a.x "
+                           "(line 20)")
+    assert len(graph.connections()) == 1
+
+
+def test_unconnected_inputs_are_listed(fmus):
+    graph = graph_of(fmus, a="c", b="c", t="typed")
+    graph.connect("a.x", "b.x_other")
+    assert graph.unconnected_inputs() == ["a.x_other", "t.x_other", "t.enable"]
+
+
+def test_instance_declared_twice_and_bad_parameters(fmus):
+    graph = graph_of(fmus, a="c")
+    graph.add_instance("a", fmus["c"])
+    graph.add_instance("b", fmus["c"], parameters={"kc": 1.0, "x": 2.0, "k": "stiff"},
+                       scale="atomic")
+    texts = [str(p) for p in graph.check()]
+    assert texts[0].startswith("instance 'a' is declared twice")
+    assert any("unknown scale 'atomic'" in t for t in texts)
+    assert any("has no variable 'kc' (did you mean 'k_c'?)" in t for t in texts)
+    assert any("'b.x' is output and cannot be set" in t for t in texts)
+    assert any("'b.k' is Real, got str 'stiff'" in t for t in texts)
+    with pytest.raises(ScenarioError, match="5 problems found"):
+        graph.validate()
+
+
+def test_empty_graph_is_a_problem():
+    assert "no instances declared" in str(CouplingGraph().check()[0])
+
+
+def test_algebraic_loop_is_found_through_direct_feedthrough(fmus):
+    graph = graph_of(fmus, p="feedthrough", q="feedthrough")
+    graph.connect("p.x", "q.x_other")
+    graph.connect("q.x", "p.x_other")
+    loops = graph.algebraic_loops()
+    assert len(loops) == 1
+    assert set(loops[0]) == {"p.x", "q.x_other", "q.x", "p.x_other"}
+    assert graph.warnings()[0].startswith("algebraic loop (broken by a one-step delay): ")
+    assert make_plan(graph, "jacobi").init_passes == 3
+    # one side without feed-through breaks the loop
+    graph = graph_of(fmus, p="feedthrough", q="c")
+    graph.connect("p.x", "q.x_other")
+    graph.connect("q.x", "p.x_other")
+    assert graph.algebraic_loops() == [] and make_plan(graph, "jacobi").init_passes == 1
+
+
+def test_gauss_seidel_order_follows_the_data_flow(fmus):
+    graph = graph_of(fmus, c="c", b="c", a="c", lone="c")  # declared against the flow
+    graph.connect("a.x", "b.x_other")
+    graph.connect("b.x", "c.x_other")
+    assert graph.gauss_seidel_order() == ["a", "b", "c", "lone"]
+    assert make_plan(graph, "gauss-seidel").levels == (("a", "lone"), ("b",), ("c",))
+    assert make_plan(graph, "jacobi").levels == (("a", "b", "c", "lone"),)
+
+
+def test_gauss_seidel_breaks_a_cycle_by_declaration_order(fmus):
+    graph = graph_of(fmus, second="c", first="c")
+    graph.connect("first.x", "second.x_other")
+    graph.connect("second.x", "first.x_other")
+    assert graph.gauss_seidel_order() == ["second", "first"]
+    assert make_plan(graph, "gauss-seidel").levels == (("second",), ("first",))

@@ -1,0 +1,73 @@
+"""The clinical scenarios in scenarios/: all four scales coupled, criteria evaluated to verdicts.
+
+Each test runs the scenario file as `cosim run` does and checks the verdict a device engineer
+would expect, with the figures behind it.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from cosim.describe import check_text
+from cosim.results import open_results
+from cosim.run import run_scenario
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def outcomes(report):
+    return {o.name: o for o in report.outcomes}
+
+
+def test_flagship_vvi_in_complete_av_block_passes_with_a_plot(tmp_path):
+    report = run_scenario(SCENARIOS / "vvi_complete_av_block.yaml", tmp_path / "flagship.h5")
+    by_name = outcomes(report)
+    assert report.passed, report.text()
+    assert 58 <= by_name["paced at the lower rate"].value <= 62
+    assert by_name["capture ratio"].value == 1.0
+    assert report.plot.exists() and report.plot.stat().st_size > 10_000
+    with open_results(report.results) as res:
+        assert res.verdict["passed"]
+        assert {"myocyte.V", "heart.P_ao", "pacemaker.vp_count"} <= set(res.variables)
+        assert res.attrs["algorithm"] == "gauss-seidel"
+
+
+def test_lead_fracture_raises_the_alert_and_reports_loss_of_capture(tmp_path):
+    report = run_scenario(SCENARIOS / "lead_fracture.yaml", tmp_path / "fracture.h5",
+                          plot=False)
+    by_name = outcomes(report)
+    alert = by_name["impedance alert within 2 s of the fracture"]
+    assert alert.passed and 8.0 < alert.value < 10.0
+    capture = by_name["capture ratio"]
+    assert not capture.passed, "capture is lost after the fracture"
+    assert 8.0 <= capture.broke_at <= 12.0, "the failure is dated after the fault"
+    assert report.passed is False
+
+
+def test_exit_block_loses_capture_at_3_5_v_and_captures_at_7_5_v(tmp_path):
+    report = run_scenario(SCENARIOS / "exit_block.yaml", tmp_path / "exit.h5")
+    assert report.members == 2
+    with open_results(report.results) as res:
+        summary = res.summary()
+    assert list(summary["pacemaker.v_amplitude"]) == [3.5, 7.5]
+    assert list(summary["passed"]) == [False, True]
+    assert summary["capture ratio after the threshold rise"][0] < 0.5
+    assert summary["capture ratio after the threshold rise"][1] == 1.0
+
+
+def test_oversensing_noise_inhibits_pacing_with_pauses(tmp_path):
+    report = run_scenario(SCENARIOS / "oversensing_noise.yaml", tmp_path / "noise.h5",
+                          plot=False)
+    assert report.passed, report.text()
+    assert outcomes(report)["pause detected"].value >= 1.5
+
+
+def test_sinus_rhythm_above_the_lower_rate_keeps_the_pacemaker_inhibited(tmp_path):
+    report = run_scenario(SCENARIOS / "sinus_rhythm.yaml", tmp_path / "sinus.h5", plot=False)
+    assert report.passed, report.text()
+    assert outcomes(report)["no ventricular pacing"].value == 0
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))
+def test_every_scenario_checks(name):
+    assert "OK" in check_text(SCENARIOS / name)
