@@ -29,6 +29,9 @@ def outcome(measure: str, signal: str = "s.sine", **limits):
     ("increase", "s.count", {}, 20.0),
     ("rate", "s.count", {}, 120.0),
     ("ratio", "s.half", {"per": "s.count"}, 0.5),
+    # paces every 0.5 s, beats every 1 s in the same step as every other pace: half answered
+    ("response_ratio", "s.half", {"per": "s.count", "within": 0.1}, 0.5),
+    ("response_ratio", "s.half", {"per": "s.count", "within": 0.6}, 1.0),
     ("longest_gap", "s.gappy", {}, 3.5),  # increments at 4.0 s, then none until 7.5 s
     ("first_time", "s.sine", {"when": "> 0.99"}, 0.46),
 ])
@@ -40,7 +43,7 @@ def test_each_measure(measure, signal, extra, expected):
 
 def test_every_measure_is_tested():
     assert set(MEASURES) == {"min", "max", "mean", "initial", "final", "increase", "rate",
-                             "ratio", "longest_gap", "first_time"}
+                             "ratio", "response_ratio", "longest_gap", "first_time"}
 
 
 def test_window_limits_the_samples():
