@@ -16,6 +16,7 @@ files and what they had flushed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -109,7 +110,7 @@ def part_path(output: Path, index: int) -> Path:
 
 def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
     """``run_scenario`` under MPI: distributed instances, or cohort members over groups."""
-    from cosim.run import Report, default_output, judge, provenance, write_summary
+    from cosim.run import Report, default_output, judge, member_id, provenance, write_summary
     from cosim.scenario import build, load_scenario
 
     comm = world()
@@ -169,8 +170,6 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
             else:
                 members = [cohort.member(i) for i in range(len(cohort))]
                 for i in range(len(cohort)):
-                    from cosim.run import member_id
-
                     group = main["members"][member_id(i)]
                     if group.attrs.get("status") == "completed":
                         judge(group, scenario)
@@ -193,7 +192,7 @@ def _run_distributed(comm, graph: CouplingGraph, settings, part: h5py.File) -> N
 
 def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings, cohort,
                 part: h5py.File) -> None:
-    from cosim.run import member_id
+    from cosim.run import member_id, member_parameters
 
     me, ranks = comm.Get_rank(), comm.Get_size()
     group = comm.Split(me // group_size, me)
@@ -207,17 +206,10 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
         if index < 0:
             break
         parameters = cohort.member(index)
-        by_instance: dict[str, dict] = {}
-        for name, value in parameters.items():
-            instance, _, variable = name.partition(".")
-            var = graph.fmu(instance).variables[variable]
-            by_instance.setdefault(instance, {})[variable] = (
-                int(round(value)) if var.type in ("Integer", "Enumeration") else
-                bool(value) if var.type == "Boolean" else value)
         node = part.create_group(f"members/{member_id(index)}")
         node.attrs["member"] = index
-        node.attrs["parameters"] = _json(parameters)
-        execution = Execution(graph, settings, by_instance, local=local)
+        node.attrs["parameters"] = json.dumps(parameters)
+        execution = Execution(graph, settings, member_parameters(graph, parameters), local=local)
         if group.Get_size() > 1:
             execution.master.exchange = Exchange(group, graph, execution.plan,
                                                  execution.system, owner)
@@ -375,7 +367,3 @@ def _abort(comm, part: h5py.File | None, error: BaseException) -> None:
     comm.Abort(1)
 
 
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value)

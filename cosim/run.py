@@ -122,21 +122,27 @@ def member_id(index: int) -> str:
     return f"{index:06d}"
 
 
-def run_member(file, index: int, scenario: Scenario, graph: CouplingGraph, settings: Settings,
-               parameters: dict[str, float], local=None, exchange=None) -> list[Outcome]:
-    """Run cohort member ``index`` into ``/members/<id>`` of ``file``; returns its outcomes."""
-    by_instance: dict[str, dict[str, float]] = {}
+def member_parameters(graph: CouplingGraph, parameters: dict[str, float]
+                      ) -> dict[str, dict[str, Any]]:
+    """A member's drawn ``{"instance.variable": value}`` as typed values per instance."""
+    by_instance: dict[str, dict[str, Any]] = {}
     for name, value in parameters.items():
         instance, _, variable = name.partition(".")
         var = graph.fmu(instance).variables[variable]
         by_instance.setdefault(instance, {})[variable] = (
             int(round(value)) if var.type in ("Integer", "Enumeration") else
             bool(value) if var.type == "Boolean" else value)
+    return by_instance
+
+
+def run_member(file, index: int, scenario: Scenario, graph: CouplingGraph, settings: Settings,
+               parameters: dict[str, float]) -> list[Outcome]:
+    """Run cohort member ``index`` into ``/members/<id>`` of ``file``; returns its outcomes."""
     group = file.create_group(f"members/{member_id(index)}")
     group.attrs["member"] = index
     group.attrs["parameters"] = json.dumps(parameters)
     group.attrs["status"] = "running"
-    execution = Execution(graph, settings, by_instance, local=local, exchange=exchange)
+    execution = Execution(graph, settings, member_parameters(graph, parameters))
     try:
         execution.run([Recorder(group)])
     except Exception as error:  # one failing member does not stop a cohort

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import pytest
 
 from cosim import cli
 from cosim.results import open_results
 
-HERE = Path(__file__).resolve().parent
 SCENARIO = """\
 version: 1
 name: cli
@@ -30,17 +29,11 @@ criteria:
 """
 
 
-def load_kit():
-    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
-    load_kit().build_c_oscillator(folder)
+    kit.build_c_oscillator(folder)
     (folder / "pass.yaml").write_text(SCENARIO.replace("LIMIT", "1.0"), encoding="utf-8")
     (folder / "fail.yaml").write_text(SCENARIO.replace("LIMIT", "0.5"), encoding="utf-8")
     return folder
@@ -85,7 +78,7 @@ def test_info_lists_variables_units_and_dependencies(folder, capsys):
 
 
 def test_info_shows_feedthrough(folder, capsys):
-    variant = load_kit().feedthrough_variant(folder / "c_oscillator.fmu",
+    variant = kit.feedthrough_variant(folder / "c_oscillator.fmu",
                                              folder / "feedthrough.fmu")
     assert cli.main(["info", str(variant)]) == 0
     assert "(feeds through: x_other)" in capsys.readouterr().out

@@ -10,10 +10,10 @@ matrix exponential of the full 4x4 system.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
+import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import numpy as np
 import pytest
 from scipy.linalg import expm
@@ -31,16 +31,10 @@ STEPS = (0.02, 0.01, 0.005)
 RECORD = {"left": ["x"], "right": ["x"]}
 
 
-def load_kit():
-    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def fmus(build_model, tmp_path_factory) -> tuple[Path, Path]:
-    c_fmu = load_kit().build_c_oscillator(tmp_path_factory.mktemp("convergence"))
+    c_fmu = kit.build_c_oscillator(tmp_path_factory.mktemp("convergence"))
     return build_model("oscillator"), c_fmu
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import zipfile
 from pathlib import Path
 
+import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import numpy as np
 import pytest
 from fmpy.validation import validate_fmu
@@ -15,18 +15,6 @@ from fmpy.validation import validate_fmu
 from cosim import cli
 from cosim.errors import FMUError, SimulationError
 from cosim.fmu import Instance, read_fmu
-
-HERE = Path(__file__).resolve().parent
-
-
-def load_kit():
-    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-kit = load_kit()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import numpy as np
 import pytest
 
@@ -14,19 +14,9 @@ from cosim.graph import CouplingGraph, Source
 from cosim.master import make_plan
 from cosim.units import conversion, define
 
-HERE = Path(__file__).resolve().parent
-
-
-def load_kit():
-    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def fmus(tmp_path_factory) -> dict[str, Path]:
-    kit = load_kit()
     folder = tmp_path_factory.mktemp("graph")
     c = kit.build_c_oscillator(folder)
     return {"c": c, "mm": kit.unit_variant(c, folder / "mm.fmu"),

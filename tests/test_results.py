@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import h5py
 import numpy as np
 import pytest
@@ -21,7 +21,6 @@ from cosim.recorder import Recorder, create_results_file
 from cosim.results import open_results
 from cosim.run import run_scenario
 
-HERE = Path(__file__).resolve().parent
 SCENARIO = """\
 version: 1
 name: results layout
@@ -44,14 +43,7 @@ criteria:
 """
 
 
-def load_kit():
-    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-kit = load_kit()
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,14 @@ through ``load_scenario``/``build`` (ScenarioError with one Problem at that line
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import pytest
 
 from cosim import cli
 from cosim.errors import ScenarioError
 from cosim.scenario import build, load_scenario
-
-HERE = Path(__file__).resolve().parent
 
 HEAD = """\
 version: 1
@@ -110,17 +108,10 @@ CASES = {
 }
 
 
-def load_kit():
-    spec = importlib.util.spec_from_file_location("fmu_kit", HERE / "scenarios" / "fmu_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     """A folder holding c_oscillator.fmu and typed.fmu, where the scenarios are written."""
-    kit = load_kit()
     folder = tmp_path_factory.mktemp("scenario_errors")
     c_fmu = kit.build_c_oscillator(folder)
     kit.typed_variant(c_fmu, folder / "typed.fmu")
