@@ -4,6 +4,11 @@
 
 RTF = simulated seconds / wall seconds of the co-simulation (instantiation to the last step,
 recording included). The breakdown times each instance's fmi2DoStep separately in a second run.
+
+The ceiling: the same number of pythonfmu instances of the library's Oscillator (a few
+multiplications per step) in a ring, stepped by the same master at the same communication step,
+nothing recorded. It is the RTF no model library of pythonfmu FMUs can beat at that step: the
+cost of crossing into Python (fmi2SetReal, fmi2DoStep, fmi2GetReal per instance per step).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from cosim.execution import Execution
+from cosim.build import library_fmu
+from cosim.execution import Execution, Settings
 from cosim.fmu import Instance
+from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 from cosim.scenario import build, load_scenario
 
@@ -55,6 +62,19 @@ def main() -> None:
               f"{spent[name] / total:>6.0%}")
     rest = total - sum(spent.values())
     print(f"{'master+fmpy':<25} {rest / settings.steps * 1e6:>8.1f} {rest / total:>6.0%}")
+
+    n = len(graph.instances)
+    ring = CouplingGraph()
+    for i in range(n):
+        ring.add_instance(f"o{i}", library_fmu("oscillator"), parameters={"x0": 1.0 + i})
+    for i in range(n):
+        ring.connect(f"o{(i - 1) % n}.x", f"o{i}.x_other")
+    ring.validate()
+    started = time.perf_counter()
+    Execution(ring, Settings(settings.start, settings.stop, settings.step)).run([])
+    floor = time.perf_counter() - started
+    print(f"ceiling: {n} pythonfmu Oscillators at the same step, nothing recorded: "
+          f"{floor / settings.steps * 1e6:.1f} us/step -> RTF {simulated / floor:.1f}x")
 
 
 if __name__ == "__main__":

@@ -256,42 +256,48 @@ class Tissue(Fmi2Slave):
         g = self.g_coupling / self.C_m
         k_in, k_out = 1.0 / self.tau_in, 1.0 / self.tau_out
         rate, work = self._rate, self._work
-        up = v >= V_ACT
+        up = None  # v >= V_ACT before the substep; refreshed lazily (only fine substeps use it)
         t = 0.0
         while t < length - 1e-12:
             self._diffusion(v, rate)
-            np.subtract(1.0, v, out=work)  # ionic: h v^2 (1 - v)/tau_in - v/tau_out
-            work *= v
-            work *= v
+            np.subtract(1.0, v, out=work)  # ionic: v (h v (1 - v)/tau_in - 1/tau_out)
             work *= h
+            work *= v
             work *= k_in
+            work -= k_out
+            work *= v
             rate += work
-            np.multiply(v, k_out, out=work)
-            rate -= work
             if j_e:
                 rate[e] += j_e
             if j_site:
                 rate[self._site] += j_site
-            drive = g * (vs - v[e])
-            fine = j_e or j_site or drive > FRONT_RATE or rate.max() > FRONT_RATE
+            own = rate[e]
+            rate[e] += g * (vs - v[e])  # the electrode node's net rate includes its coupling
+            fine = j_e or j_site or rate.max() > FRONT_RATE
+            rate[e] = own
             dt = min(self.dt if fine else self._dt_coarse, length - t)
             gate_open = v < self.v_gate
+            if fine and up is None:
+                up = v >= V_ACT
             rate *= dt
             v += rate
             if g > 0:
                 v[e] = vs + (v[e] - vs) * math.exp(-g * dt)
-            e_open = math.exp(-dt / self.tau_open)
-            e_close = math.exp(-dt / self.tau_close)
-            h *= np.where(gate_open, e_open, e_close)
-            h += gate_open * (1.0 - e_open)
-            now_up = v >= V_ACT
-            crossed = now_up > up
-            if crossed.any():
-                idx = np.flatnonzero(crossed)
-                old = v[idx] - rate[idx]
-                frac = np.clip((V_ACT - old) / np.maximum(v[idx] - old, 1e-12), 0.0, 1.0)
-                self._t_act[idx] = t_start + t + dt * frac
-            up = now_up
+            e_open = math.exp(-dt / self.tau_open)  # h -> 1 (open) or 0 (closing), exactly
+            np.subtract(h, gate_open, out=work)
+            work *= np.where(gate_open, e_open, math.exp(-dt / self.tau_close))
+            np.add(gate_open, work, out=h)
+            if fine:  # a node can only cross V_ACT upwards on a front, where substeps are fine
+                now_up = v >= V_ACT
+                crossed = now_up > up
+                if crossed.any():
+                    idx = np.flatnonzero(crossed)
+                    old = v[idx] - rate[idx]
+                    frac = np.clip((V_ACT - old) / np.maximum(v[idx] - old, 1e-12), 0.0, 1.0)
+                    self._t_act[idx] = t_start + t + dt * frac
+                up = now_up
+            else:
+                up = None
             t += dt
             self._substeps += 1
         if abs(vs) < V_QUIET and v.max() < V_QUIET:
