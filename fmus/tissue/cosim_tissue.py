@@ -22,6 +22,8 @@ from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, In
 
 V_QUIET = 0.01  # every node below this (1 mV above rest) and no input: quiescent
 FRONT_RATE = 0.005  # 1/ms (0.5 mV/ms): a faster depolarisation anywhere selects the fine step
+SIGNALS = ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm", "egm_bipolar",
+           "activation_time_far", "cv_measured")  # inputs and outputs, saved with the state
 V_ACT = 0.5  # a node is "depolarised" / "activated" above this (-35 mV at the defaults)
 
 
@@ -64,12 +66,13 @@ class Tissue(Fmi2Slave):
     UNITS = {"dx": "mm", "D_long": "mm**2/ms", "D_trans": "mm**2/ms", "dt": "ms", "dt_max": "ms",
              "tau_in": "ms", "tau_out": "ms", "tau_open": "ms", "tau_close": "ms",
              "V_rest": "mV", "V_peak": "mV", "C_m": "uF/cm**2", "g_coupling": "mS/cm**2",
-             "electrode_height": "mm", "egm_gain": "mm", "intrinsic_rate": "1/min",
+             "electrode_height": "mm", "ring_spacing": "mm", "egm_gain": "mm",
+             "intrinsic_rate": "1/min",
              "intrinsic_delay": "s", "intrinsic_current": "uA/cm**2", "intrinsic_width": "ms",
              "intrinsic_radius": "mm", "V_source": "mV", "I_stim": "uA/cm**2",
-             "stim_width": "ms", "V_electrode": "mV", "egm": "mV",
+             "stim_width": "ms", "V_electrode": "mV", "egm": "mV", "egm_bipolar": "mV",
              "activation_time_far": "s", "cv_measured": "m/s"}
-    OUTPUT_DEPENDENCIES = {"V_electrode": [], "activation": [], "egm": [],
+    OUTPUT_DEPENDENCIES = {"V_electrode": [], "activation": [], "egm": [], "egm_bipolar": [],
                            "activation_time_far": [], "cv_measured": []}
     CAN_GET_AND_SET_STATE = True
 
@@ -94,6 +97,7 @@ class Tissue(Fmi2Slave):
         self.electrode_y = -1
         self.g_coupling = 1.0
         self.electrode_height = 1.0
+        self.ring_spacing = 10.0
         self.egm_gain = 10.0
         self.intrinsic_rate = 0.0
         self.intrinsic_delay = 0.5
@@ -109,6 +113,7 @@ class Tissue(Fmi2Slave):
         self.V_electrode = -85.0
         self.activation = 0.0
         self.egm = 0.0
+        self.egm_bipolar = 0.0
         self.activation_time_far = -1.0
         self.cv_measured = 0.0
         for name in ("nx", "ny", "electrode_x", "electrode_y", "intrinsic_x", "intrinsic_y"):
@@ -121,13 +126,15 @@ class Tissue(Fmi2Slave):
                         "focus reset by paced beats); 0: fixed rate (a sinus node)"))
         for name in ("dx", "D_long", "D_trans", "dt", "dt_max", "tau_in", "tau_out",
                      "tau_open", "tau_close", "v_gate", "V_rest", "V_peak", "C_m", "g_coupling",
-                     "electrode_height", "egm_gain", "intrinsic_rate", "intrinsic_delay",
+                     "electrode_height", "ring_spacing", "egm_gain", "intrinsic_rate",
+                     "intrinsic_delay",
                      "intrinsic_current", "intrinsic_width", "intrinsic_radius"):
             self.register_variable(Real(name, causality=Fmi2Causality.parameter,
                                         variability=Fmi2Variability.fixed))
         for name in ("V_source", "I_stim", "stim_width"):
             self.register_variable(Real(name, causality=Fmi2Causality.input))
-        for name in ("V_electrode", "activation", "egm", "activation_time_far", "cv_measured"):
+        for name in ("V_electrode", "activation", "egm", "egm_bipolar", "activation_time_far",
+                     "cv_measured"):
             self.register_variable(Real(name, causality=Fmi2Causality.output,
                                         initial=Fmi2Initial.calculated))
         self._ready = False
@@ -166,16 +173,20 @@ class Tissue(Fmi2Slave):
         self._site = np.flatnonzero(dist <= max(self.intrinsic_radius, 0.0) + 1e-9)
         self._probes = (ey * nx + nx // 4, ey * nx + (3 * nx) // 4)
         self._probe_dist = ((3 * nx) // 4 - nx // 4) * dx
-        r = np.sqrt(((ix - ex) * dx) ** 2 + ((iy - ey) * dx) ** 2 + self.electrode_height**2)
         # phi = -(1/4pi) k sum D grad v . grad(1/r) dA = +(k dA/4pi) v . (L_D / D_long)(1/r)
-        self._egm_w = (self._dv * self.egm_gain * dx**2 / (4.0 * math.pi * self.D_long)
-                       * (laplacian(nx, ny, dx, self.D_long, self.D_trans) @ (1.0 / r)))
+        operator = laplacian(nx, ny, dx, self.D_long, self.D_trans)
+        scale = self._dv * self.egm_gain * dx**2 / (4.0 * math.pi * self.D_long)
+        lateral = ((ix - ex) * dx) ** 2 + ((iy - ey) * dx) ** 2
+        self._egm_w = scale * (operator @ (1.0 / np.sqrt(lateral + self.electrode_height**2)))
+        ring = self.electrode_height + max(float(self.ring_spacing), 0.0)  # lead normal to sheet
+        self._bipolar_w = self._egm_w - scale * (operator @ (1.0 / np.sqrt(lateral + ring**2)))
         self._v = np.zeros(self._n)
         self._h = np.ones(self._n)
         self._t_act = np.full(self._n, -1.0)
         self._quiet = True
         self._quiet_time = 0.0
         self._egm_at_quiet = 0.0
+        self._bipolar_at_quiet = 0.0
         self._origin = 1000.0 * self.intrinsic_delay  # ms: time of intrinsic beat k = 0
         self._site_seen = -1.0  # ms: last activation of the intrinsic site already handled
         self._substeps = 0  # work counter (not state): substeps taken since initialisation
@@ -304,6 +315,7 @@ class Tissue(Fmi2Slave):
             self._quiet = True
             self._quiet_time = 0.0
             self._egm_at_quiet = float(self._egm_w @ v)
+            self._bipolar_at_quiet = float(self._bipolar_w @ v)
 
     def _diffusion(self, v: np.ndarray, out: np.ndarray) -> None:
         """out = div(D grad v), the same operator as ``laplacian()``, from face fluxes."""
@@ -340,11 +352,13 @@ class Tissue(Fmi2Slave):
             decay = math.exp(-self._quiet_time / self.tau_out)
             self.V_electrode = self.V_rest + self._dv * float(self._v[self._e]) * decay
             self.egm = self._egm_at_quiet * decay
+            self.egm_bipolar = self._bipolar_at_quiet * decay
             self.activation = 0.0
         else:
             v = self._v
             self.V_electrode = self.V_rest + self._dv * float(v[self._e])
             self.egm = float(self._egm_w @ v)
+            self.egm_bipolar = float(self._bipolar_w @ v)
             self.activation = float(np.count_nonzero(v > V_ACT)) / self._n
         t_far = float(self._t_act[self._far])
         self.activation_time_far = t_far / 1000.0 if t_far >= 0 else -1.0
@@ -365,19 +379,17 @@ class Tissue(Fmi2Slave):
         return self._t_act.reshape(int(self.ny), int(self.nx)).copy()
 
     def _get_fmu_state(self):
-        state = {name: getattr(self, name) for name in
-                 ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm",
-                  "activation_time_far", "cv_measured")}
+        state = {name: getattr(self, name) for name in SIGNALS}
         state.update(origin=self._origin, site_seen=self._site_seen)
         if self._ready:
             state.update(v=self._v.tolist(), h=self._h.tolist(), t_act=self._t_act.tolist(),
                          quiet=self._quiet, quiet_time=self._quiet_time,
-                         egm_at_quiet=self._egm_at_quiet)
+                         egm_at_quiet=self._egm_at_quiet,
+                         bipolar_at_quiet=self._bipolar_at_quiet)
         return state
 
     def _set_fmu_state(self, state):
-        for name in ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm",
-                     "activation_time_far", "cv_measured"):
+        for name in SIGNALS:
             setattr(self, name, state[name])
         self._origin, self._site_seen = state["origin"], state["site_seen"]
         if "v" in state:
@@ -387,3 +399,4 @@ class Tissue(Fmi2Slave):
             self._quiet = bool(state["quiet"])
             self._quiet_time = float(state["quiet_time"])
             self._egm_at_quiet = float(state["egm_at_quiet"])
+            self._bipolar_at_quiet = float(state["bipolar_at_quiet"])
