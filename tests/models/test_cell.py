@@ -3,9 +3,11 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fmpy import simulate_fmu
 from fmpy.validation import validate_fmu
+from scipy.integrate import solve_ivp
 
 SCRIPT = Path(__file__).resolve().parents[2] / "fmus" / "cell" / "cosim_cell.py"
 
@@ -33,7 +35,7 @@ def paced(bcl_ms: int, beats: int, current=60.0, width=1.0, **parameters):
 def test_resting_potential_and_peak():
     """Rest −85 mV as TP06's human epicardial cell (Am J Physiol 2006, ≈ −85 mV); the
     overshoot of the two-variable model stays below V_peak = +15 mV (TP06: ≈ +35 mV; a known
-    simplification of the model, documented)."""
+    simplification of the model, documented; with the electrotonic load it is about +4 mV)."""
     cell, trace = paced(1000, 2)
     assert min(trace) == pytest.approx(-85.0, abs=0.5)
     assert 0.0 < max(trace) <= 15.0
@@ -41,15 +43,79 @@ def test_resting_potential_and_peak():
 
 
 def test_apd90_at_1hz_in_the_human_range():
-    """APD90 at BCL 1000 ms: human ventricle about 250–350 ms (references.md, TP06)."""
+    """APD90 at BCL 1000 ms: human ventricle about 250–350 ms (references.md, TP06).
+
+    The membrane's own action potential (g_load = 0). Loaded toward tissue held at rest it is
+    shorter (≈ 173 ms); in the closed loop, where the tissue node depolarises with the cell,
+    it is ≈ 327 ms (docs/models/cell.md)."""
     cell, _ = paced(1000, 4, g_load=0.0)
     assert 250.0 <= cell.apd90 <= 350.0
     assert cell.beat_count == 4
 
 
+def ms_oracle(cell, current: float, width: float, stop: float) -> tuple[np.ndarray, np.ndarray]:
+    """The cell's equations (V_tissue at rest) solved by LSODA: times (ms) and v."""
+    def rhs(t, y):
+        v, h = y
+        stim = current / (cell.C_m * (cell.V_peak - cell.V_rest)) if t < width else 0.0
+        dh = (1 - h) / cell.tau_open if v < cell.v_gate else -h / cell.tau_close
+        return [h * v * v * (1 - v) / cell.tau_in - v / cell.tau_out
+                - cell.g_load / cell.C_m * v + stim, dh]
+
+    first = solve_ivp(rhs, (0.0, width), [0.0, 1.0], method="LSODA", max_step=0.002,
+                      rtol=1e-8, atol=1e-10)
+    rest = solve_ivp(rhs, (width, stop), first.y[:, -1], method="LSODA", max_step=0.05,
+                     rtol=1e-8, atol=1e-10)
+    return np.concatenate([first.t, rest.t[1:]]), np.concatenate([first.y[0], rest.y[0, 1:]])
+
+
+def test_rosenbrock_euler_matches_an_lsoda_solution():
+    """Verification of the integrator (ASME V&V 40: calculation verification): the APD90 and
+    the threshold current at 0.4 ms agree with an independent LSODA solution of the same
+    equations within 1 % and 2 %."""
+    cell, trace = paced(1000, 1)
+    t, v = ms_oracle(cell, 60.0, 1.0, 500.0)
+    up = np.flatnonzero((v[:-1] < 0.45) & (v[1:] >= 0.45))[0]
+    level = 0.1 * v.max()
+    down = up + np.flatnonzero((v[up:-1] >= level) & (v[up + 1:] < level))[0]
+    t_up = t[up] + (0.45 - v[up]) / (v[up + 1] - v[up]) * (t[up + 1] - t[up])
+    t_down = t[down] + (v[down] - level) / (v[down] - v[down + 1]) * (t[down + 1] - t[down])
+    assert cell.apd90 == pytest.approx(t_down - t_up, rel=0.01)
+    assert max(trace) == pytest.approx(cell.V_rest + (cell.V_peak - cell.V_rest) * v.max(),
+                                       abs=0.5)
+
+    def fires(current):
+        cell, _ = paced(60, 1, current=current, width=0.4)
+        return cell.beat_count > 0
+
+    low, high = 0.0, 200.0
+    for _ in range(16):
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if fires(middle) else (middle, high)
+    assert ms_oracle(cell, 0.98 * high, 0.4, 60.0)[1].max() < 0.45
+    assert ms_oracle(cell, 1.02 * high, 0.4, 60.0)[1].max() > 0.45
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: the loaded MS patch needs a fast "
+                   "inward current (tau_in 0.008 ms) to stay excitable against g_load, so its "
+                   "upstroke reaches about 1100 V/s; see docs/models/cell.md")
+def test_upstroke_velocity_as_tp06():
+    """Max dV/dt of the human epicardial cell about 300–350 V/s (TP06, references.md)."""
+    cell = load().Cell(instance_name="t")
+    cell.exit_initialization_mode()
+    previous, fastest = cell.V, 0.0
+    for k in range(200):  # 10 µs steps, 1 ms stimulus of 60 µA/cm²
+        cell.I_stim = 60.0 if k < 100 else 0.0
+        cell.do_step(k * 1e-5, 1e-5)
+        fastest, previous = max(fastest, (cell.V - previous) / 0.01), cell.V
+    assert cell.beat_count == 1
+    assert 250.0 <= fastest <= 400.0
+
+
 def test_restitution_shorter_apd_at_faster_pacing():
-    slow, _ = paced(1000, 4)
-    fast, _ = paced(500, 8)
+    """APD90 shorter at faster pacing (TP06 restitution, references.md)."""
+    slow, _ = paced(1000, 4, g_load=0.0)
+    fast, _ = paced(500, 8, g_load=0.0)
     assert fast.apd90 < slow.apd90 - 10.0
 
 
@@ -84,6 +150,5 @@ def test_state_roundtrip_reproduces_the_run():
 def test_fmu_validates_and_runs_in_fmpy(build_model):
     fmu = build_model("cell")
     assert validate_fmu(str(fmu)) == []
-    result = simulate_fmu(str(fmu), stop_time=0.5, step_size=1e-3, output_interval=1e-3,
-                          start_values={"g_load": 0.0})
+    result = simulate_fmu(str(fmu), stop_time=0.5, step_size=1e-3, output_interval=1e-3)
     assert result["V"][-1] == pytest.approx(-85.0, abs=0.5)
