@@ -17,7 +17,6 @@ files and what they had flushed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -29,19 +28,14 @@ import numpy as np
 from cosim.errors import CosimError, ScenarioError
 from cosim.execution import Execution
 from cosim.graph import CouplingGraph
+from cosim.launcher import launched_by_mpi
 from cosim.master import Plan
 from cosim.partition import partition
 from cosim.recorder import Recorder, create_results_file, merge_parts
 from cosim.system import System
 
-_MPI_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 TAG_REQUEST, TAG_MEMBER = 901, 902
 POLL_EVERY = 32  # steps between two looks for work requests on rank 0
-
-
-def launched_by_mpi() -> bool:
-    """Whether an MPI launcher started this process (avoids initialising MPI otherwise)."""
-    return any(name in os.environ for name in _MPI_ENV)
 
 
 def world():

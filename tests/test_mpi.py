@@ -76,6 +76,17 @@ def test_distributed_run_is_identical_for_1_2_3_ranks(tmp_path, algorithm):
             assert np.array_equal(values, data[name]), f"{name} differs with {ranks} ranks"
 
 
+def test_ranks_run_blas_and_openmp_with_one_thread():
+    """With a worker thread per core in every rank, ranks fight for the cores: OpenBLAS workers
+    woken once (scipy's ``expm`` in a pythonfmu model) keep spinning (cosim/launcher.py)."""
+    code = ("import cosim, os, numpy, scipy.linalg; scipy.linalg.expm(numpy.eye(3)); "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    done = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1", "1", "1"], "one thread per rank, no BLAS workers"
+
+
 def test_graph_shows_the_partition(tmp_path):
     scenario = ring_scenario(tmp_path, 7, "jacobi")
     done = cosim(["graph", str(scenario), "--ranks", "3"], None)
