@@ -147,6 +147,20 @@ def test_cohort_is_identical_for_1_2_3_ranks(tmp_path):
                 assert np.array_equal(values, members[member][name]), (member, name, ranks)
 
 
+def test_cohort_smaller_than_the_rank_count(tmp_path):
+    """Leaders past the last member get none and ask for none; rank 0 does not wait for them."""
+    scenario = cohort_scenario(tmp_path)
+    scenario.write_text(scenario.read_text().replace("size: 7", "size: 2"))
+    serial, spread = tmp_path / "serial.h5", tmp_path / "spread.h5"
+    assert cosim(["run", str(scenario), "-o", str(serial), "--no-plot"], None).returncode == 0
+    done = cosim(["run", str(scenario), "-o", str(spread), "--no-plot"], 3, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for i in range(2):
+        a, b = datasets(serial, f"{i:06d}"), datasets(spread, f"{i:06d}")
+        for name in a:
+            assert np.array_equal(a[name], b[name])
+
+
 def test_cohort_with_groups_of_two_ranks(tmp_path):
     """Both kinds together: 2 groups of 2 ranks, each member distributed over its group."""
     scenario = cohort_scenario(tmp_path)
