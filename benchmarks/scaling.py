@@ -7,10 +7,14 @@
 
     .venv/bin/python benchmarks/scaling.py                 # ranks 1, 2 (and more if cores allow)
     .venv/bin/python benchmarks/scaling.py --ranks 1,2,4,8,16 --instances 32
+    .venv/bin/python benchmarks/scaling.py --repeat 3      # best of 3 rounds: a shared machine
 
 Times are the co-simulation itself (``run_seconds`` in the results file: from the start of the
 parallel section to the merged file, so instantiation, stepping, exchange and merging), and the
-whole command (interpreter start-up included) for reference. Efficiency = T1 / (N · TN).
+whole command (interpreter start-up included) for reference. Efficiency = T1 / (N · TN), T1
+from a plain ``cosim run`` (one process, one BLAS thread as in every rank). With ``--repeat``,
+each round runs every rank count once and the table, printed after the last round, shows each
+count's best run, so load from other work on the machine hurts the ratios less.
 """
 
 from __future__ import annotations
@@ -82,13 +86,19 @@ def run(scenario: Path, ranks: int, output: Path) -> tuple[float, float]:
         return float(file.attrs["run_seconds"]), wall
 
 
-def table(name: str, scenario: Path, ranks: list[int], folder: Path) -> None:
+def table(name: str, scenario: Path, ranks: list[int], folder: Path, repeat: int) -> None:
+    """Runs every rank count once per round, ``repeat`` rounds, and keeps each count's best."""
     print(f"\n{name}")
+    best: dict[int, tuple[float, float]] = {}
+    for _ in range(repeat):
+        for n in ranks:
+            seconds, wall = run(scenario, n, folder / f"{scenario.stem}-{n}.h5")
+            if n not in best or seconds < best[n][0]:
+                best[n] = (seconds, wall)
     print(f"{'ranks':>5} {'run s':>8} {'speedup':>8} {'efficiency':>10} {'command s':>10}")
-    base = None
+    base = best[ranks[0]][0]
     for n in ranks:
-        seconds, wall = run(scenario, n, folder / f"{scenario.stem}-{n}.h5")
-        base = base or seconds
+        seconds, wall = best[n]
         speedup = base / seconds
         print(f"{n:>5} {seconds:>8.2f} {speedup:>8.2f} {speedup / n:>10.0%} {wall:>10.2f}",
               flush=True)
@@ -102,6 +112,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=16)
     parser.add_argument("--members", type=int, default=64)
     parser.add_argument("--stop", type=float, default=2.0)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds over the rank counts; the best time of each is shown")
     args = parser.parse_args()
     ranks = [int(r) for r in args.ranks.split(",")]
     print(f"{cores} cores; ranks {ranks}")
@@ -109,9 +121,9 @@ def main() -> None:
         folder = Path(tmp)
         table(f"(a) {args.instances} coupled tissue patches (400 nodes each), "
               f"{args.stop:g} s at 1 ms", chain_scenario(folder, args.instances, args.stop),
-              ranks, folder)
+              ranks, folder, args.repeat)
         table(f"(b) cohort of {args.members} members, {args.stop:g} s each",
-              cohort_scenario(folder, args.members, args.stop), ranks, folder)
+              cohort_scenario(folder, args.members, args.stop), ranks, folder, args.repeat)
 
 
 if __name__ == "__main__":

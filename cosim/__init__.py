@@ -2,6 +2,11 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from cosim.launcher import launched_by_mpi, limit_threads
+
+if launched_by_mpi():
+    limit_threads()  # one BLAS thread per rank, set before numpy loads (see cosim/launcher.py)
+
 try:
     __version__ = version("cosim")
 except PackageNotFoundError:  # running from a source tree that was not installed

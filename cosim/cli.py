@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 from cosim.errors import CosimError
+from cosim.launcher import limit_threads
 
 EXIT_OK, EXIT_ERROR, EXIT_VERDICT_FAIL = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_threads()  # before anything imports numpy: one BLAS thread (cosim/launcher.py)
     parser = argparse.ArgumentParser(prog="cosim", description="Multiscale FMI co-simulation "
                                      "of medical digital twins.")
     sub = parser.add_subparsers(dest="command", required=True)

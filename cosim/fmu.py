@@ -228,6 +228,7 @@ class Instance:
         _LOGS[self.name] = self.log
         callbacks = _shared_callbacks()
         dll = self._slave.dll
+        _release_pythonfmu_state_at_exit(dll)
         self._fn = {name: getattr(dll, name) for name in self._slave._functions}
         component = self._fn["fmi2Instantiate"](
             self.name.encode(), 1, self.fmu.guid.encode(),
@@ -433,6 +434,40 @@ class Instance:
 
 _LOGS: dict[str, deque[str]] = {}  # instance name -> its last log messages
 _CALLBACKS: list = []  # the one callbacks struct, kept alive for the life of the process
+
+
+_PYTHONFMU_RELEASES: dict[str, Any] = {}  # binary path -> its finalizePythonInterpreter
+
+
+def _release_pythonfmu_state_at_exit(dll: ctypes.CDLL) -> None:
+    """Have a pythonfmu binary release its interpreter state at Python exit, not after.
+
+    A pythonfmu binary keeps a static ``std::shared_ptr<PyState>`` and resets it again from an
+    ``__attribute__((destructor))`` function (``finalizePythonInterpreter``). Its C++ symbols
+    make the library impossible to unload, so it is still loaded when the process exits: the
+    C++ static destructor frees the state first, then the destructor function releases the
+    freed block once more. That write into freed memory corrupts the heap, and a process that
+    wrote its results correctly dies at exit, now and then, with ``corrupted double-linked
+    list`` (SIGABRT) — how often depends on the heap's layout (environment, paths). Calling
+    ``finalizePythonInterpreter`` ourselves while Python shuts down empties the pointer, so both
+    later releases find nothing. Instances still alive hold their own reference to the state.
+    Binaries of other FMUs do not export the function and are left alone.
+    """
+    path = dll._name
+    if path in _PYTHONFMU_RELEASES or not hasattr(dll, "finalizePythonInterpreter"):
+        return
+    own = ctypes.CDLL(path)  # our own reference keeps the function loaded until it is called
+    release = own.finalizePythonInterpreter
+    release.restype, release.argtypes = None, []
+    if not _PYTHONFMU_RELEASES:
+        atexit.register(_release_pythonfmu_states)
+    _PYTHONFMU_RELEASES[path] = release
+
+
+def _release_pythonfmu_states() -> None:
+    for release in _PYTHONFMU_RELEASES.values():
+        release()
+    _PYTHONFMU_RELEASES.clear()
 
 
 def _log_message(env, instance_name, status, category, message) -> None:

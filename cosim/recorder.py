@@ -186,7 +186,11 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
                 main.attrs["error"] = part.attrs.get("error", "")
             _merge_group(part, main)
             for member_id, member in part.get("members", {}).items():
-                target = main.require_group(f"members/{member_id}")
+                members = main.require_group("members")
+                if member_id not in members:  # the whole member is in this part: one copy
+                    part.copy(member, members, name=member_id)
+                    continue
+                target = members[member_id]
                 for key, value in member.attrs.items():
                     if key != "status" or target.attrs.get("status") != "failed":
                         target.attrs[key] = value

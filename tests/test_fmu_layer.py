@@ -140,6 +140,26 @@ def test_fmu_state_roundtrip(c_fmu, build_model, which):
     instance.close()
 
 
+def test_pythonfmu_state_is_released_at_python_exit_not_after(c_fmu, build_model):
+    """pythonfmu binaries release their state twice when still loaded at process exit (a write
+    into freed memory: now and then ``corrupted double-linked list`` at exit); cosim.fmu makes
+    the first release happen at Python exit, so the others find nothing."""
+    from cosim import fmu as fmu_layer
+
+    python_fmu = started(build_model("oscillator"), "exit_py")
+    c_instance = started(c_fmu, "exit_c")
+    binaries = list(fmu_layer._PYTHONFMU_RELEASES)
+    assert any(Path(b).name == "Oscillator.so" for b in binaries)
+    assert not any("c_oscillator" in Path(b).name for b in binaries), "C FMUs left alone"
+    fmu_layer._release_pythonfmu_states()  # what runs at exit; a live instance keeps its state
+    python_fmu.do_step(0.0, 0.1)
+    python_fmu.close()
+    again = started(build_model("oscillator"), "exit_py_again")  # a fresh state is made
+    again.do_step(0.0, 0.1)
+    again.close()
+    c_instance.close()
+
+
 # -- broken FMU files ---------------------------------------------------------------------------
 def broken(kind: str, c_fmu: Path, folder: Path) -> Path:
     path = folder / f"{kind}.fmu"

@@ -76,6 +76,17 @@ def test_distributed_run_is_identical_for_1_2_3_ranks(tmp_path, algorithm):
             assert np.array_equal(values, data[name]), f"{name} differs with {ranks} ranks"
 
 
+def test_ranks_run_blas_and_openmp_with_one_thread():
+    """With a worker thread per core in every rank, ranks fight for the cores: OpenBLAS workers
+    woken once (scipy's ``expm`` in a pythonfmu model) keep spinning (cosim/launcher.py)."""
+    code = ("import cosim, os, numpy, scipy.linalg; scipy.linalg.expm(numpy.eye(3)); "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    done = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1", "1", "1"], "one thread per rank, no BLAS workers"
+
+
 def test_graph_shows_the_partition(tmp_path):
     scenario = ring_scenario(tmp_path, 7, "jacobi")
     done = cosim(["graph", str(scenario), "--ranks", "3"], None)
@@ -134,6 +145,20 @@ def test_cohort_is_identical_for_1_2_3_ranks(tmp_path):
         for member, data in reference[1].items():
             for name, values in data.items():
                 assert np.array_equal(values, members[member][name]), (member, name, ranks)
+
+
+def test_cohort_smaller_than_the_rank_count(tmp_path):
+    """Leaders past the last member get none and ask for none; rank 0 does not wait for them."""
+    scenario = cohort_scenario(tmp_path)
+    scenario.write_text(scenario.read_text().replace("size: 7", "size: 2"))
+    serial, spread = tmp_path / "serial.h5", tmp_path / "spread.h5"
+    assert cosim(["run", str(scenario), "-o", str(serial), "--no-plot"], None).returncode == 0
+    done = cosim(["run", str(scenario), "-o", str(spread), "--no-plot"], 3, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for i in range(2):
+        a, b = datasets(serial, f"{i:06d}"), datasets(spread, f"{i:06d}")
+        for name in a:
+            assert np.array_equal(a[name], b[name])
 
 
 def test_cohort_with_groups_of_two_ranks(tmp_path):
