@@ -59,10 +59,10 @@ def datasets(path: Path, member: str | None = None) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("algorithm", ["jacobi", "gauss-seidel"])
-def test_distributed_run_is_identical_for_1_2_3_ranks(tmp_path, algorithm):
+def test_distributed_run_is_identical_for_1_2_3_4_ranks(tmp_path, algorithm):
     scenario = ring_scenario(tmp_path, 7, algorithm)
     reference = None
-    for ranks in (None, 1, 2, 3):
+    for ranks in (None, 1, 2, 3, 4):  # 4 ranks oversubscribe the 2-core CI machine: still exact
         out = tmp_path / f"r{ranks}.h5"
         done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], ranks)
         assert done.returncode == 0, done.stderr
