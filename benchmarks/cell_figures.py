@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/cell_figures.py
 
-Strength–duration thresholds of lead + cell (bisection, as tests/models/test_lead.py), their
+Strength–duration thresholds of lead + cell (the bisection of tests/models/test_lead.py), their
 Lapicque and Weiss fits, APD90 at two cycle lengths, rest, peak, max dV/dt and the cell's cost
 per 1 ms communication step. Runs the model scripts in-process (no FMU build), in about 2 s.
 """
@@ -17,18 +17,17 @@ import numpy as np
 from scipy.optimize import curve_fit
 
 ROOT = Path(__file__).resolve().parent.parent
-WIDTHS = np.array([0.1, 0.2, 0.4, 0.5, 1.0, 1.5])  # ms
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"cosim_{name}_b",
-                                                  ROOT / "fmus" / name / f"cosim_{name}.py")
+def load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-LEAD, CELL = load("lead"), load("cell")
+# the thresholds by the tests' own bisection, so the figures are the ones the tests check
+LEAD_TESTS = load(ROOT / "tests" / "models" / "test_lead.py", "test_lead_figures")
+LEAD, CELL, threshold = LEAD_TESTS.LEAD, LEAD_TESTS.CELL, LEAD_TESTS.threshold
+WIDTHS = LEAD_TESTS.WIDTHS  # ms
 
 
 def cell(**parameters):
@@ -37,27 +36,6 @@ def cell(**parameters):
         setattr(c, name, value)
     c.exit_initialization_mode()
     return c
-
-
-def threshold(width: float) -> float:
-    """Lowest amplitude (V) of a pulse of ``width`` ms through the nominal lead that fires."""
-    def captures(volts: float) -> bool:
-        lead = LEAD.Lead(instance_name="l")
-        lead.exit_initialization_mode()
-        lead.V_pace_v, lead.pulse_width_v = volts, width
-        lead.do_step(0.0, 2e-3)
-        c = cell()
-        c.I_stim, c.stim_width = lead.I_stim, lead.stim_width
-        for k in range(30):
-            c.do_step(k * 2e-3, 2e-3)
-            c.I_stim = 0.0
-        return c.beat_count > 0
-
-    low, high = 0.0, 20.0
-    for _ in range(20):
-        middle = 0.5 * (low + high)
-        low, high = (low, middle) if captures(middle) else (middle, high)
-    return high
 
 
 def paced(bcl: int, beats: int, **parameters):

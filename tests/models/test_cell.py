@@ -129,22 +129,19 @@ def test_subthreshold_stimulus_does_not_capture():
 def test_state_roundtrip_reproduces_the_run():
     cell, _ = paced(1000, 1)
     state = cell._get_fmu_state()
-    cell.I_stim, cell.stim_width = 60.0, 1.0
-    cell.do_step(1.0, 1e-3)
-    first = [cell.V]
-    cell.I_stim = 0.0
-    for k in range(1, 30):
-        cell.do_step(1.0 + k * 1e-3, 1e-3)
-        first.append(cell.V)
+
+    def beat() -> list[float]:
+        """30 ms from t = 1 s, paced (60 uA/cm2, 1 ms) in the first step."""
+        trace = []
+        for k in range(30):
+            cell.I_stim, cell.stim_width = (60.0, 1.0) if k == 0 else (0.0, 0.0)
+            cell.do_step(1.0 + k * 1e-3, 1e-3)
+            trace.append(cell.V)
+        return trace
+
+    first = beat()
     cell._set_fmu_state(state)
-    cell.I_stim, cell.stim_width = 60.0, 1.0
-    cell.do_step(1.0, 1e-3)
-    second = [cell.V]
-    cell.I_stim = 0.0
-    for k in range(1, 30):
-        cell.do_step(1.0 + k * 1e-3, 1e-3)
-        second.append(cell.V)
-    assert first == second
+    assert beat() == first
 
 
 def test_fmu_validates_and_runs_in_fmpy(build_model):
