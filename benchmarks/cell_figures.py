@@ -9,7 +9,7 @@ per 1 ms communication step. Runs the model scripts in-process (no FMU build), i
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -17,15 +17,11 @@ import numpy as np
 from scipy.optimize import curve_fit
 
 ROOT = Path(__file__).resolve().parent.parent
-def load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest
+import fmu_kit as kit  # noqa: E402
 
 # the thresholds by the tests' own bisection, so the figures are the ones the tests check
-LEAD_TESTS = load(ROOT / "tests" / "models" / "test_lead.py", "test_lead_figures")
+LEAD_TESTS = kit.load_script(ROOT / "tests" / "models" / "test_lead.py", "test_lead_figures")
 LEAD, CELL, threshold = LEAD_TESTS.LEAD, LEAD_TESTS.CELL, LEAD_TESTS.threshold
 WIDTHS = LEAD_TESTS.WIDTHS  # ms
 

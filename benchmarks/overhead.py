@@ -19,7 +19,7 @@ Oscillator of fmus/oscillator.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,15 +34,14 @@ from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest
+import fmu_kit as kit  # noqa: E402
+
 STEP = 0.001
 
 
 def build_fmus(folder: Path) -> dict[str, Path]:
-    spec = importlib.util.spec_from_file_location(
-        "c_oscillator_build", ROOT / "tests" / "fixtures" / "c_oscillator" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {"C oscillator": module.build_c_oscillator(folder),
+    return {"C oscillator": kit.build_c_oscillator(folder),
             "pythonfmu Oscillator": build_fmu(ROOT / "fmus" / "oscillator" /
                                               "cosim_oscillator.py", folder)}
 

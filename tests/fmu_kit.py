@@ -1,7 +1,9 @@
 """FMUs for the foundation tests: the hand-written C oscillator, variants of its XML, a model
 that fails on purpose, and broken archives.
 
-Loaded by path from the test files (``load_kit()`` in each); not collected by pytest.
+Imported as ``fmu_kit`` (tests/ is on sys.path: tests/conftest.py lives there); not collected
+by pytest. ``load_script``/``library_script`` load a Python file (a model script, a build
+script) as a fresh module.
 Variants reuse the C binary and change only ``modelDescription.xml`` (units, dependencies,
 extra variables), which is what the coupling-graph checks read.
 """
@@ -15,17 +17,29 @@ import textwrap
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 TESTS = Path(__file__).resolve().parent
 C_BUILD = TESTS / "fixtures" / "c_oscillator" / "build.py"
+MODELS = TESTS.parent / "fmus"
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` run as a fresh module called ``name`` (not put in sys.path)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def library_script(model: str) -> ModuleType:
+    """The pythonfmu script of library model ``model`` (fmus/<model>/cosim_<model>.py)."""
+    return load_script(MODELS / model / f"cosim_{model}.py", f"cosim_{model}_under_test")
 
 
 def build_c_oscillator(dest: Path) -> Path:
     """The C oscillator FMU (``c_oscillator.fmu``) built with gcc into ``dest``."""
-    spec = importlib.util.spec_from_file_location("c_oscillator_build_kit", C_BUILD)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_c_oscillator(Path(dest))
+    return load_script(C_BUILD, "c_oscillator_build_kit").build_c_oscillator(Path(dest))
 
 
 def rewrite(fmu: Path, dest: Path, edit: Callable[[str], str] | None = None,

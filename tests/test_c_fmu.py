@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import fmpy
+import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 from fmpy.fmi1 import FMICallException
@@ -15,17 +15,7 @@ from fmpy.fmi2 import FMU2Slave
 from fmpy.validation import validate_fmu
 from scipy.linalg import expm
 
-BUILD_SCRIPT = Path(__file__).resolve().parent / "fixtures" / "c_oscillator" / "build.py"
-
-
-def _load_build_module():
-    spec = importlib.util.spec_from_file_location("c_oscillator_build", BUILD_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_build_module()
+build = kit.load_script(kit.C_BUILD, "c_oscillator_build")
 VR = {"m": 0, "k": 1, "c": 2, "k_c": 3, "x0": 4, "v0": 5, "x_other": 6, "x": 7, "v": 8}
 
 

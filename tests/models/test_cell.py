@@ -1,22 +1,15 @@
 """Cell FMU (Mitchell–Schaeffer 2003 myocyte under the electrode) against published figures."""
 
-import importlib.util
-from pathlib import Path
-
+import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 from fmpy import simulate_fmu
 from fmpy.validation import validate_fmu
 from scipy.integrate import solve_ivp
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fmus" / "cell" / "cosim_cell.py"
-
 
 def load():
-    spec = importlib.util.spec_from_file_location("cosim_cell_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return kit.library_script("cell")
 
 
 def paced(bcl_ms: int, beats: int, current=60.0, width=1.0, **parameters):

@@ -9,21 +9,17 @@ with a 1 ms step (events are resolved to the step, so pace times are exact on th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import fmpy
+import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 from fmpy.fmi2 import FMU2Slave
 from fmpy.validation import validate_fmu
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fmus" / "generator" / "cosim_generator.py"
-_spec = importlib.util.spec_from_file_location("generator_under_test", SCRIPT)
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = kit.library_script("generator")
 
 AP, AS, VP, VS, VR, AR = gen.AP, gen.AS, gen.VP, gen.VS, gen.VR, gen.AR
 LRI = 1000.0  # ms, lower rate 60 /min

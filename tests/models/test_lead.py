@@ -1,8 +1,6 @@
 """Lead FMU: interface circuit, pacing impedance and fault modes against clinical ranges."""
 
-import importlib.util
-from pathlib import Path
-
+import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 from fmpy import simulate_fmu
@@ -10,18 +8,7 @@ from fmpy.validation import validate_fmu
 from scipy.integrate import quad
 from scipy.optimize import curve_fit
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"cosim_{name}_t", ROOT / "fmus" / name /
-                                                  f"cosim_{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-LEAD, CELL = load("lead"), load("cell")
+LEAD, CELL = kit.library_script("lead"), kit.library_script("cell")
 
 
 def lead(fault=0, **parameters):

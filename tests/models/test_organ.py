@@ -8,30 +8,21 @@ loop settling at its mean filling pressure, substep convergence, FMU state round
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import fmpy
+import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 from fmpy.fmi2 import FMU2Slave
 from fmpy.validation import validate_fmu
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fmus" / "organ" / "cosim_organ.py"
 DT = 1e-3  # communication step (s)
 WIDTH = 0.3  # activation pulse (s)
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("cosim_organ_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-organ_module = _load_module()
+organ_module = kit.library_script("organ")
 
 
 def make_organ(**params: float):

@@ -10,11 +10,10 @@ Bull Math Biol 65:767); clinical ventricular R wave amplitude 5-20 mV.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
+import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 from fmpy import extract, read_model_description, simulate_fmu
@@ -22,18 +21,10 @@ from fmpy.fmi2 import FMU2Slave
 from fmpy.validation import validate_fmu
 from scipy.integrate import solve_ivp
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fmus" / "tissue" / "cosim_tissue.py"
 STEP = 0.001  # s, the flagship communication step
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("cosim_tissue_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MODEL = _module()
+MODEL = kit.library_script("tissue")
 
 
 def make(**parameters):
