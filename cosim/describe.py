@@ -70,7 +70,7 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
     plan = make_plan(graph, settings.algorithm)
     owner = {}
     if ranks and ranks > 1:
-        from cosim.partition import partition
+        from cosim.partition import cut_edges, partition
 
         owner = partition(graph, ranks)
     lines = [f"{len(graph.instances)} instances:"]
@@ -86,9 +86,11 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
     lines.append(f"{settings.algorithm} levels: "
                  + " | ".join(", ".join(level) for level in plan.levels))
     if owner:
-        cut = sum(1 for c in graph.connections() if owner[c.source] != owner[c.target])
-        lines.append(f"partition over {ranks} ranks cuts {cut} of {len(graph.connections())} "
-                     "connections")
+        lines.append(f"partition over {ranks} ranks cuts {cut_edges(graph, owner)} of "
+                     f"{len(graph.connections())} connections")
+        if scenario.parallel.get("balance") == "measured":
+            lines.append("balance: measured — this partition (on declared costs) runs the pilot; "
+                         "the run itself is split on the seconds measured there")
     for warning in graph.warnings():
         lines.append(f"warning: {warning}")
     dot = nx.DiGraph()

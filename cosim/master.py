@@ -16,12 +16,16 @@ handed in.
 
 Call order: ``initialize(start, stop)`` → ``step(n)`` for n = 0 … N-1 → (the caller closes the
 system). Communication point n is ``start + n * step_size``, never an accumulated sum.
+
+With ``timed=True`` the master also adds up, per instance, the seconds its own calls take
+(gather, step, outputs): ``busy``. MPI balances ranks on these figures and reports them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 
 from cosim.graph import CouplingGraph
 from cosim.system import System
@@ -70,7 +74,7 @@ class FixedStepMaster:
     """Steps a ``System`` by ``plan`` with a fixed communication step."""
 
     def __init__(self, system: System, plan: Plan, start: float, step_size: float,
-                 exchange: Callable[[int], None] = _no_exchange):
+                 exchange: Callable[[int], None] = _no_exchange, timed: bool = False):
         self.system = system
         self.plan = plan
         self.start = start
@@ -80,6 +84,9 @@ class FixedStepMaster:
         self.local_levels = [[system.instances[n] for n in level if n in local]
                              for level in plan.levels]
         self.local_names = [[n for n in level if n in local] for level in plan.levels]
+        self.busy: dict[str, float] = dict.fromkeys(system.local, 0.0)  # seconds, if timed
+        if timed:
+            self.step = self._timed_step
 
     def initialize(self, stop: float | None) -> None:
         """Consistent initialisation: outputs propagated to inputs in plan order."""
@@ -112,4 +119,24 @@ class FixedStepMaster:
                 instance.do_step(time, step_size)
             for instance in level:
                 instance.get_outputs()
+            self.exchange(index)
+
+    def _timed_step(self, n: int) -> None:
+        """``step`` that adds each instance's seconds to ``busy`` (same calls, same order)."""
+        time = self.start + n * self.step_size
+        step_size = self.step_size
+        gather, busy, clock = self.system.gather, self.busy, perf_counter
+        for index, level in enumerate(self.local_levels):
+            for instance in level:
+                started = clock()
+                gather(instance.name)
+                busy[instance.name] += clock() - started
+            for instance in level:
+                started = clock()
+                instance.do_step(time, step_size)
+                busy[instance.name] += clock() - started
+            for instance in level:
+                started = clock()
+                instance.get_outputs()
+                busy[instance.name] += clock() - started
             self.exchange(index)

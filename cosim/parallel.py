@@ -5,6 +5,12 @@ signals produced by this rank's instances that another rank's instances read are
 rank (a plan computed once from the graph, the partition and the signal layout; nothing else
 travels, nothing goes through rank 0).
 
+Balance: the partition (``cosim.partition``) weighs each instance by the ``cost:`` declared in
+the scenario, or, with ``parallel: {balance: measured}``, by the seconds its FMI calls took in a
+pilot run of the first steps (then discarded: the run itself starts again from the start time).
+Every distributed run times its instances and its exchanges and writes the figures into the
+results file, so a user sees how well the ranks were balanced.
+
 Files: every rank writes what it computes to its own part file ``<output>.parts/rank-NNNN.h5``;
 rank 0 writes the main file, which links to the parts while the run goes and, when it ends,
 copies them in and removes them, so the user gets one self-contained file.
@@ -16,11 +22,13 @@ files and what they had flushed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -37,6 +45,8 @@ from cosim.system import System
 
 TAG_REQUEST, TAG_MEMBER = 901, 902
 POLL_EVERY = 32  # steps between two looks for work requests on rank 0
+MEASURE_STEPS = 100  # default length of the pilot run that measures the instances' costs
+WARM_UP = 5  # pilot steps not counted: first calls load code and fill caches
 
 
 def world():
@@ -58,15 +68,23 @@ def rank() -> int:
 
 
 class Exchange:
-    """Moves the signals that cross ranks after each level of the plan."""
+    """Moves the signals that cross ranks after each level of the plan.
+
+    A rank waits only for the values it needs, never for a receiver to catch up: each send has
+    ``depth`` buffers in turn, and a send is completed only when its buffer comes round again.
+    So where values flow one way between two ranks (a pipeline) the sender may run up to
+    ``depth`` steps ahead, and short swings in either rank's load cost no waiting. ``flush()``
+    completes the sends still in flight (call it before the instances' results are used).
+    """
 
     def __init__(self, comm, graph: CouplingGraph, plan: Plan, system: System,
-                 owner: dict[str, int]):
+                 owner: dict[str, int], depth: int = 64):
         from mpi4py import MPI
 
         self.comm = comm
         self.signals = system.signals
         self._waitall = MPI.Request.Waitall
+        self._null = MPI.REQUEST_NULL
         me = comm.Get_rank()
         level_of = plan.level_of()
         crossing: dict[tuple[int, int, int], set[int]] = {}
@@ -75,28 +93,43 @@ class Exchange:
             if src != dst:
                 key = (level_of[c.source], src, dst)
                 crossing.setdefault(key, set()).add(system.layout.index(c.source, c.output))
+        self.depth = depth
         self.sends: list[list] = [[] for _ in plan.levels]
         self.recvs: list[list] = [[] for _ in plan.levels]
         for (level, src, dst), indices in sorted(crossing.items()):
             index = np.array(sorted(indices), dtype=np.intp)
             if src == me:
-                self.sends[level].append((dst, index, np.empty(len(index))))
+                buffers = np.empty((depth, len(index)))
+                self.sends[level].append((dst, index, buffers, [self._null] * depth))
             elif dst == me:
                 self.recvs[level].append((src, index, np.empty(len(index))))
-        self.values_per_step = sum(len(i) for level in self.sends for _, i, _ in level)
+        self.calls = [0] * len(plan.levels)  # per level: which send buffer is next
+        self.values_per_step = sum(len(i) for level in self.sends for _, i, _, _ in level)
+        self.seconds = 0.0  # spent here: sending, and waiting for the other ranks
 
     def __call__(self, level: int) -> None:
         sends, recvs = self.sends[level], self.recvs[level]
         if not sends and not recvs:
             return
+        started = time.perf_counter()
         comm, signals = self.comm, self.signals
         requests = [comm.Irecv(buffer, source=peer, tag=level) for peer, _, buffer in recvs]
-        for peer, index, buffer in sends:
-            np.take(signals, index, out=buffer)
-            requests.append(comm.Isend(buffer, dest=peer, tag=level))
+        turn = self.calls[level] % self.depth
+        self.calls[level] += 1
+        for peer, index, buffers, pending in sends:
+            pending[turn].Wait()  # the send that used this buffer ``depth`` calls ago
+            np.take(signals, index, out=buffers[turn])
+            pending[turn] = comm.Isend(buffers[turn], dest=peer, tag=level)
         self._waitall(requests)
         for _, index, buffer in recvs:
             signals[index] = buffer
+        self.seconds += time.perf_counter() - started
+
+    def flush(self) -> None:
+        """Complete every send still in flight."""
+        for level in self.sends:
+            for _, _, _, pending in level:
+                self._waitall(pending)
 
 
 def part_path(output: Path, index: int) -> Path:
@@ -131,21 +164,24 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         main = create_results_file(output, info)
-        _link_parts(main, output, graph, settings, ranks, cohort is not None)
+        main.attrs["parts_folder"] = f"{Path(output).name}.parts"
         main.flush()
     comm.Barrier()
     started = time.perf_counter()
-    part = None
+    part, timing = None, None
     try:
         part = h5py.File(part_path(output, me), "w")
         if cohort is None:
-            _run_distributed(comm, graph, settings, part)
+            owner, measured = balanced_partition(comm, graph, settings, scenario.parallel)
+            if me == 0:
+                _link_instances(main, output, graph, settings, owner)
+            timing = _run_distributed(comm, graph, settings, owner, part)
         else:
             _run_cohort(comm, group_size, scenario, graph, settings, cohort, part)
     except BaseException as error:  # noqa: BLE001 - every failure must stop every rank
         _abort(comm, part, error)
     part.close()
-    comm.Barrier()
+    timings = comm.gather(timing, root=0)
     report = None
     if me == 0:
         try:
@@ -153,6 +189,7 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
             main.attrs["run_seconds"] = time.perf_counter() - started  # merging included
             shutil.rmtree(Path(f"{output}.parts"), ignore_errors=True)
             if cohort is None:
+                balance = write_balance(main, owner, measured, timings)
                 outcomes = judge(main, scenario)
                 main.attrs["status"] = "completed"
                 main.close()
@@ -161,7 +198,7 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
                     from cosim.plot import plot_results
 
                     figure = plot_results(output, scenario.plot, outcomes)
-                report = Report(output, outcomes, figure)
+                report = Report(output, outcomes, figure, balance=balance)
             else:
                 members = [cohort.member(i) for i in range(len(cohort))]
                 for i in range(len(cohort)):
@@ -177,12 +214,83 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
     return comm.bcast(report, root=0)
 
 
-def _run_distributed(comm, graph: CouplingGraph, settings, part: h5py.File) -> None:
+def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
+                       ) -> tuple[dict[str, int], dict[str, float] | None]:
+    """``({instance: rank}, measured costs or None)``: the same on every rank.
+
+    ``balance: declared`` (default): the ``cost:`` of each instance. ``balance: measured``: a
+    pilot run of the first steps, distributed on the declared costs, times every instance's FMI
+    calls over ``measure_steps`` steps after ``WARM_UP``; the partition is computed on those
+    seconds, and the run proper starts again from the start time with fresh instances.
+    """
     owner = partition(graph, comm.Get_size())
+    if parallel.get("balance", "declared") != "measured" or comm.Get_size() == 1:
+        return owner, None
+    steps = min(settings.steps, WARM_UP + parallel.get("measure_steps", MEASURE_STEPS))
+    pilot = dataclasses.replace(settings, stop=settings.start + steps * settings.step,
+                                record={})
+    execution = _distributed_execution(comm, graph, pilot, owner)
+    execution.run([_WarmUp(execution.master, min(WARM_UP, steps - 1))])
+    execution.master.exchange.flush()
+    measured: dict[str, float] = {}
+    for busy in comm.allgather(execution.master.busy):
+        measured.update(busy)
+    return partition(graph, comm.Get_size(), cost=measured), measured
+
+
+class _WarmUp:
+    """Pilot observer: forgets the seconds of the first steps."""
+
+    def __init__(self, master, steps: int):
+        self.master, self.steps = master, steps
+
+    def started(self, run) -> None:
+        pass
+
+    def stepped(self, n: int, time: float) -> None:
+        if n == self.steps:
+            busy = self.master.busy
+            busy.update(dict.fromkeys(busy, 0.0))
+
+    def finished(self, error) -> None:
+        pass
+
+
+def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int]
+                           ) -> Execution:
     me = comm.Get_rank()
-    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me])
+    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
+                          timed=True)
     execution.master.exchange = Exchange(comm, graph, execution.plan, execution.system, owner)
+    return execution
+
+
+def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int],
+                     part: h5py.File) -> dict[str, object]:
+    """Run this rank's instances; returns its timing (busy seconds per instance, exchange)."""
+    execution = _distributed_execution(comm, graph, settings, owner)
     execution.run([Recorder(part, scales=False)])
+    execution.master.exchange.flush()
+    return {"busy": execution.master.busy, "exchange": execution.master.exchange.seconds}
+
+
+def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, float] | None,
+                  timings: list[dict]) -> str:
+    """Write the partition and the ranks' timing into the results file; one line for users."""
+    busy = [sum(t["busy"].values()) for t in timings]
+    waited = [t["exchange"] for t in timings]
+    main.attrs["partition"] = json.dumps(owner)
+    main.attrs["balance"] = "declared" if measured is None else "measured"
+    if measured is not None:
+        main.attrs["measured_cost_seconds"] = json.dumps(measured)
+    main.attrs["instance_busy_seconds"] = json.dumps(
+        {name: seconds for t in timings for name, seconds in t["busy"].items()})
+    main.attrs["rank_busy_seconds"] = busy
+    main.attrs["rank_exchange_seconds"] = waited
+    ratio = sum(busy) / len(busy) / max(busy) if max(busy) > 0 else 1.0
+    main.attrs["load_balance"] = ratio
+    return (f"{len(busy)} ranks, load balance {ratio:.0%} (busy {min(busy):.2f}–"
+            f"{max(busy):.2f} s, exchanging and waiting {min(waited):.2f}–{max(waited):.2f} s)")
 
 
 def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings, cohort,
@@ -206,14 +314,17 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
         node.attrs["member"] = index
         node.attrs["parameters"] = json.dumps(parameters)
         execution = Execution(graph, settings, member_parameters(graph, parameters), local=local)
+        exchange = None
         if group.Get_size() > 1:
-            execution.master.exchange = Exchange(group, graph, execution.plan,
-                                                 execution.system, owner)
+            exchange = Exchange(group, graph, execution.plan, execution.system, owner)
+            execution.master.exchange = exchange
         observers = [Recorder(node, scales=False)]
         if queue and queue.coordinator:
             observers.append(queue)
         try:
             execution.run(observers)
+            if exchange is not None:
+                exchange.flush()
         except CosimError:
             if group.Get_size() > 1:
                 raise  # the other ranks of the group cannot go on alone
@@ -344,20 +455,17 @@ def _prebuild_library(scenario) -> None:
                 pass  # build() reports it on every rank
 
 
-def _link_parts(main: h5py.File, output: Path, graph: CouplingGraph, settings, ranks: int,
-                cohort: bool) -> None:
+def _link_instances(main: h5py.File, output: Path, graph: CouplingGraph, settings,
+                    owner: dict[str, int]) -> None:
     """External links so the main file shows the parts' data while the run goes."""
-    folder = f"{Path(output).name}.parts"
-    main.attrs["parts_folder"] = folder
-    if cohort:
-        return
-    owner = partition(graph, ranks)
+    folder = main.attrs["parts_folder"]
     main["time"] = h5py.ExternalLink(f"{folder}/{part_path(output, 0).name}", "/time")
     instances = main.create_group("instances")
     for name in graph.instances:
         if settings.record.get(name):
             part = f"{folder}/{part_path(output, owner[name]).name}"
             instances[name] = h5py.ExternalLink(part, f"/instances/{name}")
+    main.flush()
 
 
 def _abort(comm, part: h5py.File | None, error: BaseException) -> None:

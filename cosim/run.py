@@ -29,6 +29,7 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     plot: Path | None = None
     members: int = 0
+    balance: str | None = None  # MPI: how the ranks shared the work, one line
 
     @property
     def passed(self) -> bool | None:
@@ -38,6 +39,8 @@ class Report:
         lines = [f"results: {self.results}"]
         if self.plot:
             lines.append(f"plot:    {self.plot}")
+        if self.balance:
+            lines.append(f"ranks:   {self.balance}")
         if self.outcomes:
             lines.append(verdict_text(self.outcomes))
         return "\n".join(lines)

@@ -206,10 +206,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     if not isinstance(plot, list) or not all(isinstance(p, str) for p in plot):
         check.report(("plot",), "plot is a list of 'instance.variable'", "e.g. [cell.V]")
         plot = []
-    parallel = data.get("parallel") or {}
-    if not isinstance(parallel, Mapping):
-        check.report(("parallel",), "must be a mapping", "e.g. parallel: {group_size: 2}")
-        parallel = {}
+    parallel = _check_parallel(data.get("parallel"), check)
     if check.problems:
         raise ScenarioError(check.problems)
     settings = Settings(start=settings.start, stop=settings.stop, step=settings.step,
@@ -290,6 +287,31 @@ def _check_instances(section: Any, fmus: dict[str, Path], check: _Checker
         out[name] = InstanceSpec(name, fmu, scale, dict(parameters), float(cost),
                                  check.source(*path))
     return out
+
+
+def _check_parallel(section: Any, check: _Checker) -> dict[str, Any]:
+    """``parallel: {group_size, balance, measure_steps}``; the rank count is checked at run time."""
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        check.report(("parallel",), "must be a mapping", "e.g. parallel: {group_size: 2}")
+        return {}
+    allowed = {"group_size", "balance", "measure_steps"}
+    for key in section:
+        if key not in allowed:
+            check.report(("parallel", key), f"unknown key '{key}'",
+                         f"allowed: {', '.join(sorted(allowed))}")
+    for key in ("group_size", "measure_steps"):
+        value = section.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            check.report(("parallel", key), f"{key} must be a whole number ≥ 1, got {value!r}",
+                         f"e.g. {key}: {2 if key == 'group_size' else 100}")
+    balance = section.get("balance", "declared")
+    if balance not in ("declared", "measured"):
+        check.report(("parallel", "balance"), f"unknown balance {balance!r}",
+                     "declared (the instances' cost:) or measured (time the first steps)")
+    return dict(section)
 
 
 def _check_connections(section: Any, check: _Checker) -> list[tuple[str, str, Source]]:

@@ -33,19 +33,20 @@ def cosim(args: list[str], ranks: int | None, timeout: float = 240):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def ring_scenario(folder: Path, count: int, algorithm: str, stop: float = 2.0) -> Path:
-    """``count`` oscillators in a ring, each coupled to both neighbours' positions (through
-    the left neighbour only, so every input is fed once)."""
+def ring_scenario(folder: Path, count: int, algorithm: str, stop: float = 2.0,
+                  closed: bool = True) -> Path:
+    """``count`` oscillators in a ring, each driven by its left neighbour's position; not
+    ``closed``: a chain (o0 drives o1 … drives the last), where values cross ranks one way."""
     lines = ["version: 1", "name: ring", "fmus: {osc: oscillator}", "instances:"]
     for i in range(count):
         lines.append(f"  o{i}: {{fmu: osc, cost: {1 + i % 3}, parameters: "
                      f"{{m: {1 + 0.1 * i}, k: {1 + 0.05 * i}, k_c: 0.3, x0: {0.1 * (i % 4)}}}}}")
     lines.append("connections:")
-    for i in range(count):
+    for i in range(0 if closed else 1, count):
         lines.append(f"  - o{(i - 1) % count}.x -> o{i}.x_other")
     lines += [f"simulation: {{start: 0, stop: {stop:g}, step: 0.001, algorithm: {algorithm}}}",
               "record: {interval: 0.005, variables: ['*.*']}"]
-    path = folder / f"ring_{algorithm}.yaml"
+    path = folder / f"{'ring' if closed else 'chain'}_{algorithm}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -74,6 +75,73 @@ def test_distributed_run_is_identical_for_1_2_3_4_ranks(tmp_path, algorithm):
             continue
         for name, values in reference.items():
             assert np.array_equal(values, data[name]), f"{name} differs with {ranks} ranks"
+
+
+def test_a_pipeline_is_identical_for_1_2_3_ranks(tmp_path):
+    """Values cross ranks one way only: the upstream rank runs ahead of the downstream one by
+    up to ``Exchange.depth`` steps (2000 steps here, so every send buffer is reused)."""
+    scenario = ring_scenario(tmp_path, 6, "jacobi", closed=False)
+    reference = None
+    for ranks in (None, 2, 3):
+        out = tmp_path / f"r{ranks}.h5"
+        done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], ranks)
+        assert done.returncode == 0, done.stderr
+        data = datasets(out)
+        if reference is None:
+            reference = data
+            continue
+        with open_results(out) as res:
+            partition = res.attrs["partition"]
+            assert sorted(set(partition.values())) == list(range(ranks))
+            assert len(res.attrs["rank_busy_seconds"]) == ranks
+            assert 0 < res.attrs["load_balance"] <= 1
+        assert f"ranks:   {ranks} ranks, load balance" in done.stdout
+        for name, values in reference.items():
+            assert np.array_equal(values, data[name]), f"{name} differs with {ranks} ranks"
+
+
+MIXED = """\
+version: 1
+name: mixed costs
+fmus: {osc: oscillator, tissue: tissue}
+instances:
+  o0: {fmu: osc}
+  o1: {fmu: osc, parameters: {x0: 0.0}}
+  o2: {fmu: osc}
+  patch: {fmu: tissue, scale: tissue, parameters: {nx: 40, ny: 40, intrinsic_rate: 70,
+                                                   intrinsic_delay: 0}}
+connections: [o0.x -> o1.x_other, o1.x -> o2.x_other, o2.x -> o0.x_other]
+simulation: {start: 0, stop: 0.3, step: 0.001}
+record: {interval: 0.01, variables: [o0.x, o1.x, o2.x, patch.V_electrode]}
+"""
+
+
+def test_measured_balance_gives_the_expensive_instance_a_rank_of_its_own(tmp_path):
+    """Declared costs (all 1) put o2 with the 1600-node tissue patch; the pilot measures that
+    the patch costs more than the three oscillators together. The pilot is not in the results:
+    they equal a plain run's."""
+    declared = tmp_path / "declared.yaml"
+    declared.write_text(MIXED)
+    measured = tmp_path / "measured.yaml"
+    measured.write_text(MIXED + "parallel: {balance: measured, measure_steps: 30}\n")
+    plain = cosim(["run", str(declared), "-o", str(tmp_path / "plain.h5"), "--no-plot"], None)
+    assert plain.returncode == 0, plain.stderr
+    partitions = {}
+    for scenario in (declared, measured):
+        out = tmp_path / f"{scenario.stem}-2.h5"
+        done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], 2)
+        assert done.returncode == 0, done.stderr
+        with open_results(out) as res:
+            partitions[scenario.stem] = res.attrs["partition"]
+            assert res.attrs["balance"] == scenario.stem
+            if scenario is measured:
+                cost = res.attrs["measured_cost_seconds"]
+                assert cost["patch"] > cost["o0"] + cost["o1"] + cost["o2"]
+        reference = datasets(tmp_path / "plain.h5")
+        for name, values in datasets(out).items():
+            assert np.array_equal(values, reference[name]), f"{name} differs ({scenario.stem})"
+    assert partitions["declared"] == {"o0": 0, "o1": 0, "o2": 1, "patch": 1}
+    assert partitions["measured"] == {"o0": 0, "o1": 0, "o2": 0, "patch": 1}
 
 
 def test_ranks_run_blas_and_openmp_with_one_thread():

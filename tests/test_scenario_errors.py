@@ -105,6 +105,15 @@ CASES = {
         HEAD + LINKS + SIMULATION + "criteria:\n  - name: bounded\n    signal: left.x\n"
         "    measure: median  # <-\n    max: 1.0\n",
         "criteria.0.measure", "unknown measure 'median'", "load"),
+    "unknown parallel key": (
+        HEAD + LINKS + SIMULATION + "parallel:\n  group-size: 2  # <-\n",
+        "parallel.group-size", "unknown key 'group-size'", "load"),
+    "unknown balance": (
+        HEAD + LINKS + SIMULATION + "parallel:\n  balance: dynamic  # <-\n",
+        "parallel.balance", "unknown balance 'dynamic'", "load"),
+    "pilot of no steps": (
+        HEAD + LINKS + SIMULATION + "parallel:\n  balance: measured\n  measure_steps: 0  # <-\n",
+        "parallel.measure_steps", "measure_steps must be a whole number ≥ 1, got 0", "load"),
 }
 
 
