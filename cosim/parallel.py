@@ -68,23 +68,15 @@ def rank() -> int:
 
 
 class Exchange:
-    """Moves the signals that cross ranks after each level of the plan.
-
-    A rank waits only for the values it needs, never for a receiver to catch up: each send has
-    ``depth`` buffers in turn, and a send is completed only when its buffer comes round again.
-    So where values flow one way between two ranks (a pipeline) the sender may run up to
-    ``depth`` steps ahead, and short swings in either rank's load cost no waiting. ``flush()``
-    completes the sends still in flight (call it before the instances' results are used).
-    """
+    """Moves the signals that cross ranks after each level of the plan."""
 
     def __init__(self, comm, graph: CouplingGraph, plan: Plan, system: System,
-                 owner: dict[str, int], depth: int = 64):
+                 owner: dict[str, int]):
         from mpi4py import MPI
 
         self.comm = comm
         self.signals = system.signals
         self._waitall = MPI.Request.Waitall
-        self._null = MPI.REQUEST_NULL
         me = comm.Get_rank()
         level_of = plan.level_of()
         crossing: dict[tuple[int, int, int], set[int]] = {}
@@ -93,19 +85,16 @@ class Exchange:
             if src != dst:
                 key = (level_of[c.source], src, dst)
                 crossing.setdefault(key, set()).add(system.layout.index(c.source, c.output))
-        self.depth = depth
         self.sends: list[list] = [[] for _ in plan.levels]
         self.recvs: list[list] = [[] for _ in plan.levels]
         for (level, src, dst), indices in sorted(crossing.items()):
             index = np.array(sorted(indices), dtype=np.intp)
             if src == me:
-                buffers = np.empty((depth, len(index)))
-                self.sends[level].append((dst, index, buffers, [self._null] * depth))
+                self.sends[level].append((dst, index, np.empty(len(index))))
             elif dst == me:
                 self.recvs[level].append((src, index, np.empty(len(index))))
-        self.calls = [0] * len(plan.levels)  # per level: which send buffer is next
-        self.values_per_step = sum(len(i) for level in self.sends for _, i, _, _ in level)
-        self.seconds = 0.0  # spent here: sending, and waiting for the other ranks
+        self.values_per_step = sum(len(i) for level in self.sends for _, i, _ in level)
+        self.seconds = 0.0  # spent here: sending, and waiting for the other ranks' values
 
     def __call__(self, level: int) -> None:
         sends, recvs = self.sends[level], self.recvs[level]
@@ -114,22 +103,13 @@ class Exchange:
         started = time.perf_counter()
         comm, signals = self.comm, self.signals
         requests = [comm.Irecv(buffer, source=peer, tag=level) for peer, _, buffer in recvs]
-        turn = self.calls[level] % self.depth
-        self.calls[level] += 1
-        for peer, index, buffers, pending in sends:
-            pending[turn].Wait()  # the send that used this buffer ``depth`` calls ago
-            np.take(signals, index, out=buffers[turn])
-            pending[turn] = comm.Isend(buffers[turn], dest=peer, tag=level)
+        for peer, index, buffer in sends:
+            np.take(signals, index, out=buffer)
+            requests.append(comm.Isend(buffer, dest=peer, tag=level))
         self._waitall(requests)
         for _, index, buffer in recvs:
             signals[index] = buffer
         self.seconds += time.perf_counter() - started
-
-    def flush(self) -> None:
-        """Complete every send still in flight."""
-        for level in self.sends:
-            for _, _, _, pending in level:
-                self._waitall(pending)
 
 
 def part_path(output: Path, index: int) -> Path:
@@ -231,7 +211,6 @@ def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
                                 record={})
     execution = _distributed_execution(comm, graph, pilot, owner)
     execution.run([_WarmUp(execution.master, min(WARM_UP, steps - 1))])
-    execution.master.exchange.flush()
     measured: dict[str, float] = {}
     for busy in comm.allgather(execution.master.busy):
         measured.update(busy)
@@ -270,7 +249,6 @@ def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int]
     """Run this rank's instances; returns its timing (busy seconds per instance, exchange)."""
     execution = _distributed_execution(comm, graph, settings, owner)
     execution.run([Recorder(part, scales=False)])
-    execution.master.exchange.flush()
     return {"busy": execution.master.busy, "exchange": execution.master.exchange.seconds}
 
 
@@ -314,17 +292,14 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
         node.attrs["member"] = index
         node.attrs["parameters"] = json.dumps(parameters)
         execution = Execution(graph, settings, member_parameters(graph, parameters), local=local)
-        exchange = None
         if group.Get_size() > 1:
-            exchange = Exchange(group, graph, execution.plan, execution.system, owner)
-            execution.master.exchange = exchange
+            execution.master.exchange = Exchange(group, graph, execution.plan,
+                                                 execution.system, owner)
         observers = [Recorder(node, scales=False)]
         if queue and queue.coordinator:
             observers.append(queue)
         try:
             execution.run(observers)
-            if exchange is not None:
-                exchange.flush()
         except CosimError:
             if group.Get_size() > 1:
                 raise  # the other ranks of the group cannot go on alone

@@ -78,8 +78,8 @@ def test_distributed_run_is_identical_for_1_2_3_4_ranks(tmp_path, algorithm):
 
 
 def test_a_pipeline_is_identical_for_1_2_3_ranks(tmp_path):
-    """Values cross ranks one way only: the upstream rank runs ahead of the downstream one by
-    up to ``Exchange.depth`` steps (2000 steps here, so every send buffer is reused)."""
+    """Values cross ranks one way only (upstream ranks never receive); the results file says
+    how the ranks shared the work."""
     scenario = ring_scenario(tmp_path, 6, "jacobi", closed=False)
     reference = None
     for ranks in (None, 2, 3):
