@@ -74,7 +74,7 @@ class Execution:
                  parameters: Mapping[str, Mapping[str, Any]] | None = None,
                  local: Iterable[str] | None = None,
                  exchange: Callable[[int], None] | None = None,
-                 plan: Plan | None = None, timed: bool = False):
+                 plan: Plan | None = None):
         self.graph = graph
         self.settings = settings
         self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
@@ -85,8 +85,7 @@ class Execution:
         self.layout: Layout = make_layout(graph, settings.record)
         self.system = System(graph, self.layout, graph.instances if local is None else local)
         self.master = FixedStepMaster(self.system, self.plan, settings.start, settings.step,
-                                      **({"exchange": exchange} if exchange else {}),
-                                      timed=timed)
+                                      **({"exchange": exchange} if exchange else {}))
         self.step_index = 0
         self._events = self._schedule(settings.events)
 

@@ -17,8 +17,9 @@ handed in.
 Call order: ``initialize(start, stop)`` → ``step(n)`` for n = 0 … N-1 → (the caller closes the
 system). Communication point n is ``start + n * step_size``, never an accumulated sum.
 
-With ``timed=True`` the master also adds up, per instance, the seconds its own calls take
-(gather, step, outputs): ``busy``. MPI balances ranks on these figures and reports them.
+The master also adds up, per instance, the seconds its calls take (gather, step, outputs):
+``busy`` (one clock read per call, a fraction of a microsecond). The results file keeps them,
+and MPI balances ranks on them.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class FixedStepMaster:
     """Steps a ``System`` by ``plan`` with a fixed communication step."""
 
     def __init__(self, system: System, plan: Plan, start: float, step_size: float,
-                 exchange: Callable[[int], None] = _no_exchange, timed: bool = False):
+                 exchange: Callable[[int], None] = _no_exchange):
         self.system = system
         self.plan = plan
         self.start = start
@@ -84,9 +85,17 @@ class FixedStepMaster:
         self.local_levels = [[system.instances[n] for n in level if n in local]
                              for level in plan.levels]
         self.local_names = [[n for n in level if n in local] for level in plan.levels]
-        self.busy: dict[str, float] = dict.fromkeys(system.local, 0.0)  # seconds, if timed
-        if timed:
-            self.step = self._timed_step
+        self._seconds = [[0.0] * len(level) for level in self.local_levels]
+
+    @property
+    def busy(self) -> dict[str, float]:
+        """Seconds each local instance's calls have taken in ``step`` so far."""
+        return {instance.name: seconds
+                for level, times in zip(self.local_levels, self._seconds, strict=True)
+                for instance, seconds in zip(level, times, strict=True)}
+
+    def reset_busy(self) -> None:
+        self._seconds = [[0.0] * len(level) for level in self.local_levels]
 
     def initialize(self, stop: float | None) -> None:
         """Consistent initialisation: outputs propagated to inputs in plan order."""
@@ -111,32 +120,23 @@ class FixedStepMaster:
         """Advance every instance from communication point n to n + 1."""
         time = self.start + n * self.step_size
         step_size = self.step_size
-        gather = self.system.gather
+        gather, clock = self.system.gather, perf_counter
         for index, level in enumerate(self.local_levels):
-            for instance in level:
+            seconds = self._seconds[index]
+            then = clock()
+            for i, instance in enumerate(level):
                 gather(instance.name)
-            for instance in level:
+                now = clock()
+                seconds[i] += now - then
+                then = now
+            for i, instance in enumerate(level):
                 instance.do_step(time, step_size)
-            for instance in level:
+                now = clock()
+                seconds[i] += now - then
+                then = now
+            for i, instance in enumerate(level):
                 instance.get_outputs()
-            self.exchange(index)
-
-    def _timed_step(self, n: int) -> None:
-        """``step`` that adds each instance's seconds to ``busy`` (same calls, same order)."""
-        time = self.start + n * self.step_size
-        step_size = self.step_size
-        gather, busy, clock = self.system.gather, self.busy, perf_counter
-        for index, level in enumerate(self.local_levels):
-            for instance in level:
-                started = clock()
-                gather(instance.name)
-                busy[instance.name] += clock() - started
-            for instance in level:
-                started = clock()
-                instance.do_step(time, step_size)
-                busy[instance.name] += clock() - started
-            for instance in level:
-                started = clock()
-                instance.get_outputs()
-                busy[instance.name] += clock() - started
+                now = clock()
+                seconds[i] += now - then
+                then = now
             self.exchange(index)

@@ -228,8 +228,7 @@ class _WarmUp:
 
     def stepped(self, n: int, time: float) -> None:
         if n == self.steps:
-            busy = self.master.busy
-            busy.update(dict.fromkeys(busy, 0.0))
+            self.master.reset_busy()
 
     def finished(self, error) -> None:
         pass
@@ -238,8 +237,7 @@ class _WarmUp:
 def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int]
                            ) -> Execution:
     me = comm.Get_rank()
-    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
-                          timed=True)
+    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me])
     execution.master.exchange = Exchange(comm, graph, execution.plan, execution.system, owner)
     return execution
 

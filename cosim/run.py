@@ -97,6 +97,7 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
         started = time.perf_counter()
         execution.run([recorder])
         file.attrs["run_seconds"] = time.perf_counter() - started
+        file.attrs["instance_busy_seconds"] = json.dumps(execution.master.busy)
         outcomes = judge(file, scenario)
     figure = None
     if plot and (scenario.plot or scenario.criteria):
