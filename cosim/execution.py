@@ -74,7 +74,7 @@ class Execution:
                  parameters: Mapping[str, Mapping[str, Any]] | None = None,
                  local: Iterable[str] | None = None,
                  exchange: Callable[[int], None] | None = None,
-                 plan: Plan | None = None):
+                 plan: Plan | None = None, time_every: int = 16):
         self.graph = graph
         self.settings = settings
         self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
@@ -85,7 +85,8 @@ class Execution:
         self.layout: Layout = make_layout(graph, settings.record)
         self.system = System(graph, self.layout, graph.instances if local is None else local)
         self.master = FixedStepMaster(self.system, self.plan, settings.start, settings.step,
-                                      **({"exchange": exchange} if exchange else {}))
+                                      **({"exchange": exchange} if exchange else {}),
+                                      time_every=time_every)
         self.step_index = 0
         self._events = self._schedule(settings.events)
 

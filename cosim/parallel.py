@@ -237,7 +237,8 @@ class _WarmUp:
 def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int]
                            ) -> Execution:
     me = comm.Get_rank()
-    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me])
+    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
+                          time_every=1)
     execution.master.exchange = Exchange(comm, graph, execution.plan, execution.system, owner)
     return execution
 

@@ -126,7 +126,7 @@ def test_measured_balance_gives_the_expensive_instance_a_rank_of_its_own(tmp_pat
     measured.write_text(MIXED + "parallel: {balance: measured, measure_steps: 30}\n")
     plain = cosim(["run", str(declared), "-o", str(tmp_path / "plain.h5"), "--no-plot"], None)
     assert plain.returncode == 0, plain.stderr
-    with open_results(tmp_path / "plain.h5") as res:  # one process times its instances too
+    with open_results(tmp_path / "plain.h5") as res:  # one process: every 16th step timed
         busy = res.attrs["instance_busy_seconds"]
         assert sorted(busy) == ["o0", "o1", "o2", "patch"]
         assert busy["patch"] > busy["o0"] + busy["o1"] + busy["o2"] > 0
