@@ -8,7 +8,8 @@
     .venv/bin/python benchmarks/scaling.py                 # ranks 1, 2 (and more if cores allow)
     .venv/bin/python benchmarks/scaling.py --ranks 1,2,4,8,16 --instances 32
     .venv/bin/python benchmarks/scaling.py --repeat 5      # more rounds: a noisy machine
-    .venv/bin/python benchmarks/scaling.py --balance measured   # (a) split on measured costs
+    .venv/bin/python benchmarks/scaling.py --balance measured   # (a) split on a pilot's timings
+    .venv/bin/python benchmarks/scaling.py --balance earlier-run   # on a plain run's timings
 
 Times are the co-simulation itself (``run_seconds`` in the results file: from the start of the
 parallel section to the merged file, so instantiation, stepping, exchange and merging), and the
@@ -25,6 +26,7 @@ machine gives each of n busy processes less than it gives one alone (a shared VM
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -38,11 +40,13 @@ import h5py
 BIN = Path(sys.executable).parent
 
 
-def chain_scenario(folder: Path, instances: int, stop: float, balance: str) -> Path:
+def chain_scenario(folder: Path, instances: int, stop: float, balance: str,
+                   cost: dict[str, float] | None = None) -> Path:
     lines = ["version: 1", "name: chain of tissue patches", "fmus: {tissue: tissue}",
              "instances:"]
     for i in range(instances):
-        lines.append(f"  t{i}: {{fmu: tissue, scale: tissue, parameters: {{nx: 400, "
+        declared = f"cost: {cost[f't{i}']:.4g}, " if cost else ""
+        lines.append(f"  t{i}: {{fmu: tissue, scale: tissue, {declared}parameters: {{nx: 400, "
                      f"intrinsic_rate: {70 + i % 5}, intrinsic_delay: {0.01 * (i % 7):.2f}}}}}")
     lines.append("connections:")
     for i in range(1, instances):
@@ -86,7 +90,8 @@ def run(scenario: Path, ranks: int, output: Path, copies: int = 1
     if ranks > 1:
         command = [str(BIN / "mpiexec"), "-n", str(ranks), *command]
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    outputs = [output.with_name(f"{output.stem}-copy{i}.h5") for i in range(copies)]
+    outputs = ([output] if copies == 1 else
+               [output.with_name(f"{output.stem}-copy{i}.h5") for i in range(copies)])
     started = time.perf_counter()
     processes = [subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True, env=env)
@@ -147,17 +152,25 @@ def main() -> None:
     parser.add_argument("--stop", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds over the rank counts; the median of each is shown")
-    parser.add_argument("--balance", choices=("declared", "measured"), default="declared",
-                        help="(a): split on declared costs (all equal) or on a pilot's timings")
+    parser.add_argument("--balance", choices=("declared", "measured", "earlier-run"),
+                        default="declared",
+                        help="(a): split on declared costs (all equal), on a pilot's timings, or "
+                             "on costs declared from a one-process run's instance_busy_seconds")
     args = parser.parse_args()
     ranks = [int(r) for r in args.ranks.split(",")]
     print(f"{cores} cores; ranks {ranks}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        chain = chain_scenario(folder, args.instances, args.stop, args.balance)
+        if args.balance == "earlier-run":  # what a user does before a big run: one plain run
+            chain = chain_scenario(folder, args.instances, args.stop, "declared")
+            run(chain, 1, folder / "calibration.h5")
+            with h5py.File(folder / "calibration.h5", "r") as file:
+                cost = json.loads(file.attrs["instance_busy_seconds"])
+            chain = chain_scenario(folder, args.instances, args.stop, "declared", cost)
         table(f"(a) {args.instances} coupled tissue patches (400 nodes each), "
-              f"{args.stop:g} s at 1 ms, balance {args.balance}",
-              chain_scenario(folder, args.instances, args.stop, args.balance),
-              ranks, folder, args.repeat)
+              f"{args.stop:g} s at 1 ms, balance {args.balance}", chain, ranks, folder,
+              args.repeat)
         table(f"(b) cohort of {args.members} members, {args.stop:g} s each",
               cohort_scenario(folder, args.members, args.stop), ranks, folder, args.repeat)
 
