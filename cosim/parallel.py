@@ -391,7 +391,7 @@ def _group_size(scenario, ranks: int, cohort: bool) -> int:
     requested = scenario.parallel.get("group_size")
     if requested is None:
         return 1 if cohort else ranks
-    if not isinstance(requested, int) or requested < 1 or ranks % requested:
+    if ranks % requested:  # a whole number ≥ 1: checked with the scenario
         raise ScenarioError(scenario.source("parallel", "group_size").problem(
             f"group_size {requested!r} does not divide the {ranks} ranks",
             "choose a group size that divides the number of ranks"))
@@ -432,7 +432,7 @@ def _prebuild_library(scenario) -> None:
 def _link_instances(main: h5py.File, output: Path, graph: CouplingGraph, settings,
                     owner: dict[str, int]) -> None:
     """External links so the main file shows the parts' data while the run goes."""
-    folder = main.attrs["parts_folder"]
+    folder = main.attrs["parts_folder"]  # relative to the main file
     main["time"] = h5py.ExternalLink(f"{folder}/{part_path(output, 0).name}", "/time")
     instances = main.create_group("instances")
     for name in graph.instances:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 
-import networkx as nx
-
 from cosim.graph import CouplingGraph
 
 STEP_GAIN = 0.002  # a balancing change must lighten the heaviest part by this much of the ideal
@@ -41,7 +39,7 @@ def partition(graph: CouplingGraph, parts: int,
     if parts <= 1 or len(names) <= 1:
         return dict.fromkeys(names, 0)
     links = _links(graph)
-    owner = _contiguous_split(_bfs_sequence(graph), cost, parts)
+    owner = _contiguous_split(_bfs_sequence(graph, links), cost, parts)
     owner = _balance(owner, cost, parts, links)
     return _refine(graph.instances, owner, cost, parts, links)
 
@@ -79,33 +77,28 @@ def _cut_change(name: str, to: int, owner: dict[str, int], links: dict[str, dict
     return change
 
 
-def _bfs_sequence(graph: CouplingGraph) -> list[str]:
-    undirected = nx.Graph(graph.graph)
-    order = {n: graph.graph.nodes[n]["order"] for n in graph.instances}
+def _bfs_sequence(graph: CouplingGraph, links: dict[str, dict[str, int]]) -> list[str]:
+    """Instances in breadth-first order over the connections (either way), each component from
+    its first declared instance, neighbours in declaration order."""
+    order = {n: i for i, n in enumerate(graph.instances)}
     sequence: list[str] = []
     seen: set[str] = set()
     for root in graph.instances:
         if root in seen:
             continue
-        for node in _ordered_bfs(undirected, root, order):
-            if node not in seen:
-                seen.add(node)
-                sequence.append(node)
+        seen.add(root)
+        sequence.append(root)
+        frontier = [root]
+        while frontier:
+            nxt = []
+            for node in frontier:
+                for neighbour in sorted(links[node], key=order.get):
+                    if neighbour not in seen:
+                        seen.add(neighbour)
+                        sequence.append(neighbour)
+                        nxt.append(neighbour)
+            frontier = nxt
     return sequence
-
-
-def _ordered_bfs(graph: nx.Graph, root: str, order: dict[str, int]) -> list[str]:
-    out, frontier, seen = [root], [root], {root}
-    while frontier:
-        nxt = []
-        for node in frontier:
-            for neighbour in sorted(graph.neighbors(node), key=order.get):
-                if neighbour not in seen:
-                    seen.add(neighbour)
-                    out.append(neighbour)
-                    nxt.append(neighbour)
-        frontier = nxt
-    return out
 
 
 def _contiguous_split(sequence: list[str], cost: dict[str, float], parts: int

@@ -151,6 +151,13 @@ class _Checker:
     def report(self, path: tuple, message: str, hint: str | None = None) -> None:
         self.problems.append(self.source(*path).problem(message, hint or None))
 
+    def keys(self, data: Mapping, path: tuple, allowed: set[str]) -> None:
+        """Report every key of ``data`` that is not ``allowed``."""
+        for key in data:
+            if key not in allowed:
+                self.report(path + (key,), f"unknown key '{key}'",
+                            f"allowed: {', '.join(sorted(allowed))}")
+
     def number(self, data: Mapping, path: tuple, default=None, positive=False) -> float | None:
         value = data.get(path[-1], default)
         if value is None:
@@ -263,10 +270,7 @@ def _check_instances(section: Any, fmus: dict[str, Path], check: _Checker
         if not isinstance(spec, Mapping):
             check.report(path, "must be a mapping", "e.g. 'pacer: {fmu: generator}'")
             continue
-        for key in spec:
-            if key not in allowed:
-                check.report(path + (key,), f"unknown key '{key}'",
-                             f"allowed: {', '.join(sorted(allowed))}")
+        check.keys(spec, path, allowed)
         fmu = spec.get("fmu")
         if fmu not in fmus:
             check.report(path + ("fmu",), f"unknown FMU key {fmu!r}",
@@ -296,11 +300,7 @@ def _check_parallel(section: Any, check: _Checker) -> dict[str, Any]:
     if not isinstance(section, Mapping):
         check.report(("parallel",), "must be a mapping", "e.g. parallel: {group_size: 2}")
         return {}
-    allowed = {"group_size", "balance", "measure_steps"}
-    for key in section:
-        if key not in allowed:
-            check.report(("parallel", key), f"unknown key '{key}'",
-                         f"allowed: {', '.join(sorted(allowed))}")
+    check.keys(section, ("parallel",), {"group_size", "balance", "measure_steps"})
     for key in ("group_size", "measure_steps"):
         value = section.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -336,11 +336,7 @@ def _check_simulation(section: Any, check: _Checker) -> Settings:
     if not isinstance(section, Mapping):
         check.report(("simulation",), "missing", "give start, stop and step in seconds")
         return default
-    allowed = {"start", "stop", "step", "algorithm"}
-    for key in section:
-        if key not in allowed:
-            check.report(("simulation", key), f"unknown key '{key}'",
-                         f"allowed: {', '.join(sorted(allowed))}")
+    check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm"})
     start = check.number(section, ("simulation", "start"), default=0.0)
     stop = check.number(section, ("simulation", "stop"))
     step = check.number(section, ("simulation", "step"), positive=True)
@@ -374,9 +370,7 @@ def _check_record(section: Any, settings: Settings, check: _Checker
         check.report(("record",), "must be a list of variables or a mapping",
                      "record: {interval: 0.01, variables: [cell.V, generator.*]}")
         return [], 1
-    for key in section:
-        if key not in ("variables", "interval"):
-            check.report(("record", key), f"unknown key '{key}'", "allowed: interval, variables")
+    check.keys(section, ("record",), {"variables", "interval"})
     every = 1
     if "interval" in section:
         interval = check.number(section, ("record", "interval"), positive=True)

@@ -233,14 +233,14 @@ def test_partition_balances_uneven_costs_better_than_cutting_the_chain(fmus):
     """16 instances with the uneven costs of the scaling benchmark's tissue patches (seconds
     measured in a 4 s run): cutting the chain into pieces leaves 2, 4, 8 ranks 95, 85, 73 %
     balanced; moving and swapping instances along the cut connections: 99, 92, 91 %."""
-    from cosim.partition import _bfs_sequence, _contiguous_split, partition
+    from cosim.partition import _bfs_sequence, _contiguous_split, _links, partition
 
     seconds = [1.44, 1.38, 1.25, 1.11, 1.09, 0.92, 0.93, 1.04, 1.06, 1.08, 0.92, 0.93, 0.96,
                0.96, 1.11, 0.94]
     graph = chain_of(fmus, seconds)
     cost = dict(zip(graph.instances, seconds, strict=True))
     for parts, cut_only, wanted in ((2, 0.96, 0.98), (4, 0.86, 0.91), (8, 0.74, 0.90)):
-        contiguous = _contiguous_split(_bfs_sequence(graph), cost, parts)
+        contiguous = _contiguous_split(_bfs_sequence(graph, _links(graph)), cost, parts)
         owner = partition(graph, parts)
         assert owner == partition(graph, parts), "deterministic: every rank computes it alike"
         assert sorted(set(owner.values())) == list(range(parts))
