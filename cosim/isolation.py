@@ -473,6 +473,7 @@ class ProcessInstance:
 
     def _broken_wire(self, what: str, detail: str) -> SimulationError:
         """A reply the protocol does not allow: the child is not trusted any further."""
+        self._child.process.kill()
         self._stop()
         self.phase = "fatal"
         self._broken = False

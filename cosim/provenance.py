@@ -55,7 +55,7 @@ def run_provenance(scenario) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cosim_version": cosim.__version__,
         "cosim_commit": commit,
-        "cosim_modified": "none" if modified is None else modified,
+        "cosim_modified": {None: "none", True: "yes", False: "no"}[modified],
         "host": socket.gethostname(),
         "command_line": command_line(),
         "scenario_file": str(Path(scenario.file).resolve()) if scenario.file else "none",

@@ -145,7 +145,8 @@ SABOTEUR_MODEL = '''
 """An FMU written as a hostile or broken partner would: at time ``at`` its step does ``action``.
 
 0 nothing, 1 segmentation fault, 2 abort(), 3 exit(3), 4 never returns, 5 allocates memory
-until it fails, 6 rewrites cosim's criteria in the host's Python so that every one passes.
+until it fails, 6 rewrites cosim's criteria in the host's Python so that every one passes,
+7 (in a child process of cosim.isolation) writes a forged reply to its parent.
 """
 
 import ctypes
@@ -206,6 +207,10 @@ class Saboteur(Fmi2Slave):
                     hoard.append(bytearray(50_000_000))
             elif self.action == 6:
                 forge_verdict()
+            elif self.action == 7:
+                reply_fd = int(sys.argv[2])  # python -m cosim.isolation_child CMD REPLY …
+                os.write(reply_fd, (0).to_bytes(1, "little") + (2**31).to_bytes(4, "little"))
+                time.sleep(5)
         self.y = current_time + step_size
         return True
 '''
