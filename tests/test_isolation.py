@@ -326,8 +326,8 @@ SCENARIO_TAIL = "simulation: {stop: 0.1, step: 0.01}\n"
 ])
 def test_scenario_isolation_keys(tmp_path, fmus, isolation_text, instance_text, expected):
     path = tmp_path / "s.yaml"
-    path.write_text(SCENARIO_HEAD.format(fmus / "c_oscillator.fmu") + isolation_text + "instances:\n" + instance_text
-                    + SCENARIO_TAIL, encoding="utf-8")
+    path.write_text(SCENARIO_HEAD.format(fmus / "c_oscillator.fmu") + isolation_text
+                    + "instances:\n" + instance_text + SCENARIO_TAIL, encoding="utf-8")
     scenario = load_scenario(path)
     assert {name: spec.isolation for name, spec in scenario.instances.items()} == expected
 
@@ -348,8 +348,8 @@ def test_scenario_isolation_keys(tmp_path, fmus, isolation_text, instance_text, 
 def test_wrong_isolation_keys_are_located(tmp_path, fmus, isolation_text, instance_text, line,
                                           key, message):
     path = tmp_path / "s.yaml"
-    path.write_text(SCENARIO_HEAD.format(fmus / "c_oscillator.fmu") + isolation_text + "instances:\n" + instance_text
-                    + SCENARIO_TAIL, encoding="utf-8")
+    path.write_text(SCENARIO_HEAD.format(fmus / "c_oscillator.fmu") + isolation_text
+                    + "instances:\n" + instance_text + SCENARIO_TAIL, encoding="utf-8")
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
     [problem] = caught.value.problems
