@@ -209,7 +209,11 @@ def _child_environment(workdir: Path) -> dict[str, str]:
 
 
 class ProcessInstance:
-    """An FMU instance run in a child process; a drop-in for ``cosim.fmu.Instance``."""
+    """An FMU instance run in a child process; a drop-in for ``cosim.fmu.Instance``.
+
+    The child starts when the instance is made, so the children of a system boot side by side
+    while it is built; ``instantiate`` waits for it to be ready.
+    """
 
     def __init__(self, fmu: FMU, name: str, isolation: Isolation):
         self.fmu = fmu
@@ -218,31 +222,29 @@ class ProcessInstance:
         self.log: deque[str] = deque(maxlen=50)
         self.phase = "created"
         self.time: float | None = None
-        self._child: _Child | None = None
+        self._child = _Child(name, isolation.memory_mb)
+        weakref.finalize(self, self._child.stop)
+        self._ready = False  # the child said it is ready (its imports are done)
         self._broken = False  # a request was interrupted: the wire is out of step
         self._inputs_changed = False
         self._outputs_fresh = False
         self._shared_outputs = self._output_buffer = self._marker = None
 
     @property
-    def pid(self) -> int | None:
-        """The child's process id (None before ``instantiate``)."""
-        return self._child.process.pid if self._child else None
+    def pid(self) -> int:
+        return self._child.process.pid
 
     @property
-    def workdir(self) -> Path | None:
-        """The child's temporary folder (its FMU extraction, its output)."""
-        return self._child.workdir if self._child else None
+    def workdir(self) -> Path:
+        """The child's temporary folder (its FMU extraction, its output); removed at the end."""
+        return self._child.workdir
 
     # -- lifecycle -------------------------------------------------------------------------
     def instantiate(self) -> None:
-        """Start the child process, load the FMU there and create the FMI component."""
-        if self.phase != "created" or self._child is not None:
+        """Wait for the child process, load the FMU there and create the FMI component."""
+        if self.phase != "created":
             raise SimulationError(f"instantiate() called in phase '{self.phase}', needs "
                                   "'created'", instance=self.name)
-        self._child = _Child(self.name, self.isolation.memory_mb)
-        weakref.finalize(self, self._child.stop)
-        self._receive("open", self.time)  # the child is ready once its imports are done
         fmu = dataclasses.replace(self.fmu, _unzip_dir=None)
         self._request(OPEN, pickle.dumps((fmu, self.name)), "open", self.time)
         self._call("instantiate")
@@ -260,7 +262,7 @@ class ProcessInstance:
         self._call("terminate")
 
     def free(self) -> None:
-        if self._child is not None and self._usable():
+        if self._usable() and self.phase not in ("created", "freed"):
             try:
                 self._call("free", timeout=min(self.isolation.timeout, CLOSE_TIMEOUT))
             except SimulationError:
@@ -270,7 +272,7 @@ class ProcessInstance:
 
     def close(self) -> None:
         """Terminate and free the FMU, end the child and remove its folder; never raises."""
-        if self._child is not None and self._usable() and self.phase != "freed":
+        if self._usable() and self.phase not in ("created", "freed"):
             try:
                 self._call("close", timeout=min(self.isolation.timeout, CLOSE_TIMEOUT))
             except SimulationError:
@@ -357,12 +359,15 @@ class ProcessInstance:
     def _request(self, operation: int, payload: bytes, what: str, time: float | None,
                  timeout: float | None = None) -> Any:
         """Send one request and wait for its reply (``what``: a method or an FMI call)."""
-        if self._child is None or not self._usable():
+        if not self._usable():
             raise SimulationError(f"{FUNCTIONS.get(what, what)} called after the FMU's "
                                   f"process ended (phase '{self.phase}')", instance=self.name,
                                   time=time)
         flags = INPUTS_CHANGED if self._inputs_changed else 0
         self._broken = True  # until the reply is in: an interruption leaves the wire unusable
+        if not self._ready:
+            self._receive("open", time)
+            self._ready = True
         deadline = clock.monotonic() + (timeout or self.isolation.timeout)
         self._send(REQUEST.pack(operation, flags, len(payload)) + payload, deadline, what, time)
         self._inputs_changed = False
@@ -493,8 +498,7 @@ class ProcessInstance:
         return self.isolation.memory_mb or default_memory_mb()
 
     def _stop(self) -> None:
-        if self._child is not None:
-            self._child.stop()
+        self._child.stop()
 
 
 def _signal_text(number: int) -> str:
