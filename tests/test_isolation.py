@@ -18,6 +18,7 @@ import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 
+from cosim import cli
 from cosim.errors import ScenarioError, SimulationError
 from cosim.execution import Event, Execution, Settings
 from cosim.fmu import Instance
@@ -285,7 +286,7 @@ def test_an_error_status_reads_as_in_one_process(tmp_path, private_tmp):
     assert leftovers(private_tmp) == ([], [])
 
 
-def test_once_per_process_fmu_runs_its_second_instance_in_a_child(fmus, workspace):
+def test_once_per_process_fmu_runs_its_second_instance_in_a_child(fmus, workspace, capsys):
     lines = ["version: 1", f"fmus: {{once: {fmus / 'once.fmu'}, plain: "
              f"{fmus / 'c_oscillator.fmu'}}}", "instances:"]
     runs = {}
@@ -307,6 +308,9 @@ def test_once_per_process_fmu_runs_its_second_instance_in_a_child(fmus, workspac
             runs[key] = (results["a.x"], results["b.x"])
             isolation = results.attrs["isolation"]
         assert isolation == {"a": "none", "b": "process" if key == "once" else "none"}
+        assert cli.main(["check", str(path)]) == 0
+        assert ("each in its own process (isolation: process): b" in capsys.readouterr().out) \
+            == (key == "once")
     assert np.array_equal(runs["once"][0], runs["plain"][0])
     assert np.array_equal(runs["once"][1], runs["plain"][1])
 
