@@ -32,6 +32,7 @@ import pickle
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -204,7 +205,9 @@ def _child_environment(workdir: Path) -> dict[str, str]:
            if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_"))}
     env["TMPDIR"] = str(workdir)
     package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    if package_root not in {*site.getsitepackages(), site.getusersitepackages()}:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH")) if p)  # a source tree
     return env
 
 
@@ -216,6 +219,9 @@ class ProcessInstance:
     """
 
     def __init__(self, fmu: FMU, name: str, isolation: Isolation):
+        if not hasattr(os, "memfd_create"):
+            raise SimulationError("isolation: process needs Linux (memfd, prctl); here FMUs "
+                                  "can only run in cosim's process", instance=name)
         self.fmu = fmu
         self.name = name
         self.isolation = isolation
@@ -229,15 +235,6 @@ class ProcessInstance:
         self._inputs_changed = False
         self._outputs_fresh = False
         self._shared_outputs = self._output_buffer = self._marker = None
-
-    @property
-    def pid(self) -> int:
-        return self._child.process.pid
-
-    @property
-    def workdir(self) -> Path:
-        """The child's temporary folder (its FMU extraction, its output); removed at the end."""
-        return self._child.workdir
 
     # -- lifecycle -------------------------------------------------------------------------
     def instantiate(self) -> None:
@@ -288,10 +285,10 @@ class ProcessInstance:
     def get(self, names: Iterable[str]) -> dict[str, Any]:
         names = list(names)
         result = self._call("get", names)
-        if (not isinstance(result, dict) or list(result) != names or not all(
+        if (not isinstance(result, dict) or set(result) != set(names) or not all(
                 isinstance(v, (int, float, bool, str)) for v in result.values())):
             raise self._broken_wire("get", "values for other variables than asked")
-        return result
+        return {name: result[name] for name in names}
 
     # -- the hot path ------------------------------------------------------------------------
     def bind(self, inputs: Sequence[str], outputs: Sequence[str], output_buffer: np.ndarray
