@@ -24,6 +24,7 @@ from cosim.execution import Event, Execution, Settings
 from cosim.fmu import Instance
 from cosim.graph import CouplingGraph
 from cosim.isolation import Isolation, ProcessInstance
+from cosim.isolation_child import CALL, STEP
 from cosim.results import open_results
 from cosim.run import run_scenario
 from cosim.scenario import build, load_scenario
@@ -161,6 +162,36 @@ def _single(c_fmu: Path, isolation: Isolation | None) -> CouplingGraph:
     graph = CouplingGraph()
     graph.add_instance("osc", c_fmu, parameters={"x0": 0.5}, isolation=isolation)
     return graph
+
+
+def test_a_step_is_one_round_trip_per_isolated_instance(fmus, monkeypatch):
+    """Inputs go with the step's request and outputs come back with its reply: after
+    initialisation, requests to children = steps × instances, whatever get_outputs does."""
+    requests: list[tuple[str, int]] = []
+    counting = ProcessInstance._request
+
+    def counted(self, operation, *args, **kwargs):
+        requests.append((self.name, operation))
+        return counting(self, operation, *args, **kwargs)
+
+    class Mark:
+        def started(self, run):
+            requests.clear()
+
+        def stepped(self, n, time):
+            pass
+
+        def finished(self, error):
+            pass
+
+    monkeypatch.setattr(ProcessInstance, "_request", counted)
+    c_fmu = fmus / "c_oscillator.fmu"
+    for algorithm in ("jacobi", "gauss-seidel"):
+        graph = oscillators(c_fmu, c_fmu, PROCESS)
+        Execution(graph, Settings(0.0, 0.5, 0.01, algorithm)).run([Mark()])
+        # 50 steps of two instances, then terminate + free: one "close" request each
+        assert sorted(requests) == sorted([("left", STEP)] * 50 + [("right", STEP)] * 50
+                                          + [("left", CALL), ("right", CALL)])
 
 
 def test_process_instance_offers_every_public_method_of_instance():
