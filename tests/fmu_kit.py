@@ -146,7 +146,8 @@ SABOTEUR_MODEL = '''
 
 0 nothing, 1 segmentation fault, 2 abort(), 3 exit(3), 4 never returns, 5 allocates memory
 until it fails, 6 rewrites cosim's criteria in the host's Python so that every one passes,
-7 (in a child process of cosim.isolation) writes a forged reply to its parent.
+7 (in a child process of cosim.isolation) writes a forged reply to its parent, 8 outputs as
+``y`` how many HDF5 files its process holds open (the host's results file, in cosim's process).
 """
 
 import ctypes
@@ -170,6 +171,18 @@ def forge_verdict():
     for name, module in list(sys.modules.items()):
         if name.startswith("cosim") and getattr(module, "evaluate", None) is honest:
             module.evaluate = forged
+
+
+def open_hdf5_files():
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if ".h5" in target:
+            found.append(target)
+    return found
 
 
 class Saboteur(Fmi2Slave):
@@ -211,6 +224,9 @@ class Saboteur(Fmi2Slave):
                 reply_fd = int(sys.argv[2])  # python -m cosim.isolation_child CMD REPLY …
                 os.write(reply_fd, (0).to_bytes(1, "little") + (2**31).to_bytes(4, "little"))
                 time.sleep(5)
+            elif self.action == 8:
+                self.y = float(len(open_hdf5_files()))
+                return True
         self.y = current_time + step_size
         return True
 '''

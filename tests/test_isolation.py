@@ -286,6 +286,15 @@ def test_an_fmu_forging_the_verdict_succeeds_only_in_cosims_process(workspace, i
         assert results.attrs["isolation"]["bad"] == isolation
 
 
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_an_isolated_fmu_holds_no_handle_on_the_results_file(workspace, isolation):
+    scenario = saboteur_scenario(workspace, 8, isolation)
+    run_scenario(scenario, workspace / "out.h5", plot=False)
+    with open_results(workspace / "out.h5") as results:
+        open_in_fmu_process = results["bad.y"][-1]  # files named *.h5* open there
+    assert (open_in_fmu_process >= 1) if isolation == "none" else (open_in_fmu_process == 0)
+
+
 def test_a_crashing_cohort_member_fails_alone(workspace, private_tmp):
     scenario = saboteur_scenario(workspace, 0)
     (workspace / "members.csv").write_text("bad.action\n0\n1\n0\n", encoding="utf-8")
