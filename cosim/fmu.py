@@ -73,6 +73,7 @@ class FMU:
     can_handle_variable_step: bool
     platforms: tuple[str, ...]
     description: Any = field(repr=False, default=None)  # fmpy's ModelDescription
+    only_once_per_process: bool = False  # canBeInstantiatedOnlyOncePerProcess
     _unzip_dir: Path | None = field(default=None, repr=False)
 
     def unit_of(self, name: str) -> UnitDefinition | None:
@@ -83,12 +84,23 @@ class FMU:
         return self.units.get(unit) or define(unit) or UnitDefinition(unit, (0,) * 8)
 
     def unzip_dir(self) -> Path:
-        """The folder the FMU is extracted to (once per process; removed at exit)."""
+        """The folder the FMU is extracted to (once per process; removed at exit).
+
+        The bytes extracted are the bytes hashed: a file changed since ``read_fmu`` (a pinned
+        SHA-256 was checked then) is refused, not run.
+        """
         if self._unzip_dir is None:
-            target = Path(tempfile.mkdtemp(prefix=f"cosim_{self.model_identifier}_"))
-            atexit.register(shutil.rmtree, target, ignore_errors=True)
-            with zipfile.ZipFile(self.path) as archive:
-                archive.extractall(target)  # zipfile drops absolute paths and '..' parts
+            with open(self.path, "rb") as stream:
+                if hashlib.file_digest(stream, "sha256").hexdigest() != self.sha256:
+                    raise FMUError(Problem(
+                        "the FMU file changed after it was checked (its SHA-256 differs)",
+                        file=str(self.path), hint="do not replace FMUs while a run starts; "
+                        "run again"))
+                stream.seek(0)
+                target = Path(tempfile.mkdtemp(prefix=f"cosim_{self.model_identifier}_"))
+                atexit.register(shutil.rmtree, target, ignore_errors=True)
+                with zipfile.ZipFile(stream) as archive:
+                    archive.extractall(target)  # zipfile drops absolute paths and '..' parts
             self._unzip_dir = target
         return self._unzip_dir
 
@@ -164,7 +176,8 @@ def read_fmu(path: str | Path) -> FMU:
                can_get_and_set_state=bool(md.coSimulation.canGetAndSetFMUstate),
                can_handle_variable_step=bool(
                    md.coSimulation.canHandleVariableCommunicationStepSize),
-               platforms=platforms, description=md)
+               platforms=platforms, description=md,
+               only_once_per_process=bool(md.coSimulation.canBeInstantiatedOnlyOncePerProcess))
 
 
 def _prefer_host_pythonfmu(unzip_dir: Path) -> None:

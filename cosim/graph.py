@@ -1,7 +1,7 @@
 """The coupling graph: which FMU instances exist and which output feeds which input.
 
 A ``CouplingGraph`` wraps a ``networkx.MultiDiGraph``: one node per instance (attributes
-``fmu``, ``scale``, ``parameters``, ``cost``), one edge per connection
+``fmu``, ``scale``, ``parameters``, ``cost``, ``isolation``), one edge per connection
 ``instance.output -> instance.input`` (attributes ``output``, ``input``, ``scale``, ``shift``:
 the unit conversion ``input = scale * output + shift``). Users build it in Python
 (``add_instance``, ``connect``) or from a scenario file (``cosim.scenario``); ``check()`` returns
@@ -14,13 +14,16 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from cosim.errors import Problem, ScenarioError
 from cosim.fmu import FMU, INT_TYPES, REAL, read_fmu
 from cosim.units import conversion
+
+if TYPE_CHECKING:
+    from cosim.isolation import Isolation
 
 SCALES = ("cell", "tissue", "organ", "device", "other")
 
@@ -71,8 +74,9 @@ class CouplingGraph:
     # -- building -----------------------------------------------------------------------------
     def add_instance(self, name: str, fmu: FMU | str | Path, *, scale: str = "other",
                      parameters: Mapping[str, Any] | None = None, cost: float = 1.0,
-                     source: Source = Source()) -> None:
-        """Add an FMU instance; problems are kept for ``check()``."""
+                     source: Source = Source(), isolation: Isolation | None = None) -> None:
+        """Add an FMU instance; problems are kept for ``check()``. ``isolation``: where it
+        runs (``cosim.isolation``; None: in the master's process)."""
         if name in self.graph:
             self._problems.append(source.problem(f"instance '{name}' is declared twice",
                                                  "give every instance its own name"))
@@ -86,7 +90,8 @@ class CouplingGraph:
             self._problems.append(source.problem(f"unknown scale '{scale}'",
                                                  f"use one of {', '.join(SCALES)}"))
         self.graph.add_node(name, fmu=fmu, scale=scale, parameters=dict(parameters or {}),
-                            cost=float(cost), source=source, order=len(self.graph))
+                            cost=float(cost), source=source, order=len(self.graph),
+                            isolation=isolation)
         for parameter, value in (parameters or {}).items():
             problem = self._check_start_value(name, parameter, value, source)
             if problem:
@@ -162,6 +167,10 @@ class CouplingGraph:
 
     def fmu(self, instance: str) -> FMU:
         return self.graph.nodes[instance]["fmu"]
+
+    def isolation(self, instance: str) -> Isolation | None:
+        """Where ``instance`` was asked to run (None: in the master's process)."""
+        return self.graph.nodes[instance]["isolation"]
 
     def connections(self) -> list[Connection]:
         """Every connection, ordered by target instance order then input name."""

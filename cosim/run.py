@@ -17,6 +17,8 @@ import numpy as np
 from cosim.criteria import Outcome, evaluate, verdict_text, write_verdict
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
+from cosim.isolation import isolation_by_instance
+from cosim.provenance import run_provenance
 from cosim.recorder import Recorder, create_results_file
 from cosim.scenario import Scenario, build, load_scenario
 
@@ -52,14 +54,17 @@ def default_output(scenario_file: Path) -> Path:
 
 def provenance(scenario: Scenario, graph: CouplingGraph, settings: Settings) -> dict[str, Any]:
     """Root attributes that say exactly what produced a results file."""
+    isolation = isolation_by_instance(graph)
     return {
+        **run_provenance(scenario),
         "scenario_name": scenario.name,
-        "scenario_file": str(scenario.file or ""),
         "scenario_text": scenario.text,
         "fmus": {name: {"file": graph.fmu(name).path.name, "sha256": graph.fmu(name).sha256,
                         "model_name": graph.fmu(name).model_name,
                         "generation_tool": graph.fmu(name).generation_tool}
                  for name in graph.instances},
+        "isolation": {name: isolation[name].mode if isolation[name] else "none"
+                      for name in graph.instances},
         "algorithm": settings.algorithm,
         "start": settings.start,
         "stop": settings.stop,

@@ -8,6 +8,8 @@ and key and raise one ``ScenarioError``; nothing here runs a simulation.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
 from cosim.execution import Event, Settings, steps_between
 from cosim.graph import SCALES, CouplingGraph, Source, parse_port
+from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
 
 VERSION = 1
@@ -37,8 +40,10 @@ SECTIONS = {
     "cohort": "virtual patients or a sweep",
     "plot": "signals to plot",
     "parallel": "how to split work over MPI ranks",
+    "isolation": "where FMUs run: none (in cosim's process) or process (a child process each)",
 }
 _ARROW = re.compile(r"^\s*(\S+)\s*->\s*(\S+)\s*$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class InstanceSpec:
     parameters: dict[str, Any]
     cost: float
     source: Source
+    isolation: Isolation | None = None  # None: in cosim's process
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class Scenario:
     plot: list[str]
     parallel: dict[str, Any]
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
+    pins: dict[str, str] = field(default_factory=dict)  # fmus key -> pinned SHA-256
+    sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
 
     def source(self, *path) -> Source:
         return Source(str(self.file) if self.file else None, _line(self.lines, path),
@@ -177,8 +185,7 @@ def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(Problem("no such scenario file", file=str(path)))
-    text = path.read_text(encoding="utf-8")
-    return parse_scenario(text, path)
+    return parse_scenario(path.read_bytes().decode("utf-8"), path)
 
 
 def parse_scenario(text: str, path: Path | None = None) -> Scenario:
@@ -198,8 +205,9 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
                      "write 'version: 1' at the top")
     base = path.parent if path else Path.cwd()
 
-    fmus = _check_fmus(data.get("fmus"), base, check)
-    instances = _check_instances(data.get("instances"), fmus, check)
+    fmus, pins = _check_fmus(data.get("fmus"), base, check)
+    isolation = _check_isolation(data.get("isolation"), check)
+    instances = _check_instances(data.get("instances"), fmus, isolation, check)
     connections = _check_connections(data.get("connections"), check)
     settings = _check_simulation(data.get("simulation"), check)
     record_patterns, record_every = _check_record(data.get("record"), settings, check)
@@ -223,16 +231,34 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
                     record_patterns=record_patterns, events=events, criteria=criteria,
-                    cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines)
+                    cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines, pins=pins,
+                    sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
-def _check_fmus(section: Any, base: Path, check: _Checker) -> dict[str, Path]:
+def _check_fmus(section: Any, base: Path, check: _Checker
+                ) -> tuple[dict[str, Path], dict[str, str]]:
+    """FMU paths by key, and the SHA-256 pinned for some of them."""
     if not isinstance(section, Mapping) or not section:
         check.report(("fmus",), "missing or empty",
                      "map a key to an FMU file or library model, e.g. 'cell: cell'")
-        return {}
-    fmus = {}
+        return {}, {}
+    fmus, pins = {}, {}
     for key, value in section.items():
+        if isinstance(value, Mapping):  # {file: …, sha256: …}
+            check.keys(value, ("fmus", key), {"file", "sha256"})
+            pin = value.get("sha256")
+            if pin is not None:
+                if isinstance(pin, str) and _SHA256.match(pin):
+                    pins[key] = pin.lower()
+                else:
+                    check.report(("fmus", key, "sha256"), "sha256 must be 64 hexadecimal "
+                                 f"digits, got {pin!r}", "`cosim info FILE.fmu` prints it; "
+                                 "quote it in YAML")
+            value = value.get("file")
+            if not isinstance(value, str) or not value:
+                check.report(("fmus", key, "file"), f"must be a file path or model name, got "
+                             f"{value!r}", "e.g. {file: lead.fmu, sha256: <64 hex digits>}")
+                continue
         if not isinstance(value, str) or not value:
             check.report(("fmus", key), f"must be a file path or model name, got {value!r}")
             continue
@@ -249,15 +275,52 @@ def _check_fmus(section: Any, base: Path, check: _Checker) -> dict[str, Path]:
                 check.report(("fmus", key), f"'{value}' is neither an .fmu file nor a model "
                              "of the library", f"library models: {', '.join(names)}")
             fmus[key] = Path(f"library:{value}")
-    return fmus
+    return fmus, pins
 
 
-def _check_instances(section: Any, fmus: dict[str, Path], check: _Checker
-                     ) -> dict[str, InstanceSpec]:
+def _check_isolation(section: Any, check: _Checker) -> Isolation:
+    """``isolation: process`` or ``{default: process, timeout: s, memory: MB}``: the default
+    of every instance, and the limits of child processes."""
+    if section is None:
+        return Isolation()
+    if isinstance(section, str):
+        section = {"default": section}
+        where: tuple = ("isolation",)
+    elif isinstance(section, Mapping):
+        check.keys(section, ("isolation",), {"default", "timeout", "memory"})
+        where = ("isolation", "default")
+    else:
+        check.report(("isolation",), f"must be none, process or a mapping, got {section!r}",
+                     "isolation: {default: process, timeout: 60, memory: 4000}")
+        return Isolation()
+    mode = section.get("default", "none")
+    if mode not in MODES:
+        check.report(where, f"unknown isolation {mode!r}", _MODES_HINT)
+        mode = "none"
+    limits = {}
+    for key, name, example in (("timeout", "timeout", "timeout: 60 (seconds per FMI call)"),
+                               ("memory", "memory_mb", "memory: 4000 (MB per child process)")):
+        value = section.get(key)
+        if key not in section:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 < value < float("inf")):
+            check.report(("isolation", key), f"{key} must be a positive number, got {value!r}",
+                         example)
+        else:
+            limits[name] = float(value)
+    return Isolation(mode=mode, **limits)
+
+
+_MODES_HINT = "none (in cosim's process, the default) or process (a child process)"
+
+
+def _check_instances(section: Any, fmus: dict[str, Path], isolation: Isolation,
+                     check: _Checker) -> dict[str, InstanceSpec]:
     if not isinstance(section, Mapping) or not section:
         check.report(("instances",), "missing or empty", "declare 'name: {fmu: key}' entries")
         return {}
-    allowed = {"fmu", "scale", "parameters", "cost", "description"}
+    allowed = {"fmu", "scale", "parameters", "cost", "description", "isolation"}
     out = {}
     for name, spec in section.items():
         path = ("instances", name)
@@ -288,8 +351,12 @@ def _check_instances(section: Any, fmus: dict[str, Path], check: _Checker
             check.report(path + ("cost",), f"cost must be a positive number, got {cost!r}",
                          "a relative cost estimate per step, e.g. 1 or 25")
             cost = 1.0
+        mode = spec.get("isolation", isolation.mode)
+        if mode not in MODES:
+            check.report(path + ("isolation",), f"unknown isolation {mode!r}", _MODES_HINT)
+            mode = isolation.mode
         out[name] = InstanceSpec(name, fmu, scale, dict(parameters), float(cost),
-                                 check.source(*path))
+                                 check.source(*path), dataclasses.replace(isolation, mode=mode))
     return out
 
 
@@ -459,11 +526,13 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
             continue
         try:
             graph.add_instance(spec.name, paths[spec.fmu], scale=spec.scale,
-                               parameters=spec.parameters, cost=spec.cost, source=spec.source)
+                               parameters=spec.parameters, cost=spec.cost, source=spec.source,
+                               isolation=spec.isolation)
         except FMUError as error:
             for p in error.problems:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
                                         key=f"fmus.{spec.fmu}", hint=p.hint))
+    problems += _check_pins(scenario, graph, paths)
     if problems:
         raise ScenarioError(_unique(problems))
     for output, input_, source in scenario.connections:
@@ -485,6 +554,28 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
                         record={k: tuple(v) for k, v in record.items() if v},
                         record_every=s.record_every, events=s.events)
     return graph, settings
+
+
+def _check_pins(scenario: Scenario, graph: CouplingGraph, paths: dict[str, Path]
+                ) -> list[Problem]:
+    """Every pinned SHA-256 against the FMU as read (the bytes later extracted and run)."""
+    problems = []
+    for key, pin in scenario.pins.items():
+        if key not in paths:
+            continue
+        users = [s.name for s in scenario.instances.values() if s.fmu == key
+                 and s.name in graph.graph]
+        if users:
+            actual = graph.fmu(users[0]).sha256
+        else:
+            with open(paths[key], "rb") as stream:
+                actual = hashlib.file_digest(stream, "sha256").hexdigest()
+        if actual != pin:
+            problems.append(scenario.source("fmus", key, "sha256").problem(
+                f"SHA-256 mismatch for {paths[key]}: the scenario pins {pin}, the file has "
+                f"{actual}", "the FMU is not the one pinned: get the right file, or update the "
+                "pin if this version was checked"))
+    return problems
 
 
 def _expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]

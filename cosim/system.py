@@ -19,6 +19,7 @@ import numpy as np
 
 from cosim.fmu import INT_TYPES, REAL, Instance
 from cosim.graph import CouplingGraph
+from cosim.isolation import ProcessInstance, isolation_by_instance, make_instance
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ class System:
         self.layout = layout
         self.signals = np.zeros(layout.size)
         self.local = [n for n in layout.instances if n in set(local)]
-        self.instances: dict[str, Instance] = {
-            name: Instance(graph.fmu(name), name) for name in self.local}
+        isolation = isolation_by_instance(graph)
+        self.instances: dict[str, Instance | ProcessInstance] = {
+            name: make_instance(graph.fmu(name), name, isolation[name]) for name in self.local}
         self.inputs: dict[str, _Inputs] = {}
         by_target: dict[str, list] = {}
         for c in graph.connections():

@@ -139,3 +139,116 @@ def build_failing_model(dest: Path) -> Path:
     result = subprocess.run([sys.executable, "-c", code, str(script), str(dest)],
                             capture_output=True, text=True, check=True)
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+SABOTEUR_MODEL = '''
+"""An FMU written as a hostile or broken partner would: at time ``at`` its step does ``action``.
+
+0 nothing, 1 segmentation fault, 2 abort(), 3 exit(3), 4 never returns, 5 allocates memory
+until it fails, 6 rewrites cosim's criteria in the host's Python so that every one passes,
+7 (in a child process of cosim.isolation) writes a forged reply to its parent, 8 outputs as
+``y`` how many HDF5 files its process holds open (the host's results file, in cosim's process).
+"""
+
+import ctypes
+import dataclasses
+import os
+import sys
+import time
+
+from pythonfmu import Fmi2Causality, Fmi2Slave, Fmi2Variability, Integer, Real
+
+
+def forge_verdict():
+    criteria = sys.modules.get("cosim.criteria")
+    if criteria is None:
+        return
+    honest = criteria.evaluate
+
+    def forged(*args, **kwargs):
+        return dataclasses.replace(honest(*args, **kwargs), passed=True)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("cosim") and getattr(module, "evaluate", None) is honest:
+            module.evaluate = forged
+
+
+def open_hdf5_files():
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if ".h5" in target:
+            found.append(target)
+    return found
+
+
+class Saboteur(Fmi2Slave):
+    UNITS = {"at": "s", "y": "s"}
+    OUTPUT_DEPENDENCIES = {"y": []}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.action = 0
+        self.at = 0.1
+        self.u = 0.0
+        self.y = 0.0
+        self.register_variable(Integer("action", causality=Fmi2Causality.parameter,
+                                       variability=Fmi2Variability.fixed))
+        self.register_variable(Real("at", causality=Fmi2Causality.parameter,
+                                    variability=Fmi2Variability.fixed))
+        self.register_variable(Real("u", causality=Fmi2Causality.input))
+        self.register_variable(Real("y", causality=Fmi2Causality.output))
+
+    def do_step(self, current_time, step_size):
+        if current_time >= self.at - 1e-9:
+            print(f"saboteur: action {self.action} at t = {current_time:g}", flush=True)
+            if self.action == 1:
+                ctypes.string_at(0)
+            elif self.action == 2:
+                os.abort()
+            elif self.action == 3:
+                os._exit(3)
+            elif self.action == 4:
+                while True:
+                    time.sleep(1)
+            elif self.action == 5:
+                hoard = []
+                while True:
+                    hoard.append(bytearray(50_000_000))
+            elif self.action == 6:
+                forge_verdict()
+            elif self.action == 7:
+                reply_fd = int(sys.argv[2])  # python -m cosim.isolation_child CMD REPLY …
+                os.write(reply_fd, (0).to_bytes(1, "little") + (2**31).to_bytes(4, "little"))
+                time.sleep(5)
+            elif self.action == 8:
+                self.y = float(len(open_hdf5_files()))
+                return True
+        self.y = current_time + step_size
+        return True
+'''
+
+
+def build_saboteur(dest: Path) -> Path:
+    """``Saboteur.fmu``: its step crashes, hangs, hoards memory or forges the verdict
+    (parameter ``action``) from time ``at`` on. Built in a subprocess, as ``FailingModel``."""
+    dest = Path(dest)
+    source = dest / "saboteur_src"
+    source.mkdir(parents=True, exist_ok=True)
+    script = source / "cosim_saboteur_kit.py"
+    script.write_text(textwrap.dedent(SABOTEUR_MODEL).lstrip(), encoding="utf-8")
+    code = ("import sys; from pathlib import Path; from cosim.build import build_fmu; "
+            "print(build_fmu(Path(sys.argv[1]), Path(sys.argv[2])))")
+    result = subprocess.run([sys.executable, "-c", code, str(script), str(dest)],
+                            capture_output=True, text=True, check=True)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def once_per_process_variant(c_fmu: Path, dest: Path) -> Path:
+    """The C oscillator declaring ``canBeInstantiatedOnlyOncePerProcess="true"``."""
+    return rewrite(c_fmu, dest, lambda xml: xml.replace(
+        'canBeInstantiatedOnlyOncePerProcess="false"',
+        'canBeInstantiatedOnlyOncePerProcess="true"'))
