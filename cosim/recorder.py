@@ -28,6 +28,8 @@ import h5py
 import numpy as np
 
 from cosim.execution import Execution
+from cosim.h5clear import clear_writer_flags
+from cosim.journal import ROW_BITS, ROWS, PendingRows
 
 FORMAT = "cosim-results"
 FORMAT_VERSION = 1
@@ -69,8 +71,10 @@ class Recorder:
     """Observer writing the recorded variables of an execution into an HDF5 group."""
 
     def __init__(self, group: h5py.Group, block_rows: int = BLOCK_ROWS,
-                 compression: str | None = "gzip", scales: bool = True):
+                 compression: str | None = "gzip", scales: bool = True, journal=None):
         self.group = group
+        self.journal = journal  # a cosim.journal.Journal: rows buffered where a supervisor
+        # can read them if this process dies
         self.scales = scales  # attach /time as dimension scale (not in part files: see merge)
         self.block_rows = block_rows
         self.compression = compression
@@ -119,8 +123,16 @@ class Recorder:
                 self.datasets.append(dataset)
                 index.append(layout.index(name, variable))
         self.index = np.array(index, dtype=np.intp)
-        self.buffer = np.empty((self.block_rows, len(index)))
-        self.time_buffer = np.empty(self.block_rows)
+        if self.journal is None:
+            self.buffer = np.empty((self.block_rows, len(index)))
+            self.time_buffer = np.empty(self.block_rows)
+            self.rows_state = memoryview(bytearray(8)).cast("q")
+        else:
+            names = [self.time.name] + [dataset.name for dataset in self.datasets]
+            self.time_buffer, self.buffer = self.journal.rows(
+                self.group.file.filename, self.group.name, names, self.block_rows)
+            self.rows_state = self.journal.position[ROWS:ROWS + 1]
+        self.group.file.flush()  # the datasets exist on disk before the first step
 
     def stepped(self, n: int, time: float) -> None:
         if n % self.every:
@@ -129,13 +141,15 @@ class Recorder:
         np.take(self.signals, self.index, out=self.buffer[row])
         self.time_buffer[row] = time
         self._row = row + 1
+        self.rows_state[0] += 1
         if self._row == self.block_rows:
             self.flush()
 
     def finished(self, error: BaseException | None) -> None:
         if hasattr(self, "buffer"):
             self.flush()
-        self.group.attrs["status"] = "failed" if error else "completed"
+        self.group.attrs["status"] = ("interrupted" if isinstance(error, KeyboardInterrupt)
+                                      else "failed" if error else "completed")
         self.group.attrs["error"] = "" if error is None else str(error)
         self.group.file.flush()
 
@@ -152,9 +166,10 @@ class Recorder:
         for column, dataset in enumerate(self.datasets):
             dataset.resize((stop,))
             dataset[start:stop] = block[:, column]
+        self.group.file.flush()
         self.rows_written = stop
         self._row = 0
-        self.group.file.flush()
+        self.rows_state[0] = stop << ROW_BITS  # one store: the file has them, none pending
 
 
 def attach_time_scale(group: h5py.Group) -> None:
@@ -212,3 +227,29 @@ def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
         if name in instances:
             del instances[name]  # an external link to the part, replaced by the data
         source.copy(instance, instances, name=name)
+
+
+def recover(path: str | Path, pending: PendingRows | None, status: str, error: str,
+            groups: tuple[str, ...] = ("/",)) -> float | None:
+    """After the process writing ``path`` died: append the rows it had computed but not
+    written (``pending``, from its journal), and record in ``groups`` how the run ended.
+
+    Returns the time of the last row in the file (None: no rows).
+    """
+    clear_writer_flags(path)
+    with h5py.File(path, "r+") as file:
+        if pending is not None and len(pending.time):
+            start = pending.rows_in_file
+            stop = start + len(pending.time)
+            columns = [pending.time] + [pending.values[:, i]
+                                        for i in range(pending.values.shape[1])]
+            for name, values in zip(pending.datasets, columns, strict=True):
+                dataset = file[name]
+                dataset.resize((stop,))
+                dataset[start:stop] = values
+        for group in groups:
+            file[group].attrs["status"] = status
+            file[group].attrs["error"] = error
+        time = (file.get(pending.datasets[0]) if pending is not None
+                else file[groups[0]].get("time"))
+        return float(time[-1]) if time is not None and len(time) else None
