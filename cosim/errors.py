@@ -91,5 +91,9 @@ class SimulationError(CosimError):
         return text
 
 
+class ResultsWriteError(SimulationError):
+    """The results file cannot be written (disk full, quota, storage gone)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """The run was asked to stop (Ctrl-C, SIGTERM from a scheduler); what it wrote is kept."""

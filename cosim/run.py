@@ -19,7 +19,7 @@ from cosim.criteria import Outcome, evaluate, verdict_text, write_verdict
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
 from cosim.journal import Journal
-from cosim.recorder import Recorder, create_results_file
+from cosim.recorder import Recorder, create_results_file, writing
 from cosim.scenario import Scenario, build, load_scenario
 
 
@@ -96,7 +96,7 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
         members = [cohort.member(i) for i in range(len(cohort))]
         file = (h5py.File(output, "r+") if resume_cohort
                 else create_results_file(output, provenance(scenario, graph, settings)))
-        with file:
+        with writing(file):
             started = time.perf_counter()
             done = set(file.get("members", {}))
             for i, parameters in enumerate(members):
@@ -107,7 +107,7 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
             write_summary(file, scenario, cohort.names, members)
             file.attrs["status"] = "completed"
         return Report(output, members=len(members))
-    with create_results_file(output, provenance(scenario, graph, settings)) as file:
+    with writing(create_results_file(output, provenance(scenario, graph, settings))) as file:
         if journal is not None:
             journal.begin(output, "/")
         execution = Execution(graph, settings, position=position)

@@ -71,7 +71,7 @@ def run_supervised(scenario: Path, output: Path | None, *, plot: bool = True,
             if ending.outcome is not None:
                 return _report(ending, folder, stop)
             message, status = _describe(ending, stop)
-            target, kept = _recover(folder, status, message)
+            target, kept = _recover_in_child(folder, status, message)
             if (status == "failed" and target is not None and target.startswith("/members/")
                     and not stop.signal):
                 print(f"member {target.rsplit('/', 1)[1]} failed: {message}; the cohort goes on",
@@ -221,6 +221,19 @@ def _where(position) -> str:
     return f"while {position.phase}{at}"
 
 
+def _recover_in_child(folder: Path, status: str, message: str) -> tuple[str | None, str]:
+    """``_recover`` in a process of its own: HDF5 failing on a damaged file or a full disk can
+    take a process down, and the supervisor must still say what happened."""
+    arguments = json.dumps([str(folder), status, message])
+    done = subprocess.run([sys.executable, "-m", "cosim.supervise", arguments],
+                          capture_output=True, text=True, check=False)
+    try:
+        return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return None, f"; the results file could not be repaired ({reason})"
+
+
 def _recover(folder: Path, status: str, message: str) -> tuple[str | None, str]:
     """Keep what the dead worker computed; returns (the group it was writing, a note)."""
     from cosim.journal import JournalReader
@@ -269,3 +282,7 @@ def _report(ending: _Ending, folder: Path, stop: _Stop) -> int:
         print(f"interrupted ({stop.signal or outcome['interrupted']}){where}; results written "
               f"so far are kept{kept}", file=sys.stderr, flush=True)
     return int(outcome["exit"])
+
+
+if __name__ == "__main__":  # _recover_in_child's process
+    print(json.dumps(_recover(Path(json.loads(sys.argv[1])[0]), *json.loads(sys.argv[1])[1:])))

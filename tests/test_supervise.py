@@ -181,3 +181,27 @@ def test_a_cohort_goes_on_after_members_crash_or_hang(folder, tmp_path):
             1001, 501, 1001, 701, 201, 1001]
         assert list(file["summary"]["status"]) == [s.encode() for s in statuses]
     assert list(tmp_path.iterdir()) == [], "worker folders and FMU extractions are removed"
+
+
+def test_a_full_disk_is_one_message_and_a_readable_file(folder, tmp_path):
+    """On a real 300 kB file system (tmpfs, in a mount namespace of the test's own)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    output = disk / "full.h5"
+    run = (f"mount -t tmpfs -o size=300k tmpfs {disk} || exit 77; "
+           f"{sys.executable} -m cosim.cli run {scenario(folder, 'full', 0, stop=600)} "
+           f"-o {output} --no-plot; code=$?; cp {output} {tmp_path}; exit $code")
+    try:
+        done = subprocess.run(["unshare", "--mount", "sh", "-c", run], capture_output=True,
+                              text=True, timeout=300, check=False)
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed")
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: the disk holding the results file {output} is full")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    with open_results(tmp_path / "full.h5") as res:
+        assert res.status == "failed" and res.attrs["error"] == done.stderr[7:].strip()
+        assert len(res.time) > 1000 and np.all(np.diff(res.time) > 0)
+        np.testing.assert_allclose(res["pump.y"][1:], res.time[1:], atol=1e-9)
