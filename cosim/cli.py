@@ -58,16 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from cosim.launcher import launched_by_mpi
-
-    if launched_by_mpi():
-        from cosim import parallel
-        from cosim.run import run_scenario
-
-        report = run_scenario(args.scenario, args.output, plot=not args.no_plot)
-        if parallel.rank() == 0:
-            print(report.text())
-        return EXIT_VERDICT_FAIL if report.passed is False else EXIT_OK
     from cosim.supervise import CALL_TIMEOUT, Options, run_supervised
 
     options = Options(call_timeout=args.call_timeout or CALL_TIMEOUT,

@@ -72,6 +72,10 @@ class Journal:
         _write_json(self.path.with_suffix(".task.json"),
                     {"file": str(Path(file).resolve()), "group": group})
 
+    def announce_run(self, run_id: str) -> None:
+        """The identifier every rank of this MPI run shares (its supervisors meet under it)."""
+        _write_json(self.path.with_suffix(".run.json"), run_id)
+
     def describe_instances(self, names: list[str]) -> None:
         """Which instance each number in the CALL slot stands for."""
         _write_json(self.path.with_suffix(".instances.json"), names)
@@ -171,6 +175,10 @@ class JournalReader:
         return Position(phase=PHASES[phase] if 0 <= phase < len(PHASES) else "?",
                         step=words[STEP], time=time, instance=instance, call=call,
                         finished=bool(words[FINISHED]), marker=(words[STEP], code))
+
+    def run_id(self) -> str | None:
+        """The MPI run's identifier, once the worker has it (``Journal.announce_run``)."""
+        return _read_json(self.path.with_suffix(".run.json"))
 
     def task(self) -> tuple[Path, str] | None:
         """``(file, group)`` of the run the worker was doing, or None."""

@@ -81,7 +81,8 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
     from cosim import parallel
 
     if parallel.size() > 1:
-        return parallel.run_scenario(Path(path), Path(output) if output else None, plot=plot)
+        return parallel.run_scenario(Path(path), Path(output) if output else None, plot=plot,
+                                     journal=journal)
     scenario = load_scenario(path)
     output = Path(output) if output else default_output(Path(path))
     graph, settings = build(scenario)

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cosim.journal import CALLS
+from cosim.launcher import rank_and_size
+from cosim.peers import Peers
 from cosim.worker import EXIT_ERROR, EXIT_INTERRUPTED
 
 _SETUP = CALLS[0]
@@ -45,6 +47,7 @@ _SETUP = CALLS[0]
 CALL_TIMEOUT = 600.0  # seconds an FMI call may take before the watchdog calls it a hang
 GRACE = 10.0  # seconds a worker has to stop after SIGINT/SIGTERM before it is killed
 POLL = 0.1  # seconds between two looks at the worker
+PEER_GRACE = 2.0  # seconds a worker has to stop after another MPI rank failed
 
 
 @dataclass
@@ -56,18 +59,25 @@ class Options:
     grace: float = GRACE  # seconds to stop after SIGINT/SIGTERM before the worker is killed
 
 
-def run_supervised(scenario: Path, output: Path | None, *, plot: bool = True,
+def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
                    options: Options | None = None) -> int:
-    """Run ``scenario`` in a supervised worker; print what happened; return the exit code."""
+    """Run ``scenario`` in a supervised worker; print what happened; return the exit code.
+
+    Under an MPI launcher every rank's process is a supervisor and its worker the MPI process;
+    the supervisors tell each other of a failure through files (``cosim.peers``).
+    """
     options = options or Options()
+    rank, size = rank_and_size()
     folder = Path(tempfile.mkdtemp(prefix="cosim-run-"))
     stop = _Stop(options.grace)
     previous = {sig: signal.signal(sig, stop.request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        request = {"scenario": str(scenario), "output": str(output) if output else None,
-                   "plot": plot}
+        request = {"scenario": str(scenario), "output": str(output), "plot": plot}
         while True:
-            ending = _run_worker(folder, request, options, stop)
+            ending = _run_worker(folder, request, options, stop,
+                                 _Ranks(Path(f"{output}.ranks"), rank, size) if size > 1 else None)
+            if size > 1:
+                return _end_of_rank(ending, folder, stop, Path(output))
             if ending.outcome is not None:
                 return _report(ending, folder, stop)
             message, status = _describe(ending, stop)
@@ -86,14 +96,79 @@ def run_supervised(scenario: Path, output: Path | None, *, plot: bool = True,
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass
+class _Ranks:
+    """Where this MPI run's supervisors meet, once the worker knows the run's identifier."""
+
+    folder: Path  # <output>.ranks
+    rank: int
+    size: int
+    peers: Peers | None = None
+
+    def meet(self, run_id: str | None) -> Peers | None:
+        if self.peers is None and run_id is not None:
+            self.peers = Peers(self.folder / run_id, self.rank, self.size)
+        return self.peers
+
+
+def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop, output: Path) -> int:
+    """How this rank's worker ended, under MPI: a failure is told to the other ranks; rank 0
+    completes the main file and prints the one message."""
+    ranks, outcome = ending.ranks, ending.outcome
+    peers = ranks.peers
+    if outcome is not None and outcome["exit"] not in (EXIT_ERROR, EXIT_INTERRUPTED):
+        return _report(ending, folder, stop) if ranks.rank == 0 else int(outcome["exit"])
+    if outcome is not None:  # the worker stopped on an error and marked its part itself
+        interrupted = outcome.get("interrupted")
+        message = (f"interrupted ({stop.signal or interrupted})" if interrupted
+                   else outcome["error"])
+        status = "interrupted" if interrupted else "failed"
+    else:
+        message, status = _describe(ending, stop)
+        _recover_in_child(folder, status, message)  # this rank's part file
+    if peers is None:  # failed before the ranks met: every rank fails the same way
+        if ranks.rank == 0:
+            print(f"error: {message}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED if status == "interrupted" else EXIT_ERROR
+    if not stop.peer:
+        peers.report_failure(message if message.startswith("rank ")
+                             else f"rank {ranks.rank}: {message}")
+    peers.ended()
+    if ranks.rank != 0:
+        peers.wait_until_removed()
+        return EXIT_INTERRUPTED if stop.signal else EXIT_ERROR
+    first = peers.failure() or message
+    status = "interrupted" if stop.signal else "failed"
+    complete = "" if peers.wait_until_all_ended() else " (some ranks never ended)"
+    done = _in_child("complete_after_failure", str(output), ranks.size, status, first)
+    if isinstance(done, str):
+        kept = f"; the results file could not be completed ({done})"
+    else:
+        kept = ("; no rows" if done is None else f"; rows up to t = {done:.9g} s") + \
+            f" kept in {output}{complete}"
+    print(f"error: {first}{kept}", file=sys.stderr, flush=True)
+    peers.remove()  # the other ranks' supervisors exit now
+    return EXIT_INTERRUPTED if status == "interrupted" else EXIT_ERROR
+
+
 class _Stop:
     """SIGINT/SIGTERM received by the supervisor: passed on to the worker once, then a deadline."""
 
     def __init__(self, grace: float):
         self.grace = grace
         self.signal: str | None = None
+        self.peer = False  # another rank failed: this rank's worker is stopped
         self.deadline = float("inf")
         self.worker: subprocess.Popen | None = None
+
+    def peer_failed(self) -> None:
+        """Another MPI rank failed: this worker waits for its values forever; stop it."""
+        if self.peer or self.signal:
+            return
+        self.peer = True
+        self.deadline = time.monotonic() + min(self.grace, PEER_GRACE)
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
 
     def request(self, signum: int, frame) -> None:
         if self.signal is None:
@@ -112,9 +187,11 @@ class _Ending:
     position: object  # cosim.journal.Position or None
     hang: float | None  # seconds a call had not returned when the watchdog killed it
     peak_memory: int  # bytes, the largest resident size seen
+    ranks: _Ranks | None = None  # under MPI
 
 
-def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop) -> _Ending:
+def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
+                ranks: _Ranks | None = None) -> _Ending:
     from cosim.journal import JournalReader
 
     (folder / "request.json").write_text(json.dumps(request), encoding="utf-8")
@@ -145,14 +222,34 @@ def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop) -> _
               and now - since > options.call_timeout and worker.poll() is None):
             hang = now - since
             worker.kill()
+        if ranks is not None:
+            peers = ranks.meet(reader.run_id())
+            if peers is not None and not stop.peer and peers.failure() is not None:
+                stop.peer_failed()
         if now > stop.deadline and worker.poll() is None:
-            worker.kill()
+            _end(worker, stop.peer)
     stop.worker = None
     outcome = None
     position = reader.position()
     if position is not None and position.finished:
         outcome = json.loads((folder / "outcome.json").read_text(encoding="utf-8"))
-    return _Ending(worker.returncode, outcome, position, hang, peak)
+    if ranks is not None:
+        ranks.meet(reader.run_id())
+    return _Ending(worker.returncode, outcome, position, hang, peak, ranks)
+
+
+def _end(worker: subprocess.Popen, under_mpi: bool) -> None:
+    """Kill a worker that did not stop when asked. An MPI worker first gets SIGUSR1, on which
+    it exits at once (``cosim.worker``): mpiexec takes an MPI process killed by a signal for a
+    crash of the application and kills and reports every rank."""
+    if under_mpi:
+        worker.send_signal(signal.SIGUSR1)
+        try:
+            worker.wait(1.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    worker.kill()
 
 
 def _worker_limits(memory_limit: float | None):
@@ -183,6 +280,8 @@ def _describe(ending: _Ending, stop: _Stop) -> tuple[str, str]:
     position = ending.position
     where = _where(position)
     in_fmu = position is not None and position.instance is not None
+    if stop.peer:
+        return "stopped: another rank failed", "failed"
     if ending.hang is not None:
         return (f"{where}: the FMU did not return within {ending.hang:.0f} s (the watchdog "
                 "stopped it; --call-timeout sets the limit)"), "failed"
@@ -222,16 +321,23 @@ def _where(position) -> str:
 
 
 def _recover_in_child(folder: Path, status: str, message: str) -> tuple[str | None, str]:
-    """``_recover`` in a process of its own: HDF5 failing on a damaged file or a full disk can
-    take a process down, and the supervisor must still say what happened."""
-    arguments = json.dumps([str(folder), status, message])
-    done = subprocess.run([sys.executable, "-m", "cosim.supervise", arguments],
+    """``_recover`` in a process of its own (see ``_in_child``)."""
+    done = _in_child("recover", str(folder), status, message)
+    return (None, f"; the results file could not be repaired ({done})") if isinstance(
+        done, str) else tuple(done)
+
+
+def _in_child(function: str, *arguments):
+    """Run an HDF5 repair (``CHILD_TASKS``) in a process of its own: HDF5 failing on a damaged
+    file or a full disk can take a process down, and the supervisor must still say what
+    happened. Returns the function's result, or the reason it failed (a string)."""
+    done = subprocess.run([sys.executable, "-m", "cosim.supervise",
+                           json.dumps([function, *arguments])],
                           capture_output=True, text=True, check=False)
     try:
-        return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
-    except (ValueError, IndexError):
-        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return None, f"; the results file could not be repaired ({reason})"
+        return json.loads(done.stdout.strip().splitlines()[-1])["result"]
+    except (ValueError, IndexError, KeyError, TypeError):
+        return (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
 
 
 def _recover(folder: Path, status: str, message: str) -> tuple[str | None, str]:
@@ -284,5 +390,18 @@ def _report(ending: _Ending, folder: Path, stop: _Stop) -> int:
     return int(outcome["exit"])
 
 
-if __name__ == "__main__":  # _recover_in_child's process
-    print(json.dumps(_recover(Path(json.loads(sys.argv[1])[0]), *json.loads(sys.argv[1])[1:])))
+def _complete_after_failure(output: str, ranks: int, status: str, error: str) -> float | None:
+    from cosim.parallel import complete_after_failure
+
+    return complete_after_failure(Path(output), ranks, status, error)
+
+
+def _recover_for_child(folder: str, status: str, message: str) -> list:
+    return list(_recover(Path(folder), status, message))
+
+
+CHILD_TASKS = {"recover": _recover_for_child, "complete_after_failure": _complete_after_failure}
+
+if __name__ == "__main__":  # _in_child's process
+    name, *arguments = json.loads(sys.argv[1])
+    print(json.dumps({"result": CHILD_TASKS[name](*arguments)}))

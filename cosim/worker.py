@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from cosim.journal import STOP
-from cosim.launcher import limit_threads
+from cosim.launcher import launched_by_mpi, limit_threads
 
 EXIT_OK, EXIT_ERROR, EXIT_VERDICT_FAIL, EXIT_INTERRUPTED = 0, 1, 2, 130
 _interrupted: list[str] = []  # the signal that asked this worker to stop, once received
@@ -42,6 +42,8 @@ def main(folder: str) -> int:
     request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if launched_by_mpi():
+        _exit_on(signal.SIGUSR1)
     from cosim.errors import CosimError
     from cosim.journal import Journal
     from cosim.run import run_scenario
@@ -63,7 +65,21 @@ def main(folder: str) -> int:
     temporary.write_text(json.dumps(outcome), encoding="utf-8")
     os.replace(temporary, folder / "outcome.json")
     journal.finish()
+    if outcome["exit"] in (EXIT_ERROR, EXIT_INTERRUPTED) and launched_by_mpi():
+        os._exit(outcome["exit"])  # the other ranks are gone: MPI_Finalize would wait for them
     return outcome["exit"]
+
+
+def _exit_on(signum: int) -> None:
+    """Exit at once on ``signum``, even while blocked inside MPI (a C-level handler: Python's
+    handlers only run between bytecodes). The supervisor sends it to a worker waiting forever
+    for a rank that died: an exit, unlike a death by signal, lets mpiexec end the job quietly."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal(signum, ctypes.cast(libc._exit, ctypes.c_void_p))
 
 
 def _memory_note() -> str:

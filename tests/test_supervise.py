@@ -205,3 +205,75 @@ def test_a_full_disk_is_one_message_and_a_readable_file(folder, tmp_path):
         assert res.status == "failed" and res.attrs["error"] == done.stderr[7:].strip()
         assert len(res.time) > 1000 and np.all(np.diff(res.time) > 0)
         np.testing.assert_allclose(res["pump.y"][1:], res.time[1:], atol=1e-9)
+
+
+DISTRIBUTED = """\
+version: 1
+name: distributed misbehaving
+fmus: {{bad: MisbehavingModel.fmu, osc: c_oscillator.fmu}}
+instances:
+  pump: {{fmu: bad, parameters: {{mode: {mode}, at: 0.5}}}}
+  left: {{fmu: osc}}
+  right: {{fmu: osc, parameters: {{x0: 0.0}}}}
+connections:
+  - left.x -> right.x_other
+  - right.x -> left.x_other
+simulation: {{stop: {stop}, step: 0.001}}
+record: {{variables: [pump.y, left.x, right.x]}}
+"""
+
+
+def mpi_run(folder: Path, name: str, mode: int, stop: float, ranks: int
+            ) -> tuple[subprocess.Popen, Path]:
+    kit.build_c_oscillator(folder)
+    path = folder / f"{name}.yaml"
+    path.write_text(DISTRIBUTED.format(mode=mode, stop=stop), encoding="utf-8")
+    output = folder / f"{name}.h5"
+    bin_folder = Path(sys.executable).parent
+    process = subprocess.Popen([str(bin_folder / "mpiexec"), "-n", str(ranks), sys.executable,
+                                "-m", "cosim.cli", "run", str(path), "-o", str(output),
+                                "--no-plot"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=dict(os.environ, PATH=f"{bin_folder}:"
+                                                   f"{os.environ.get('PATH', '')}"))
+    return process, output
+
+
+def assert_one_consistent_file(output: Path, status: str, rows: int | None = None) -> str:
+    """The main file alone (parts merged), every dataset cut to the same length."""
+    assert not Path(f"{output}.parts").exists() and not Path(f"{output}.ranks").exists()
+    with open_results(output) as res:
+        assert res.status == status
+        lengths = {len(res[name]) for name in res.variables} | {len(res.time)}
+        assert len(lengths) == 1, lengths
+        if rows is not None:
+            assert lengths == {rows}
+        return res.attrs["error"]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_a_crash_on_one_rank_leaves_one_failed_file(folder, ranks):
+    process, output = mpi_run(folder, f"distributed-{ranks}", 1, 1.0, ranks)
+    _, err = process.communicate(timeout=180)
+    assert process.returncode != 0
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "instance 'pump' in fmi2DoStep at t = 0.5 s: the FMU crashed (segmentation " \
+           "fault, SIGSEGV); rows up to t = 0.5 s kept in" in errors[0]
+    message = assert_one_consistent_file(output, "failed", rows=501)
+    assert errors[0].startswith(f"error: {message}; ")
+
+
+@pytest.mark.mpi
+def test_sigterm_under_mpiexec_leaves_one_interrupted_file(folder, tmp_path):
+    process, output = mpi_run(folder, "distributed-long", 0, 600.0, 2)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not Path(f"{output}.parts").exists():
+        time.sleep(0.1)
+    time.sleep(3)  # the ranks are stepping
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "interrupted (SIGTERM)" in errors[0], err
+    assert assert_one_consistent_file(output, "interrupted").endswith("interrupted (SIGTERM)")
