@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("scenario", type=Path)
     run.add_argument("-o", "--output", type=Path, help="results file (default results/<name>.h5)")
     run.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    run.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
+                     help="an FMI call that takes longer is a hang: the run stops "
+                          "(default 600)")
+    run.add_argument("--memory-limit", type=float, default=None, metavar="GB",
+                     help="address space the run may use; above it allocations fail")
     check = sub.add_parser("check", help="check a scenario and its FMUs without running")
     check.add_argument("scenario", type=Path)
     info = sub.add_parser("info", help="describe an FMU: variables, units, dependencies")
@@ -53,13 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from cosim import parallel
-    from cosim.run import run_scenario
+    from cosim.supervise import CALL_TIMEOUT, Options, run_supervised
 
-    report = run_scenario(args.scenario, args.output, plot=not args.no_plot)
-    if parallel.rank() == 0:
-        print(report.text())
-    return EXIT_VERDICT_FAIL if report.passed is False else EXIT_OK
+    options = Options(call_timeout=args.call_timeout or CALL_TIMEOUT,
+                      memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
+    output = args.output or Path("results") / f"{args.scenario.stem}.h5"
+    return run_supervised(args.scenario, output, plot=not args.no_plot, options=options)
 
 
 def _check(args) -> int:

@@ -89,3 +89,11 @@ class SimulationError(CosimError):
             text += "\n  last messages from the FMU:\n" + "\n".join(
                 "    " + line for line in self.log[-5:])
         return text
+
+
+class ResultsWriteError(SimulationError):
+    """The results file cannot be written (disk full, quota, storage gone)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop (Ctrl-C, SIGTERM from a scheduler); what it wrote is kept."""

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cosim.errors import CosimError, SimulationError
+from cosim import journal
+from cosim.errors import CosimError, Interrupted, SimulationError
 from cosim.graph import CouplingGraph
 from cosim.master import FixedStepMaster, Plan, make_plan
 from cosim.system import Layout, System, make_layout
@@ -74,7 +75,8 @@ class Execution:
                  parameters: Mapping[str, Mapping[str, Any]] | None = None,
                  local: Iterable[str] | None = None,
                  exchange: Callable[[int], None] | None = None,
-                 plan: Plan | None = None, time_every: int = 16):
+                 plan: Plan | None = None, time_every: int = 16,
+                 position: memoryview | None = None):
         self.graph = graph
         self.settings = settings
         self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
@@ -84,9 +86,12 @@ class Execution:
         self.plan = plan or make_plan(graph, settings.algorithm)
         self.layout: Layout = make_layout(graph, settings.record)
         self.system = System(graph, self.layout, graph.instances if local is None else local)
+        # where the run is (phase, step, time, instance and FMI call), for a supervisor to read
+        # (cosim.journal); a private array when nobody reads it
+        self.position = journal.private_position() if position is None else position
         self.master = FixedStepMaster(self.system, self.plan, settings.start, settings.step,
                                       **({"exchange": exchange} if exchange else {}),
-                                      time_every=time_every)
+                                      time_every=time_every, position=self.position)
         self.step_index = 0
         self._events = self._schedule(settings.events)
 
@@ -97,26 +102,39 @@ class Execution:
     def run(self, observers: Sequence[Observer] = ()) -> None:
         """Initialise, step to the end, close; observers hear everything."""
         error: BaseException | None = None
+        position, times = self.position, self.position.cast("B").cast("d")
         try:
-            self.system.instantiate(self.parameters)
+            position[journal.PHASE] = journal.INSTANTIATING
+            for name in self.system.local:
+                position[journal.CALL] = self.master.call_codes[name][0]
+                self.system.instantiate(name, self.parameters.get(name))
             self.system.bind()
+            position[journal.PHASE] = journal.INITIALISING
             self.master.initialize(self.settings.stop)
+            position[journal.CALL] = 0
             for observer in observers:
                 observer.started(self)
             for observer in observers:
                 observer.stepped(0, self.settings.start)
+            position[journal.PHASE] = journal.STEPPING
             steps = self.settings.steps
             step, events = self.master.step, self._events
             stepped = [o.stepped for o in observers]
             for n in range(steps):
                 self.step_index = n
+                position[journal.STEP] = n
+                times[journal.TIME] = self.settings.start + n * self.settings.step
+                if position[journal.STOP]:
+                    raise Interrupted("stop requested")
                 if n in events:
                     self._apply(events[n])
                 step(n)
+                position[journal.CALL] = 0
                 self.step_index = n + 1
                 time = self.settings.start + (n + 1) * self.settings.step
                 for callback in stepped:
                     callback(n + 1, time)
+            position[journal.PHASE] = journal.FINISHING
         except CosimError as caught:
             error = caught
             raise

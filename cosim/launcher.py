@@ -30,6 +30,19 @@ def launched_by_mpi() -> bool:
     return any(name in os.environ for name in MPI_ENV)
 
 
+def rank_and_size() -> tuple[int, int]:
+    """This process's rank and the number of ranks, as the MPI launcher's environment says
+    (without initialising MPI); ``(0, 1)`` outside a launcher."""
+    for rank, size in (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                       ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+        if rank in os.environ and size in os.environ:
+            try:
+                return int(os.environ[rank]), int(os.environ[size])
+            except ValueError:
+                continue
+    return 0, 1
+
+
 def limit_threads() -> bool:
     """One BLAS/OpenMP thread per process, unless the user set a count; True if set here."""
     if any(name in os.environ for name in THREAD_ENV):

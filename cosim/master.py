@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 
+from cosim import journal
 from cosim.graph import CouplingGraph
 from cosim.system import System
 
@@ -76,7 +77,8 @@ class FixedStepMaster:
     """Steps a ``System`` by ``plan`` with a fixed communication step."""
 
     def __init__(self, system: System, plan: Plan, start: float, step_size: float,
-                 exchange: Callable[[int], None] = _no_exchange, time_every: int = 16):
+                 exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
+                 position: memoryview | None = None):
         self.system = system
         self.plan = plan
         self.start = start
@@ -88,6 +90,14 @@ class FixedStepMaster:
         self.local_names = [[n for n in level if n in local] for level in plan.levels]
         self.time_every = time_every
         self._seconds = [[0.0] * len(level) for level in self.local_levels]
+        # before each FMI call, its code goes into the CALL slot of ``position`` (a supervisor
+        # reads it: which instance crashed or hangs in which call; cosim.journal)
+        self.position = journal.private_position() if position is None else position
+        number = {name: i for i, name in enumerate(system.layout.instances)}
+        self.call_codes = {name: tuple(journal.call_code(number[name], call)
+                                       for call in range(4)) for name in system.local}
+        self._calls = [[(instance, *self.call_codes[instance.name][1:]) for instance in level]
+                       for level in self.local_levels]
 
     @property
     def busy(self) -> dict[str, float]:
@@ -102,21 +112,28 @@ class FixedStepMaster:
 
     def initialize(self, stop: float | None) -> None:
         """Consistent initialisation: outputs propagated to inputs in plan order."""
-        system = self.system
-        for instance in system.instances.values():
+        system, position, codes = self.system, self.position, self.call_codes
+        for name, instance in system.instances.items():
+            position[journal.CALL] = codes[name][0]
             instance.setup_experiment(self.start, stop)
             instance.enter_initialization_mode()
         for _ in range(self.plan.init_passes):
             for index, names in enumerate(self.local_names):
                 for name in names:
+                    position[journal.CALL] = codes[name][journal.SET_INPUTS]
                     system.gather(name)
+                    position[journal.CALL] = codes[name][journal.GET_OUTPUTS]
                     system.instances[name].get_outputs()
+                position[journal.CALL] = 0
                 self.exchange(index)
-        for instance in system.instances.values():
+        for name, instance in system.instances.items():
+            position[journal.CALL] = codes[name][0]
             instance.exit_initialization_mode()
         for index, level in enumerate(self.local_levels):  # outputs after initialisation
             for instance in level:
+                position[journal.CALL] = codes[instance.name][journal.GET_OUTPUTS]
                 instance.get_outputs()
+            position[journal.CALL] = 0
             self.exchange(index)
 
     def step(self, n: int) -> None:
@@ -126,14 +143,18 @@ class FixedStepMaster:
             return
         time = self.start + n * self.step_size
         step_size = self.step_size
-        gather = self.system.gather
-        for index, level in enumerate(self.local_levels):
-            for instance in level:
+        gather, position, slot = self.system.gather, self.position, journal.CALL
+        for index, calls in enumerate(self._calls):
+            for instance, set_code, _, _ in calls:
+                position[slot] = set_code
                 gather(instance.name)
-            for instance in level:
+            for instance, _, step_code, _ in calls:
+                position[slot] = step_code
                 instance.do_step(time, step_size)
-            for instance in level:
+            for instance, _, _, get_code in calls:
+                position[slot] = get_code
                 instance.get_outputs()
+            position[slot] = 0
             self.exchange(index)
 
     def _timed_step(self, n: int) -> None:
@@ -141,22 +162,27 @@ class FixedStepMaster:
         time = self.start + n * self.step_size
         step_size = self.step_size
         gather, clock = self.system.gather, perf_counter
-        for index, level in enumerate(self.local_levels):
+        position, slot = self.position, journal.CALL
+        for index, calls in enumerate(self._calls):
             seconds = self._seconds[index]
             then = clock()
-            for i, instance in enumerate(level):
+            for i, (instance, set_code, _, _) in enumerate(calls):
+                position[slot] = set_code
                 gather(instance.name)
                 now = clock()
                 seconds[i] += now - then
                 then = now
-            for i, instance in enumerate(level):
+            for i, (instance, _, step_code, _) in enumerate(calls):
+                position[slot] = step_code
                 instance.do_step(time, step_size)
                 now = clock()
                 seconds[i] += now - then
                 then = now
-            for i, instance in enumerate(level):
+            for i, (instance, _, _, get_code) in enumerate(calls):
+                position[slot] = get_code
                 instance.get_outputs()
                 now = clock()
                 seconds[i] += now - then
                 then = now
+            position[slot] = 0
             self.exchange(index)

@@ -28,13 +28,14 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from cosim.errors import CosimError, ScenarioError
+from cosim.errors import CosimError, ScenarioError, SimulationError
 from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.launcher import launched_by_mpi
@@ -116,19 +117,28 @@ def part_path(output: Path, index: int) -> Path:
     return Path(f"{output}.parts") / f"rank-{index:04d}.h5"
 
 
-def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
-    """``run_scenario`` under MPI: distributed instances, or cohort members over groups."""
+def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=None):
+    """``run_scenario`` under MPI: distributed instances, or cohort members over groups.
+
+    ``journal``: this rank's ``cosim.journal.Journal`` when a supervisor watches it; a failure
+    then ends this rank's worker (its supervisor tells the others, see ``cosim.supervise``)
+    instead of aborting every rank at once.
+    """
     from cosim.run import Report, default_output, judge, member_id, provenance, write_summary
     from cosim.scenario import build, load_scenario
 
     comm = world()
     me, ranks = comm.Get_rank(), comm.Get_size()
+    if journal is not None:  # the ranks' supervisors meet under this name (cosim.peers)
+        journal.announce_run(comm.bcast(uuid.uuid4().hex if me == 0 else None, root=0))
     output = output or default_output(path)
     scenario = _collective(comm, lambda: load_scenario(path))
     if me == 0:
         _prebuild_library(scenario)
     comm.Barrier()
     graph, settings = _collective(comm, lambda: build(scenario))
+    if journal is not None:
+        journal.describe_instances(list(graph.instances))
     cohort = None
     if scenario.cohort is not None:
         from cosim.cohort import sample_cohort
@@ -155,11 +165,13 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
             owner, measured = balanced_partition(comm, graph, settings, scenario.parallel)
             if me == 0:
                 _link_instances(main, output, graph, settings, owner)
-            timing = _run_distributed(comm, graph, settings, owner, part)
+            if journal is not None:
+                journal.begin(part_path(output, me), "/")
+            timing = _run_distributed(comm, graph, settings, owner, part, journal)
         else:
             _run_cohort(comm, group_size, scenario, graph, settings, cohort, part)
     except BaseException as error:  # noqa: BLE001 - every failure must stop every rank
-        _abort(comm, part, error)
+        _abort(comm, part, error, supervised=journal is not None)
     part.close()
     timings = comm.gather(timing, root=0)
     report = None
@@ -190,8 +202,46 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True):
                 main.close()
                 report = Report(output, members=len(members))
         except BaseException as error:  # noqa: BLE001
-            _abort(comm, None, error)
+            _abort(comm, None, error, supervised=journal is not None)
     return comm.bcast(report, root=0)
+
+
+def complete_after_failure(output: Path, ranks: int, status: str, error: str) -> float | None:
+    """After a rank failed or the run was interrupted: the main file gets what every part file
+    holds, cut to the communication points every rank reached, and says how the run ended.
+
+    Runs in rank 0's supervisor (no MPI: the workers are gone). Returns the last row's time.
+    """
+    from cosim.h5clear import clear_writer_flags
+
+    output = Path(output)
+    if not output.exists():
+        return None
+    parts = [part_path(output, r) for r in range(ranks)]
+    for path in [output, *parts]:
+        if path.exists():
+            clear_writer_flags(path)
+    with h5py.File(output, "r+") as main:
+        merge_parts(main, [path for path in parts if path.exists()])
+        last = _cut_to_common_length(main)
+        main.attrs["status"] = status
+        main.attrs["error"] = error
+    shutil.rmtree(Path(f"{output}.parts"), ignore_errors=True)
+    return last
+
+
+def _cut_to_common_length(group: h5py.Group) -> float | None:
+    """Resize ``time`` and every recorded dataset to the shortest of them (ranks that stopped
+    at different steps); returns the last time kept."""
+    if "time" not in group:
+        return None
+    series = [group["time"]] + [dataset for instance in group.get("instances", {}).values()
+                                for dataset in instance.values()]
+    rows = min(len(dataset) for dataset in series)
+    for dataset in series:
+        if len(dataset) > rows:
+            dataset.resize((rows,))
+    return float(group["time"][rows - 1]) if rows else None
 
 
 def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
@@ -234,20 +284,21 @@ class _WarmUp:
         pass
 
 
-def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int]
-                           ) -> Execution:
+def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int],
+                           position: memoryview | None = None) -> Execution:
     me = comm.Get_rank()
     execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
-                          time_every=1)
+                          time_every=1, position=position)
     execution.master.exchange = Exchange(comm, graph, execution.plan, execution.system, owner)
     return execution
 
 
 def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int],
-                     part: h5py.File) -> dict[str, object]:
+                     part: h5py.File, journal=None) -> dict[str, object]:
     """Run this rank's instances; returns its timing (busy seconds per instance, exchange)."""
-    execution = _distributed_execution(comm, graph, settings, owner)
-    execution.run([Recorder(part, scales=False)])
+    execution = _distributed_execution(comm, graph, settings, owner,
+                                       None if journal is None else journal.position)
+    execution.run([Recorder(part, scales=False, journal=journal)])
     return {"busy": execution.master.busy, "exchange": execution.master.exchange.seconds}
 
 
@@ -442,20 +493,32 @@ def _link_instances(main: h5py.File, output: Path, graph: CouplingGraph, setting
     main.flush()
 
 
-def _abort(comm, part: h5py.File | None, error: BaseException) -> None:
+def _abort(comm, part: h5py.File | None, error: BaseException, supervised: bool = False
+           ) -> None:
+    """Stop every rank after ``error`` on this one: its part file says failed, then MPI_Abort.
+
+    ``supervised``: the error goes up to this rank's worker instead; its supervisor tells the
+    other ranks' supervisors, which stop their workers (``cosim.supervise``).
+    """
     message = str(error)
     if not isinstance(error, CosimError):
         message = f"{type(error).__name__}: {error}"
     if getattr(error, "rank", None) is None and not isinstance(error, _Quiet):
         message = f"rank {comm.Get_rank()}: {message}"
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    if not supervised:
+        print(f"error: {message}", file=sys.stderr, flush=True)
     if part is not None:
         try:
-            part.attrs["status"] = "failed"
+            part.attrs["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) \
+                else "failed"
             part.attrs["error"] = message
             part.close()
         except Exception:  # noqa: BLE001 - we are stopping anyway
             pass
+    if supervised:
+        if isinstance(error, (CosimError, KeyboardInterrupt)):
+            raise error
+        raise SimulationError(message) from error
     _wait_until_read(sys.stderr)
     comm.Abort(1)
 

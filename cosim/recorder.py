@@ -16,10 +16,13 @@ in a parallel run each process writes its own instances (see ``cosim.parallel``)
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import os
 import platform
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,11 +30,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cosim.errors import ResultsWriteError
 from cosim.execution import Execution
+from cosim.h5clear import clear_writer_flags
+from cosim.journal import ROW_BITS, ROWS, PendingRows
 
 FORMAT = "cosim-results"
 FORMAT_VERSION = 1
 BLOCK_ROWS = 1024
+MARGIN_BYTES = 1 << 20  # free disk below which a run stops, so its file can still be finished
 
 
 def versions() -> dict[str, str]:
@@ -54,6 +61,25 @@ def create_results_file(path: str | Path, provenance: Mapping[str, Any]) -> h5py
     return file
 
 
+@contextlib.contextmanager
+def writing(file: h5py.File) -> Iterator[h5py.File]:
+    """Close ``file`` at the end; a close that fails after another error (a disk that filled
+    up) does not hide that error."""
+    path = file.filename
+    try:
+        yield file
+    except BaseException:
+        try:
+            file.close()
+        except (OSError, RuntimeError):
+            pass
+        raise
+    try:
+        file.close()
+    except (OSError, RuntimeError) as error:
+        raise _write_error(path, error) from None
+
+
 def write_provenance(group: h5py.Group, provenance: Mapping[str, Any]) -> None:
     group.attrs["format"] = FORMAT
     group.attrs["format_version"] = FORMAT_VERSION
@@ -69,13 +95,16 @@ class Recorder:
     """Observer writing the recorded variables of an execution into an HDF5 group."""
 
     def __init__(self, group: h5py.Group, block_rows: int = BLOCK_ROWS,
-                 compression: str | None = "gzip", scales: bool = True):
+                 compression: str | None = "gzip", scales: bool = True, journal=None):
         self.group = group
+        self.journal = journal  # a cosim.journal.Journal: rows buffered where a supervisor
+        # can read them if this process dies
         self.scales = scales  # attach /time as dimension scale (not in part files: see merge)
         self.block_rows = block_rows
         self.compression = compression
         self.rows_written = 0
         self._row = 0
+        self.disk_full = False  # the run stopped because the disk is nearly full
 
     # -- observer -----------------------------------------------------------------------------
     def started(self, run: Execution) -> None:
@@ -119,8 +148,16 @@ class Recorder:
                 self.datasets.append(dataset)
                 index.append(layout.index(name, variable))
         self.index = np.array(index, dtype=np.intp)
-        self.buffer = np.empty((self.block_rows, len(index)))
-        self.time_buffer = np.empty(self.block_rows)
+        if self.journal is None:
+            self.buffer = np.empty((self.block_rows, len(index)))
+            self.time_buffer = np.empty(self.block_rows)
+            self.rows_state = memoryview(bytearray(8)).cast("q")
+        else:
+            names = [self.time.name] + [dataset.name for dataset in self.datasets]
+            self.time_buffer, self.buffer = self.journal.rows(
+                self.group.file.filename, self.group.name, names, self.block_rows)
+            self.rows_state = self.journal.position[ROWS:ROWS + 1]
+        self.group.file.flush()  # the datasets exist on disk before the first step
 
     def stepped(self, n: int, time: float) -> None:
         if n % self.every:
@@ -129,15 +166,25 @@ class Recorder:
         np.take(self.signals, self.index, out=self.buffer[row])
         self.time_buffer[row] = time
         self._row = row + 1
+        self.rows_state[0] += 1
         if self._row == self.block_rows:
             self.flush()
 
     def finished(self, error: BaseException | None) -> None:
-        if hasattr(self, "buffer"):
-            self.flush()
-        self.group.attrs["status"] = "failed" if error else "completed"
-        self.group.attrs["error"] = "" if error is None else str(error)
-        self.group.file.flush()
+        if isinstance(error, ResultsWriteError) and not self.disk_full:
+            return  # a write failed: HDF5's state is not to be trusted; the file on disk holds
+            # what the last flush wrote
+        try:
+            if hasattr(self, "buffer"):
+                self.flush()
+            self.group.attrs["status"] = ("interrupted" if isinstance(error, KeyboardInterrupt)
+                                          else "failed" if error else "completed")
+            self.group.attrs["error"] = "" if error is None else str(error)
+            self.group.file.flush()
+        except (OSError, RuntimeError) as failure:
+            if error is None:
+                raise _write_error(self.group.file.filename, failure) from None
+            # else keep the first error; the file holds what its last flush wrote
 
     # -- writing ------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -146,15 +193,43 @@ class Recorder:
         if rows == 0:
             return
         start, stop = self.rows_written, self.rows_written + rows
-        self.time.resize((stop,))
-        self.time[start:stop] = self.time_buffer[:rows]
-        block = self.buffer[:rows]
-        for column, dataset in enumerate(self.datasets):
-            dataset.resize((stop,))
-            dataset[start:stop] = block[:, column]
+        try:
+            self.time.resize((stop,))
+            self.time[start:stop] = self.time_buffer[:rows]
+            block = self.buffer[:rows]
+            for column, dataset in enumerate(self.datasets):
+                dataset.resize((stop,))
+                dataset[start:stop] = block[:, column]
+            self.group.file.flush()
+        except (OSError, RuntimeError) as error:
+            raise _write_error(self.group.file.filename, error) from None
         self.rows_written = stop
         self._row = 0
-        self.group.file.flush()
+        self.rows_state[0] = stop << ROW_BITS  # one store: the file has them, none pending
+        free = _free_bytes(self.group.file.filename)
+        if free < MARGIN_BYTES + 2 * self.buffer.nbytes and not self.disk_full:
+            self.disk_full = True  # stop while the rest (status, verdict) still fits
+            last = self.time_buffer[rows - 1]
+            raise ResultsWriteError(
+                f"the disk holding the results file {self.group.file.filename} is full "
+                f"({free / 1e6:.1f} MB left): the run stopped at t = {last:.9g} s; every row "
+                "up to there is in the file")
+
+
+def _free_bytes(path: str) -> int:
+    try:
+        info = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return 1 << 62
+    return info.f_bavail * info.f_frsize
+
+
+def _write_error(path: str, error: Exception) -> ResultsWriteError:
+    """One sentence for a failed HDF5 write (HDF5 puts the errno deep in its message)."""
+    found = re.search(r"errno = (\d+)", str(error))
+    reason = os.strerror(int(found.group(1))) if found else str(error).split("(")[0].strip()
+    return ResultsWriteError(f"cannot write the results file {path}: {reason}; it keeps the "
+                             "rows written before")
 
 
 def attach_time_scale(group: h5py.Group) -> None:
@@ -212,3 +287,29 @@ def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
         if name in instances:
             del instances[name]  # an external link to the part, replaced by the data
         source.copy(instance, instances, name=name)
+
+
+def recover(path: str | Path, pending: PendingRows | None, status: str, error: str,
+            groups: tuple[str, ...] = ("/",)) -> float | None:
+    """After the process writing ``path`` died: append the rows it had computed but not
+    written (``pending``, from its journal), and record in ``groups`` how the run ended.
+
+    Returns the time of the last row in the file (None: no rows).
+    """
+    clear_writer_flags(path)
+    with h5py.File(path, "r+") as file:
+        if pending is not None and len(pending.time):
+            start = pending.rows_in_file
+            stop = start + len(pending.time)
+            columns = [pending.time] + [pending.values[:, i]
+                                        for i in range(pending.values.shape[1])]
+            for name, values in zip(pending.datasets, columns, strict=True):
+                dataset = file[name]
+                dataset.resize((stop,))
+                dataset[start:stop] = values
+        for group in groups:
+            file[group].attrs["status"] = status
+            file[group].attrs["error"] = error
+        time = (file.get(pending.datasets[0]) if pending is not None
+                else file[groups[0]].get("time"))
+        return float(time[-1]) if time is not None and len(time) else None

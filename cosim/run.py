@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from cosim.criteria import Outcome, evaluate, verdict_text, write_verdict
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
 from cosim.isolation import isolation_by_instance
+from cosim.journal import Journal
 from cosim.provenance import run_provenance
-from cosim.recorder import Recorder, create_results_file
+from cosim.recorder import Recorder, create_results_file, writing
 from cosim.scenario import Scenario, build, load_scenario
 
 
@@ -73,32 +75,49 @@ def provenance(scenario: Scenario, graph: CouplingGraph, settings: Settings) -> 
     }
 
 
-def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bool = True
-                 ) -> Report:
-    """Run a scenario file; under ``mpiexec`` with more than one rank, run it in parallel."""
+def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bool = True,
+                 journal: Journal | None = None, resume_cohort: bool = False) -> Report:
+    """Run a scenario file; under ``mpiexec`` with more than one rank, run it in parallel.
+
+    ``journal``: where a supervising process can follow the run (``cosim.supervise``).
+    ``resume_cohort``: go on with a cohort in an existing ``output``, running only the members
+    it does not hold yet (after a member crashed the process running it).
+    """
     from cosim import parallel
 
     if parallel.size() > 1:
-        return parallel.run_scenario(Path(path), Path(output) if output else None, plot=plot)
+        return parallel.run_scenario(Path(path), Path(output) if output else None, plot=plot,
+                                     journal=journal)
     scenario = load_scenario(path)
     output = Path(output) if output else default_output(Path(path))
     graph, settings = build(scenario)
+    position = None
+    if journal is not None:
+        journal.describe_instances(list(graph.instances))
+        position = journal.position
     if scenario.cohort is not None:
         from cosim.cohort import sample_cohort
 
         cohort = sample_cohort(scenario.cohort, Path(path).parent)
         members = [cohort.member(i) for i in range(len(cohort))]
-        with create_results_file(output, provenance(scenario, graph, settings)) as file:
+        file = (h5py.File(output, "r+") if resume_cohort
+                else create_results_file(output, provenance(scenario, graph, settings)))
+        with writing(file):
             started = time.perf_counter()
+            done = set(file.get("members", {}))
             for i, parameters in enumerate(members):
-                run_member(file, i, scenario, graph, settings, parameters)
-            file.attrs["run_seconds"] = time.perf_counter() - started
+                if member_id(i) not in done:
+                    run_member(file, i, scenario, graph, settings, parameters, journal)
+            file.attrs["run_seconds"] = (time.perf_counter() - started
+                                         + float(file.attrs.get("run_seconds", 0.0)))
             write_summary(file, scenario, cohort.names, members)
             file.attrs["status"] = "completed"
         return Report(output, members=len(members))
-    with create_results_file(output, provenance(scenario, graph, settings)) as file:
-        execution = Execution(graph, settings)
-        recorder = Recorder(file)
+    with writing(create_results_file(output, provenance(scenario, graph, settings))) as file:
+        if journal is not None:
+            journal.begin(output, "/")
+        execution = Execution(graph, settings, position=position)
+        recorder = Recorder(file, journal=journal)
         started = time.perf_counter()
         execution.run([recorder])
         file.attrs["run_seconds"] = time.perf_counter() - started
@@ -145,15 +164,19 @@ def member_parameters(graph: CouplingGraph, parameters: dict[str, float]
 
 
 def run_member(file, index: int, scenario: Scenario, graph: CouplingGraph, settings: Settings,
-               parameters: dict[str, float]) -> list[Outcome]:
+               parameters: dict[str, float], journal: Journal | None = None) -> list[Outcome]:
     """Run cohort member ``index`` into ``/members/<id>`` of ``file``; returns its outcomes."""
     group = file.create_group(f"members/{member_id(index)}")
     group.attrs["member"] = index
     group.attrs["parameters"] = json.dumps(parameters)
     group.attrs["status"] = "running"
-    execution = Execution(graph, settings, member_parameters(graph, parameters))
+    if journal is not None:
+        file.flush()
+        journal.begin(file.filename, group.name)
+    execution = Execution(graph, settings, member_parameters(graph, parameters),
+                          position=None if journal is None else journal.position)
     try:
-        execution.run([Recorder(group)])
+        execution.run([Recorder(group, journal=journal)])
     except Exception as error:  # one failing member does not stop a cohort
         group.attrs["status"] = "failed"
         group.attrs["error"] = str(error)

@@ -90,14 +90,12 @@ class System:
                                       dtype=np.intp),
                 scale=None if identity else scale, shift=None if identity else shift)
 
-    def instantiate(self, parameters: Mapping[str, Mapping[str, Any]]) -> None:
-        """Load every local instance and set its parameters and start values."""
-        for name in self.local:
-            instance = self.instances[name]
-            instance.instantiate()
-            values = parameters.get(name)
-            if values:
-                instance.set(values)
+    def instantiate(self, name: str, parameters: Mapping[str, Any] | None = None) -> None:
+        """Load local instance ``name`` and set its parameters and start values."""
+        instance = self.instances[name]
+        instance.instantiate()
+        if parameters:
+            instance.set(parameters)
 
     def bind(self) -> None:
         """Preallocate the per-step buffers (after instantiation)."""

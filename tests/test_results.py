@@ -240,3 +240,25 @@ def test_killed_run_keeps_the_flushed_blocks(folder, tmp_path):
         np.testing.assert_allclose(results.time, np.arange(40) * 0.01, atol=1e-12)
         np.testing.assert_allclose(results["osc.x"], np.cos(np.sqrt(1.5) * results.time),
                                    atol=1e-12)
+
+
+def test_a_nearly_full_disk_stops_the_run_with_a_readable_file(folder, tmp_path, monkeypatch):
+    """Below the margin of free space, the recorder writes its block, stops the run, and
+    still has room for the status: the file is readable and says why it ended."""
+    import cosim.recorder as recorder
+
+    free = iter([1 << 40, 1 << 40, recorder.MARGIN_BYTES])  # the third flush finds it full
+    monkeypatch.setattr(recorder, "_free_bytes", lambda path: next(free))
+    graph = CouplingGraph()
+    graph.add_instance("osc", folder / "c_oscillator.fmu")
+    output = tmp_path / "full.h5"
+    with pytest.raises(CosimError) as caught:
+        with recorder.writing(create_results_file(output, {})) as file:
+            Execution(graph, Settings(0.0, 1.0, 0.01, record={"osc": ("x",)})).run(
+                [Recorder(file, block_rows=20)])
+    assert str(caught.value) == (f"the disk holding the results file {output} is full (1.0 MB "
+                                 "left): the run stopped at t = 0.59 s; every row up to there "
+                                 "is in the file")
+    with open_results(output) as results:
+        assert results.status == "failed" and results.attrs["error"] == str(caught.value)
+        np.testing.assert_allclose(results.time, np.arange(60) * 0.01, atol=1e-12)

@@ -1,0 +1,105 @@
+"""The worker: the process that runs a scenario for a supervising ``cosim run`` process.
+
+Started by ``cosim.supervise`` as ``python -m cosim.worker <folder>``. It reads ``request.json``
+from the folder (scenario, output file, options), runs the scenario with a journal
+(``cosim.journal``) the supervisor can read, and writes ``outcome.json`` (the exit code, the
+text to print, the error). It never prints the run's report itself: the supervisor does, so the
+words a user reads come from the process that cannot be taken down by an FMU.
+
+SIGTERM (a cluster scheduler's time limit, or the supervisor passing on a Ctrl-C) ends the run
+like Ctrl-C: the results written so far are kept, the file says ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from cosim.journal import STOP
+from cosim.launcher import launched_by_mpi, limit_threads
+
+EXIT_OK, EXIT_ERROR, EXIT_VERDICT_FAIL, EXIT_INTERRUPTED = 0, 1, 2, 130
+_interrupted: list[str] = []  # the signal that asked this worker to stop, once received
+_position: list[memoryview] = []  # the journal's slots, once the journal exists
+
+
+def _stop(signum: int, frame) -> None:
+    """SIGTERM/SIGINT: ask the run to stop at its next communication point (cosim.journal)."""
+    if not _interrupted:
+        _interrupted.append(signal.Signals(signum).name)
+    if _position:
+        _position[0][STOP] = 1
+    else:  # nothing runs yet
+        raise KeyboardInterrupt(_interrupted[0])
+
+
+def main(folder: str) -> int:
+    limit_threads()  # before numpy loads (cosim/launcher.py)
+    folder = Path(folder)
+    request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if launched_by_mpi():
+        _exit_on(signal.SIGUSR1)
+    from cosim.errors import CosimError
+    from cosim.journal import Journal
+    from cosim.run import run_scenario
+
+    journal = Journal(folder / "journal")
+    _position.append(journal.position)
+    outcome: dict = {}
+    try:
+        report = run_scenario(request["scenario"], request["output"], plot=request["plot"],
+                              journal=journal, resume_cohort=request.get("resume_cohort", False))
+        outcome = {"exit": EXIT_VERDICT_FAIL if report.passed is False else EXIT_OK,
+                   "text": report.text()}
+    except KeyboardInterrupt:
+        outcome = {"exit": EXIT_INTERRUPTED, "interrupted": _interrupted[0] if _interrupted
+                   else "SIGINT"}
+    except CosimError as error:
+        outcome = {"exit": EXIT_ERROR, "error": str(error) + _memory_note()}
+    temporary = folder / "outcome.tmp"
+    temporary.write_text(json.dumps(outcome), encoding="utf-8")
+    os.replace(temporary, folder / "outcome.json")
+    journal.finish()
+    if outcome["exit"] in (EXIT_ERROR, EXIT_INTERRUPTED) and launched_by_mpi():
+        os._exit(outcome["exit"])  # the other ranks are gone: MPI_Finalize would wait for them
+    return outcome["exit"]
+
+
+def _exit_on(signum: int) -> None:
+    """Exit at once on ``signum``, even while blocked inside MPI (a C-level handler: Python's
+    handlers only run between bytecodes). The supervisor sends it to a worker waiting forever
+    for a rank that died: an exit, unlike a death by signal, lets mpiexec end the job quietly."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal(signum, ctypes.cast(libc._exit, ctypes.c_void_p))
+
+
+def _memory_note() -> str:
+    """Why an FMU may have failed: this process reached its memory limit (``--memory-limit``)."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    try:
+        with open("/proc/self/status", encoding="ascii") as stream:
+            peak = next(int(line.split()[1]) * 1024 for line in stream
+                        if line.startswith("VmPeak:"))
+    except (OSError, StopIteration, ValueError):
+        return ""
+    if peak < 0.9 * limit:
+        return ""
+    return (f"\n  the run reached its memory limit ({limit / 1e9:.1f} GB, --memory-limit): "
+            "an allocation failed")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
