@@ -25,9 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("scenario", type=Path)
     run.add_argument("-o", "--output", type=Path, help="results file (default results/<name>.h5)")
     run.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
-    run.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
-                     help="an FMI call that takes longer is a hang: the run stops "
-                          "(default 600)")
     run.add_argument("--memory-limit", type=float, default=None, metavar="GB",
                      help="address space the run may use; above it allocations fail")
     check = sub.add_parser("check", help="check a scenario and its FMUs without running")
@@ -58,10 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from cosim.supervise import CALL_TIMEOUT, Options, run_supervised
+    from cosim.supervise import Options, run_supervised
 
-    options = Options(call_timeout=args.call_timeout or CALL_TIMEOUT,
-                      memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
+    options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
     output = args.output or Path("results") / f"{args.scenario.stem}.h5"
     return run_supervised(args.scenario, output, plot=not args.no_plot, options=options)
 

@@ -19,6 +19,8 @@ from cosim.graph import CouplingGraph
 from cosim.master import FixedStepMaster, Plan, make_plan
 from cosim.system import Layout, System, make_layout
 
+CALL_TIMEOUT = 60.0  # seconds an FMI call may take, by default, before it counts as a hang
+
 
 @dataclass(frozen=True)
 class Event:
@@ -40,6 +42,7 @@ class Settings:
     record: Mapping[str, Sequence[str]] = field(default_factory=dict)  # instance -> variables
     record_every: int = 1  # record every n-th communication point
     events: Sequence[Event] = ()
+    call_timeout: float = CALL_TIMEOUT  # s an FMI call may take before it counts as a hang
 
     @property
     def steps(self) -> int:

@@ -459,8 +459,8 @@ class ProcessInstance:
         tail = child.output_tail()
         code = child.process.returncode
         if hung:
-            cause = (f"did not return within {self.isolation.timeout:g} s (isolation "
-                     "timeout); its process was stopped")
+            cause = (f"did not return within {self.isolation.timeout:g} s "
+                     "(simulation.call_timeout); its process was stopped")
         elif code is not None and code < 0:
             cause = f"did not return: the FMU's process was killed by {_signal_text(-code)}"
             if -code == signal.SIGKILL:

@@ -30,7 +30,7 @@ from pathlib import Path
 MAGIC = 0x636F73696D6A6E6C  # "cosimjnl"
 SLOTS = 16  # int64 words of the position header
 # the position: indices into the int64 slots (TIME is a float64 slot)
-MAGIC_SLOT, PHASE, STEP, TIME, CALL, ROWS, RECORDER, FINISHED, STOP = range(9)
+MAGIC_SLOT, PHASE, STEP, TIME, CALL, ROWS, RECORDER, FINISHED, STOP, CALL_TIMEOUT = range(10)
 PHASES = ("starting", "instantiating", "initialising", "stepping", "finishing")
 STARTING, INSTANTIATING, INITIALISING, STEPPING, FINISHING = range(len(PHASES))
 CALLS = ("set-up (instantiate, parameters, initialisation mode)", "fmi2SetReal (inputs)",
@@ -71,6 +71,10 @@ class Journal:
         self.position[PHASE] = STARTING
         _write_json(self.path.with_suffix(".task.json"),
                     {"file": str(Path(file).resolve()), "group": group})
+
+    def limit_calls(self, seconds: float) -> None:
+        """How long an FMI call may take before the supervisor's watchdog calls it a hang."""
+        self.time_slot[CALL_TIMEOUT] = seconds
 
     def announce_run(self, run_id: str) -> None:
         """The identifier every rank of this MPI run shares (its supervisors meet under it)."""
@@ -129,6 +133,7 @@ class Position:
     call: str | None
     finished: bool
     marker: tuple[int, int]  # changes with every call and step: the watchdog compares it
+    call_timeout: float  # s; 0 until the worker has read the scenario
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,8 @@ class JournalReader:
         words = struct.unpack(f"{SLOTS}q", data[:HEADER_BYTES])
         if words[MAGIC_SLOT] != MAGIC:
             return None
-        time = struct.unpack(f"{SLOTS}d", data[:HEADER_BYTES])[TIME]
+        floats = struct.unpack(f"{SLOTS}d", data[:HEADER_BYTES])
+        time = floats[TIME]
         code = words[CALL]
         instance = call = None
         if code > 0:
@@ -174,7 +180,8 @@ class JournalReader:
         phase = words[PHASE]
         return Position(phase=PHASES[phase] if 0 <= phase < len(PHASES) else "?",
                         step=words[STEP], time=time, instance=instance, call=call,
-                        finished=bool(words[FINISHED]), marker=(words[STEP], code))
+                        finished=bool(words[FINISHED]), marker=(words[STEP], code),
+                        call_timeout=floats[CALL_TIMEOUT])
 
     def run_id(self) -> str | None:
         """The MPI run's identifier, once the worker has it (``Journal.announce_run``)."""

@@ -139,6 +139,7 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=
     graph, settings = _collective(comm, lambda: build(scenario))
     if journal is not None:
         journal.describe_instances(list(graph.instances))
+        journal.limit_calls(settings.call_timeout)
     cohort = None
     if scenario.cohort is not None:
         from cosim.cohort import sample_cohort

@@ -94,6 +94,7 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
     position = None
     if journal is not None:
         journal.describe_instances(list(graph.instances))
+        journal.limit_calls(settings.call_timeout)
         position = journal.position
     if scenario.cohort is not None:
         from cosim.cohort import sample_cohort

@@ -20,7 +20,7 @@ import yaml
 
 from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
-from cosim.execution import Event, Settings, steps_between
+from cosim.execution import CALL_TIMEOUT, Event, Settings, steps_between
 from cosim.graph import SCALES, CouplingGraph, Source, parse_port
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
@@ -206,10 +206,11 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     base = path.parent if path else Path.cwd()
 
     fmus, pins = _check_fmus(data.get("fmus"), base, check)
-    isolation = _check_isolation(data.get("isolation"), check)
+    settings = _check_simulation(data.get("simulation"), check)
+    isolation = dataclasses.replace(_check_isolation(data.get("isolation"), check),
+                                    timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
     connections = _check_connections(data.get("connections"), check)
-    settings = _check_simulation(data.get("simulation"), check)
     record_patterns, record_every = _check_record(data.get("record"), settings, check)
     events = _check_events(data.get("events"), check)
     criteria = parse_criteria(data.get("criteria"),
@@ -224,9 +225,8 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     parallel = _check_parallel(data.get("parallel"), check)
     if check.problems:
         raise ScenarioError(check.problems)
-    settings = Settings(start=settings.start, stop=settings.stop, step=settings.step,
-                        algorithm=settings.algorithm, record_every=record_every,
-                        events=tuple(e for e, _ in events))
+    settings = dataclasses.replace(settings, record_every=record_every,
+                                   events=tuple(e for e, _ in events))
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
@@ -279,27 +279,26 @@ def _check_fmus(section: Any, base: Path, check: _Checker
 
 
 def _check_isolation(section: Any, check: _Checker) -> Isolation:
-    """``isolation: process`` or ``{default: process, timeout: s, memory: MB}``: the default
-    of every instance, and the limits of child processes."""
+    """``isolation: process`` or ``{default: process, memory: MB}``: the default of every
+    instance, and the memory of child processes (their call limit is simulation.call_timeout)."""
     if section is None:
         return Isolation()
     if isinstance(section, str):
         section = {"default": section}
         where: tuple = ("isolation",)
     elif isinstance(section, Mapping):
-        check.keys(section, ("isolation",), {"default", "timeout", "memory"})
+        check.keys(section, ("isolation",), {"default", "memory"})
         where = ("isolation", "default")
     else:
         check.report(("isolation",), f"must be none, process or a mapping, got {section!r}",
-                     "isolation: {default: process, timeout: 60, memory: 4000}")
+                     "isolation: {default: process, memory: 4000}")
         return Isolation()
     mode = section.get("default", "none")
     if mode not in MODES:
         check.report(where, f"unknown isolation {mode!r}", _MODES_HINT)
         mode = "none"
     limits = {}
-    for key, name, example in (("timeout", "timeout", "timeout: 60 (seconds per FMI call)"),
-                               ("memory", "memory_mb", "memory: 4000 (MB per child process)")):
+    for key, name, example in (("memory", "memory_mb", "memory: 4000 (MB per child process)"),):
         value = section.get(key)
         if key not in section:
             continue
@@ -403,10 +402,12 @@ def _check_simulation(section: Any, check: _Checker) -> Settings:
     if not isinstance(section, Mapping):
         check.report(("simulation",), "missing", "give start, stop and step in seconds")
         return default
-    check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm"})
+    check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm", "call_timeout"})
     start = check.number(section, ("simulation", "start"), default=0.0)
     stop = check.number(section, ("simulation", "stop"))
     step = check.number(section, ("simulation", "step"), positive=True)
+    call_timeout = check.number(section, ("simulation", "call_timeout"), default=CALL_TIMEOUT,
+                                positive=True)
     algorithm = section.get("algorithm", "jacobi")
     if algorithm not in ALGORITHMS:
         check.report(("simulation", "algorithm"), f"unknown algorithm {algorithm!r}",
@@ -423,7 +424,7 @@ def _check_simulation(section: Any, check: _Checker) -> Settings:
     except ValueError as error:
         check.report(("simulation", "step"), str(error), "choose a step that divides stop - start")
         return default
-    return Settings(start, stop, step, algorithm)
+    return Settings(start, stop, step, algorithm, call_timeout=call_timeout or CALL_TIMEOUT)
 
 
 def _check_record(section: Any, settings: Settings, check: _Checker
@@ -549,10 +550,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
         _require_signal(signal, scenario.source("plot", i), graph, record, problems)
     if problems:
         raise ScenarioError(_unique(problems))
-    s = scenario.settings
-    settings = Settings(start=s.start, stop=s.stop, step=s.step, algorithm=s.algorithm,
-                        record={k: tuple(v) for k, v in record.items() if v},
-                        record_every=s.record_every, events=s.events)
+    settings = dataclasses.replace(scenario.settings,
+                                   record={k: tuple(v) for k, v in record.items() if v})
     return graph, settings
 
 

@@ -15,8 +15,9 @@ written to HDF5 yet. Whatever ends the worker, the supervisor then
 - for a cohort, marks the member that was running failed and starts a new worker that goes on
   with the members not run yet.
 
-It also runs a watchdog: an FMI call that has not returned after ``call_timeout`` seconds gets
-the worker killed (SIGKILL) and is reported as a hang. SIGINT and SIGTERM are passed on to the
+It also runs a watchdog: an FMI call that has not returned after the scenario's
+``simulation.call_timeout`` seconds (default 60) gets the worker killed (SIGKILL) and is
+reported as a hang. SIGINT and SIGTERM are passed on to the
 worker, which stops like Ctrl-C; a worker that does not stop within ``GRACE`` seconds (stuck
 inside an FMU) is killed and its results are kept the same way.
 
@@ -44,7 +45,6 @@ from cosim.worker import EXIT_ERROR, EXIT_INTERRUPTED
 
 _SETUP = CALLS[0]
 
-CALL_TIMEOUT = 600.0  # seconds an FMI call may take before the watchdog calls it a hang
 GRACE = 10.0  # seconds a worker has to stop after SIGINT/SIGTERM before it is killed
 POLL = 0.1  # seconds between two looks at the worker
 PEER_GRACE = 2.0  # seconds a worker has to stop after another MPI rank failed
@@ -54,7 +54,6 @@ PEER_GRACE = 2.0  # seconds a worker has to stop after another MPI rank failed
 class Options:
     """How ``cosim run`` supervises its worker."""
 
-    call_timeout: float = CALL_TIMEOUT
     memory_limit: float | None = None  # bytes of address space for the worker (RLIMIT_AS)
     grace: float = GRACE  # seconds to stop after SIGINT/SIGTERM before the worker is killed
 
@@ -219,7 +218,7 @@ def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
         if position is not None and position.marker != marker:
             marker, since = position.marker, now
         elif (position is not None and position.call is not None and position.marker[1] > 0
-              and now - since > options.call_timeout and worker.poll() is None):
+              and now - since > position.call_timeout > 0 and worker.poll() is None):
             hang = now - since
             worker.kill()
         if ranks is not None:
@@ -284,7 +283,7 @@ def _describe(ending: _Ending, stop: _Stop) -> tuple[str, str]:
         return "stopped: another rank failed", "failed"
     if ending.hang is not None:
         return (f"{where}: the FMU did not return within {ending.hang:.0f} s (the watchdog "
-                "stopped it; --call-timeout sets the limit)"), "failed"
+                "stopped it; simulation.call_timeout sets the limit)"), "failed"
     if stop.signal:
         if in_fmu:
             return (f"interrupted ({stop.signal}); {where} did not return within "

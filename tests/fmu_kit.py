@@ -123,57 +123,6 @@ class FailingModel(Fmi2Slave):
 '''
 
 
-MISBEHAVING_MODEL = '''
-    """A model that misbehaves on purpose once t reaches ``at``: how is given by ``mode``."""
-    import ctypes
-    import os
-    import time
-
-    from pythonfmu import Fmi2Causality, Fmi2Slave, Fmi2Variability, Integer, Real
-
-
-    class MisbehavingModel(Fmi2Slave):
-        author = "cosim tests"
-        description = ("y = t until t reaches 'at', then: mode 1 segfault, 2 abort, 3 exit(3), "
-                       "4 never returns, 5 allocates without end")
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.mode = 0
-            self.at = 0.5
-            self.y = 0.0
-            self.hoard = []
-            self.register_variable(Integer("mode", causality=Fmi2Causality.parameter,
-                                           variability=Fmi2Variability.fixed))
-            self.register_variable(Real("at", causality=Fmi2Causality.parameter,
-                                        variability=Fmi2Variability.fixed))
-            self.register_variable(Real("y", causality=Fmi2Causality.output))
-
-        def do_step(self, current_time, step_size):
-            if current_time >= self.at - 1e-12:
-                if self.mode == 1:
-                    ctypes.string_at(0)
-                elif self.mode == 2:
-                    os.abort()
-                elif self.mode == 3:
-                    os._exit(3)
-                elif self.mode == 4:
-                    while True:
-                        time.sleep(0.05)
-                elif self.mode == 5:
-                    while True:
-                        self.hoard.append(bytearray(50_000_000))
-            self.y = current_time + step_size
-            return True
-'''
-
-
-def build_misbehaving_model(dest: Path) -> Path:
-    """``MisbehavingModel.fmu``: at t = ``at`` it segfaults (mode 1), aborts (2), calls
-    exit(3) (3), never returns (4) or allocates without end (5); mode 0 behaves."""
-    return _build_script_model(dest, MISBEHAVING_MODEL, "cosim_misbehaving_model_kit.py")
-
-
 def build_failing_model(dest: Path) -> Path:
     """``FailingModel.fmu``: raises in ``do_step`` once t > ``fail_after`` (0.5 s).
 
@@ -290,16 +239,7 @@ class Saboteur(Fmi2Slave):
 def build_saboteur(dest: Path) -> Path:
     """``Saboteur.fmu``: its step crashes, hangs, hoards memory or forges the verdict
     (parameter ``action``) from time ``at`` on. Built in a subprocess, as ``FailingModel``."""
-    dest = Path(dest)
-    source = dest / "saboteur_src"
-    source.mkdir(parents=True, exist_ok=True)
-    script = source / "cosim_saboteur_kit.py"
-    script.write_text(textwrap.dedent(SABOTEUR_MODEL).lstrip(), encoding="utf-8")
-    code = ("import sys; from pathlib import Path; from cosim.build import build_fmu; "
-            "print(build_fmu(Path(sys.argv[1]), Path(sys.argv[2])))")
-    result = subprocess.run([sys.executable, "-c", code, str(script), str(dest)],
-                            capture_output=True, text=True, check=True)
-    return Path(result.stdout.strip().splitlines()[-1])
+    return _build_script_model(dest, SABOTEUR_MODEL, "cosim_saboteur_kit.py")
 
 
 def once_per_process_variant(c_fmu: Path, dest: Path) -> Path:

@@ -200,7 +200,7 @@ def test_process_instance_offers_every_public_method_of_instance():
 
 
 def saboteur_scenario(folder: Path, action: int, isolation: str = "process",
-                      limits: str = "timeout: 1, memory: 400") -> Path:
+                      limits: str = "memory: 400") -> Path:
     path = folder / f"saboteur_{action}_{isolation}.yaml"
     path.write_text(f"""\
 version: 1
@@ -211,7 +211,7 @@ instances:
   osc: {{fmu: osc, isolation: none}}
   bad: {{fmu: bad, parameters: {{action: {action}, at: 0.1}}}}
 connections: [osc.x -> bad.u]
-simulation: {{stop: 0.2, step: 0.01}}
+simulation: {{stop: 0.2, step: 0.01, call_timeout: 1}}
 criteria:
   - {{name: y stays negative, signal: bad.y, measure: max, max: -1}}
 """, encoding="utf-8")
@@ -232,7 +232,7 @@ CRASHES = {
                               "SIGSEGV (Segmentation fault)"),
     "abort": (2, "fmi2DoStep did not return: the FMU's process was killed by SIGABRT"),
     "exit(3)": (3, "fmi2DoStep did not return: the FMU's process exited with code 3"),
-    "hang": (4, "fmi2DoStep did not return within 1 s (isolation timeout); its process was "
+    "hang": (4, "fmi2DoStep did not return within 1 s (simulation.call_timeout); its process was "
                 "stopped"),
     "memory blow-up": (5, "MB limit (isolation memory): it probably ran out of memory"),
     "forged reply": (7, "fmi2DoStep: the FMU's process sent a malformed reply; it was stopped"),
@@ -362,9 +362,9 @@ SCENARIO_TAIL = "simulation: {stop: 0.1, step: 0.01}\n"
 @pytest.mark.parametrize("isolation_text, instance_text, expected", [
     ("isolation: process\n", "  a: osc\n  b: {fmu: osc, isolation: none}\n",
      {"a": Isolation("process"), "b": Isolation("none")}),
-    ("isolation: {default: none, timeout: 5, memory: 900}\n",
+    ("isolation: {default: none, memory: 900}\n",
      "  a: osc\n  b: {fmu: osc, isolation: process}\n",
-     {"a": Isolation("none", 5.0, 900.0), "b": Isolation("process", 5.0, 900.0)}),
+     {"a": Isolation("none", 60.0, 900.0), "b": Isolation("process", 60.0, 900.0)}),
     ("", "  a: osc\n  b: {fmu: osc, isolation: process}\n",
      {"a": Isolation("none"), "b": Isolation("process")}),
 ])
@@ -378,8 +378,8 @@ def test_scenario_isolation_keys(tmp_path, fmus, isolation_text, instance_text, 
 
 @pytest.mark.parametrize("isolation_text, instance_text, line, key, message", [
     ("isolation: sandbox\n", "  a: osc\n", 3, "isolation", "unknown isolation 'sandbox'"),
-    ("isolation: {default: process, timeout: 0}\n", "  a: osc\n", 3, "isolation.timeout",
-     "timeout must be a positive number, got 0"),
+    ("isolation: {default: process, timeout: 5}\n", "  a: osc\n", 3, "isolation.timeout",
+     "unknown key 'timeout'"),
     ("isolation: {default: process, memory: lots}\n", "  a: osc\n", 3, "isolation.memory",
      "memory must be a positive number, got 'lots'"),
     ("isolation: {default: process, cpu: 1}\n", "  a: osc\n", 3, "isolation.cpu",

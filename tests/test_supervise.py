@@ -2,8 +2,8 @@
 end with one message naming instance, call, time and cause; the file keeps every computed row
 and says why it ended; a cohort goes on after a member crashed.
 
-The FMU is ``MisbehavingModel`` (tests/fmu_kit.py): y = t until t reaches ``at``, then it
-segfaults, aborts, calls exit(3), never returns or allocates without end.
+The FMU is ``Saboteur`` (tests/fmu_kit.py): y = t until t reaches ``at``, then it segfaults
+(action 1), aborts (2), calls exit(3) (3), never returns (4) or allocates without end (5).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from cosim.results import open_results
 SCENARIO = """\
 version: 1
 name: misbehaving
-fmus: {{bad: MisbehavingModel.fmu}}
+fmus: {{bad: Saboteur.fmu}}
 instances:
-  pump: {{fmu: bad, parameters: {{mode: {mode}, at: {at}}}}}
-simulation: {{stop: {stop}, step: 0.001}}
+  pump: {{fmu: bad, parameters: {{action: {action}, at: {at}}}}}
+simulation: {{stop: {stop}, step: 0.001, call_timeout: {timeout}}}
 record: {{variables: [pump.y]}}
 criteria:
   - {{name: y stays small, signal: pump.y, measure: max, max: 1000}}
@@ -39,13 +39,15 @@ criteria:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("supervise")
-    kit.build_misbehaving_model(folder)
+    kit.build_saboteur(folder)
     return folder
 
 
-def scenario(folder: Path, name: str, mode: int, at: float = 0.25, stop: float = 0.5) -> Path:
+def scenario(folder: Path, name: str, action: int, at: float = 0.25, stop: float = 0.5,
+             timeout: float = 60) -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(SCENARIO.format(mode=mode, at=at, stop=stop), encoding="utf-8")
+    path.write_text(SCENARIO.format(action=action, at=at, stop=stop, timeout=timeout),
+                    encoding="utf-8")
     return path
 
 
@@ -71,28 +73,28 @@ def assert_rows_kept(output: Path, until: float, status: str) -> str:
         return res.attrs["error"]
 
 
-@pytest.mark.parametrize("mode, cause", [
+@pytest.mark.parametrize("action, cause", [
     (1, "the FMU crashed (segmentation fault, SIGSEGV)"),
     (2, "the FMU aborted (SIGABRT)"),
     (3, "the FMU exited with code 3 without finishing (exit() called in an FMU?)"),
 ])
-def test_a_crash_inside_an_fmu_is_one_message_and_every_row_is_kept(folder, mode, cause):
-    output = folder / f"crash{mode}.h5"
-    code, out, err = run(["run", str(scenario(folder, f"crash{mode}", mode)), "-o", str(output),
+def test_a_crash_inside_an_fmu_is_one_message_and_every_row_is_kept(folder, action, cause):
+    output = folder / f"crash{action}.h5"
+    code, out, err = run(["run", str(scenario(folder, f"crash{action}", action)), "-o", str(output),
                           "--no-plot"])
     message = f"instance 'pump' in fmi2DoStep at t = 0.25 s: {cause}"
-    assert code == 1 and out == ""
+    assert code == 1 and "VERDICT" not in out
     assert err == f"error: {message}; rows up to t = 0.25 s kept in {output}\n"
     assert assert_rows_kept(output, 0.25, "failed") == message
 
 
 def test_a_call_that_never_returns_is_stopped_by_the_watchdog(folder):
     output = folder / "hang.h5"
-    code, _, err = run(["run", str(scenario(folder, "hang", 4)), "-o", str(output), "--no-plot",
-                        "--call-timeout", "1"])
+    code, _, err = run(["run", str(scenario(folder, "hang", 4, timeout=1)), "-o", str(output),
+                        "--no-plot"])
     assert code == 1
     assert err.startswith("error: instance 'pump' in fmi2DoStep at t = 0.25 s: the FMU did not "
-                          "return within 1 s (the watchdog stopped it; --call-timeout")
+                          "return within 1 s (the watchdog stopped it; simulation.call_timeout")
     assert "did not return within 1 s" in assert_rows_kept(output, 0.25, "failed")
 
 
@@ -154,22 +156,22 @@ def test_a_signal_while_an_fmu_hangs_kills_it_after_a_grace_period(folder, tmp_p
 
 
 def test_a_cohort_goes_on_after_members_crash_or_hang(folder, tmp_path):
-    (folder / "members.csv").write_text("pump.mode,pump.at\n0,1\n1,0.5\n0,1\n4,0.7\n3,0.2\n0,1\n",
+    (folder / "members.csv").write_text("pump.action,pump.at\n0,1\n1,0.5\n0,1\n4,0.7\n3,0.2\n0,1\n",
                                         encoding="utf-8")
     cohort = folder / "cohort.yaml"
-    cohort.write_text(SCENARIO.format(mode=0, at=1, stop=1.0).replace(
-        "parameters: {mode: 0, at: 1}", "") + "cohort: {method: table, table: members.csv}\n",
+    cohort.write_text(SCENARIO.format(action=0, at=1, stop=1.0, timeout=1).replace(
+        "parameters: {action: 0, at: 1}", "") + "cohort: {method: table, table: members.csv}\n",
         encoding="utf-8")
     output = folder / "cohort.h5"
-    code, out, err = run(["run", str(cohort), "-o", str(output), "--no-plot",
-                          "--call-timeout", "1"], env=dict(os.environ, TMPDIR=str(tmp_path)))
-    assert out.startswith(f"results: {output}")
+    code, out, err = run(["run", str(cohort), "-o", str(output), "--no-plot"],
+                         env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert f"results: {output}\n" in out
     lines = err.splitlines()
     assert lines == [
         "member 000001 failed: instance 'pump' in fmi2DoStep at t = 0.5 s: the FMU crashed "
         "(segmentation fault, SIGSEGV); the cohort goes on",
         "member 000003 failed: instance 'pump' in fmi2DoStep at t = 0.7 s: the FMU did not "
-        "return within 1 s (the watchdog stopped it; --call-timeout sets the limit); the "
+        "return within 1 s (the watchdog stopped it; simulation.call_timeout sets the limit); the "
         "cohort goes on",
         "member 000004 failed: instance 'pump' in fmi2DoStep at t = 0.2 s: the FMU exited "
         "with code 3 without finishing (exit() called in an FMU?); the cohort goes on"]
@@ -210,9 +212,9 @@ def test_a_full_disk_is_one_message_and_a_readable_file(folder, tmp_path):
 DISTRIBUTED = """\
 version: 1
 name: distributed misbehaving
-fmus: {{bad: MisbehavingModel.fmu, osc: c_oscillator.fmu}}
+fmus: {{bad: Saboteur.fmu, osc: c_oscillator.fmu}}
 instances:
-  pump: {{fmu: bad, parameters: {{mode: {mode}, at: 0.5}}}}
+  pump: {{fmu: bad, parameters: {{action: {action}, at: 0.5}}}}
   left: {{fmu: osc}}
   right: {{fmu: osc, parameters: {{x0: 0.0}}}}
 connections:
@@ -223,11 +225,11 @@ record: {{variables: [pump.y, left.x, right.x]}}
 """
 
 
-def mpi_run(folder: Path, name: str, mode: int, stop: float, ranks: int
+def mpi_run(folder: Path, name: str, action: int, stop: float, ranks: int
             ) -> tuple[subprocess.Popen, Path]:
     kit.build_c_oscillator(folder)
     path = folder / f"{name}.yaml"
-    path.write_text(DISTRIBUTED.format(mode=mode, stop=stop), encoding="utf-8")
+    path.write_text(DISTRIBUTED.format(action=action, stop=stop), encoding="utf-8")
     output = folder / f"{name}.h5"
     bin_folder = Path(sys.executable).parent
     process = subprocess.Popen([str(bin_folder / "mpiexec"), "-n", str(ranks), sys.executable,
