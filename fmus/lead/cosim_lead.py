@@ -9,11 +9,11 @@ and the current is I(t) = (V − v_c(t)) / R_s. An insulation breach adds a shun
 the conductor to the body, which the generator also drives (Thevenin equivalent for the tip).
 The current density reaching the membrane under the electrode is the mean tip current times
 ``membrane_coupling`` (µA/cm² per mA, calibrated: see docs/models/lead.md); capture is decided
-by the cell model, not here.
+by the cell model, not here. The noise fault draws from SplitMix64 (Steele, Lea & Flood 2014),
+the same sequence as the C edition (lead.c).
 """
 
 import math
-import random
 
 from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, Integer, Real
 
@@ -34,6 +34,17 @@ PARAMETERS = {  # name: (default, unit, description)
     "noise_rate": (15.0, "1/s", "noise: mean rate of spurious spikes"),
     "noise_amplitude": (6.0, "mV", "noise: spike amplitude"),
 }
+MASK64 = (1 << 64) - 1
+
+
+def uniform(state: int) -> tuple[int, float]:
+    """SplitMix64: (next state, a double uniform in [0, 1)), as lead.c computes it."""
+    state = (state + 0x9E3779B97F4A7C15) & MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    z ^= z >> 31
+    return state, (z >> 11) * (1.0 / 9007199254740992.0)
 
 
 class Lead(Fmi2Slave):
@@ -90,14 +101,14 @@ class Lead(Fmi2Slave):
                                        variability=Fmi2Variability.discrete,
                                        initial=Fmi2Initial.calculated,
                                        description="1 once the fault has started"))
-        self._rng = random.Random(1)
+        self._random_state = 1
 
     def exit_initialization_mode(self):
         if self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault}; known: {FAULTS}")
         if min(self.R_conductor, self.R_tissue, self.C_H, self.R_F) <= 0:
             raise ValueError("circuit elements must be positive")
-        self._rng = random.Random(self.seed)
+        self._random_state = self.seed & MASK64
         self.impedance = self.R_conductor + self.R_tissue
 
     def circuit(self, active: bool) -> tuple[float, float, float, float, float]:
@@ -150,8 +161,10 @@ class Lead(Fmi2Slave):
             self.stim_width = 0.0
         noise = 0.0
         if active and self.fault == 5:
-            if self._rng.random() < self.noise_rate * step_size:
-                noise = self.noise_amplitude * (1.0 if self._rng.random() < 0.5 else -1.0)
+            self._random_state, draw = uniform(self._random_state)
+            if draw < self.noise_rate * step_size:
+                self._random_state, sign = uniform(self._random_state)
+                noise = self.noise_amplitude * (1.0 if sign < 0.5 else -1.0)
         self.V_sense = gain * self.egm + noise
         return True
 
@@ -159,13 +172,11 @@ class Lead(Fmi2Slave):
         state = {name: getattr(self, name) for name in (
             "I_stim", "stim_width", "I_lead", "charge", "impedance", "V_sense", "fault_active",
             "V_pace_v", "pulse_width_v", "egm")}
-        version, internal, gauss = self._rng.getstate()
-        state["rng"] = [version, list(internal), gauss]
+        state["random_state"] = self._random_state
         return state
 
     def _set_fmu_state(self, state):
         for name, value in state.items():
-            if name != "rng":
+            if name != "random_state":
                 setattr(self, name, value)
-        version, internal, gauss = state["rng"]
-        self._rng.setstate((version, tuple(internal), gauss))
+        self._random_state = state["random_state"]

@@ -23,7 +23,7 @@ from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, In
 V_QUIET = 0.01  # every node below this (1 mV above rest) and no input: quiescent
 FRONT_RATE = 0.005  # 1/ms (0.5 mV/ms): a faster depolarisation anywhere selects the fine step
 SIGNALS = ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm", "egm_bipolar",
-           "activation_time_far", "cv_measured")  # inputs and outputs, saved with the state
+           "activation_time_far", "cv_measured", "substeps")  # inputs and outputs, saved
 V_ACT = 0.5  # a node is "depolarised" / "activated" above this (-35 mV at the defaults)
 
 
@@ -73,7 +73,7 @@ class Tissue(Fmi2Slave):
              "stim_width": "ms", "V_electrode": "mV", "egm": "mV", "egm_bipolar": "mV",
              "activation_time_far": "s", "cv_measured": "m/s"}
     OUTPUT_DEPENDENCIES = {"V_electrode": [], "activation": [], "egm": [], "egm_bipolar": [],
-                           "activation_time_far": [], "cv_measured": []}
+                           "activation_time_far": [], "cv_measured": [], "substeps": []}
     CAN_GET_AND_SET_STATE = True
 
     def __init__(self, **kwargs):
@@ -116,6 +116,7 @@ class Tissue(Fmi2Slave):
         self.egm_bipolar = 0.0
         self.activation_time_far = -1.0
         self.cv_measured = 0.0
+        self.substeps = 0.0
         for name in ("nx", "ny", "electrode_x", "electrode_y", "intrinsic_x", "intrinsic_y"):
             self.register_variable(Integer(name, causality=Fmi2Causality.parameter,
                                            variability=Fmi2Variability.fixed))
@@ -137,6 +138,10 @@ class Tissue(Fmi2Slave):
                      "cv_measured"):
             self.register_variable(Real(name, causality=Fmi2Causality.output,
                                         initial=Fmi2Initial.calculated))
+        self.register_variable(Real("substeps", causality=Fmi2Causality.output,
+                                    initial=Fmi2Initial.calculated,
+                                    description="substeps taken since initialisation (a work "
+                                                "counter)"))
         self._ready = False
 
     # ------------------------------------------------------------------ initialisation
@@ -189,7 +194,7 @@ class Tissue(Fmi2Slave):
         self._bipolar_at_quiet = 0.0
         self._origin = 1000.0 * self.intrinsic_delay  # ms: time of intrinsic beat k = 0
         self._site_seen = -1.0  # ms: last activation of the intrinsic site already handled
-        self._substeps = 0  # work counter (not state): substeps taken since initialisation
+        self.substeps = 0.0  # work counter: substeps taken since initialisation
         self._ready = True
         self._outputs()
 
@@ -310,7 +315,7 @@ class Tissue(Fmi2Slave):
             else:
                 up = None
             t += dt
-            self._substeps += 1
+            self.substeps += 1.0
         if abs(vs) < V_QUIET and v.max() < V_QUIET:
             self._quiet = True
             self._quiet_time = 0.0
