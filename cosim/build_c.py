@@ -283,8 +283,8 @@ def _build_description(name: str, compile_files: list[str]) -> bytes:
 def _readme(name: str, compile_files: list[str], suffix: str) -> str:
     return (f"{name}: the C sources of this FMU (FMI 2.0 co-simulation).\n\n"
             f"Rebuild the binary for your platform from this folder, e.g. on Linux:\n\n"
-            f"    cc {' '.join(CFLAGS)} -I. {' '.join(compile_files)} -shared -lm "
-            f"-o {name}{suffix}\n\n"
+            f"    cc {' '.join(CFLAGS)} -I. {' '.join(compile_files)} -o {name}{suffix} "
+            f"-shared -lm -s\n\n"
             f"and put it into binaries/<platform>/ of the FMU (linux64, darwin64 as "
             f"{name}.dylib, win64 as {name}.dll). With MSVC: cl /O2 /LD /I. "
             f"{' '.join(compile_files)} /Fe{name}.dll\n"
