@@ -157,45 +157,99 @@ static long arrays(const void *model, Logger *logger) {
         node_index(t->electrode_y, t->ny, t->ny / 2, "electrode_y", logger) < 0)
         return -1;
     sites = count_sites(t, sx, sy, NULL);
-    /* v, h, t_act, rate, egm_w, bipolar_w; the sites; the 'up' flags */
-    return (long)(6 * n * sizeof(double) + sites * sizeof(int) + n);
+    /* v, h, t_act, rate, egm_w, bipolar_w, up (1.0: v >= V_ACT before the substep); sites */
+    return (long)(7 * n * sizeof(double) + sites * sizeof(int));
 }
 
-/* out = div(D grad v) on one row y, from face fluxes: the x fluxes first, then the y ones. */
-static void diffusion_row(const Tissue *t, const double *v, double *out, long y) {
+/* out = the x part of div(D grad v) on one row y: the flux through each face along x. */
+static void diffusion_along(const Tissue *t, const double *restrict v, double *restrict out,
+                            long y) {
     const long nx = t->nx;
-    const double ax = t->ax, ay = t->ay;
-    const double *row = v + y * nx;
+    const double ax = t->ax, *row = v + y * nx;
     double *lap = out + y * nx;
     long i;
     if (nx == 1) {
         lap[0] = 0.0;
-    } else {
-        lap[0] = (row[1] - row[0]) * ax;
-        for (i = 1; i < nx - 1; i++)
-            lap[i] = (row[i + 1] - row[i]) * ax - (row[i] - row[i - 1]) * ax;
-        lap[nx - 1] = 0.0 - (row[nx - 1] - row[nx - 2]) * ax;
+        return;
     }
-    if (y + 1 < t->ny) {
-        const double *next = row + nx;
-        for (i = 0; i < nx; i++) lap[i] += (next[i] - row[i]) * ay;
-    }
-    if (y > 0) {
-        const double *previous = row - nx;
-        for (i = 0; i < nx; i++) lap[i] -= (row[i] - previous[i]) * ay;
-    }
+    lap[0] = (row[1] - row[0]) * ax;
+    for (i = 1; i < nx - 1; i++) lap[i] = (row[i + 1] - row[i]) * ax - (row[i] - row[i - 1]) * ax;
+    lap[nx - 1] = 0.0 - (row[nx - 1] - row[nx - 2]) * ax;
 }
 
-/* rate += the Mitchell-Schaeffer membrane rate on [from, to); returns the largest rate. */
-static double add_ionic(double *rate, const double *v, const double *h, long from, long to,
-                        double k_in, double k_out, double largest) {
-    long i;
-    for (i = from; i < to; i++) {
-        const double r = rate[i] + (((1.0 - v[i]) * h[i] * v[i]) * k_in - k_out) * v[i];
-        rate[i] = r;
-        largest = r > largest ? r : largest;
+/* rate = div(D grad v) + the Mitchell-Schaeffer membrane rate, on nodes [from, to) of row y
+ * (rate holds the x part already): the y fluxes are added after the x ones, as the Python
+ * edition adds them. Returns 1.0 if a rate exceeds FRONT_RATE (else `fast`). One loop per
+ * kind of row, without branches, so that the compiler vectorises it (flags as doubles). */
+#define MEMBRANE(i) ((((1.0 - v[i]) * h[i] * v[i]) * k_in - k_out) * v[i])
+#define ACCUMULATE(expression)                                                  \
+    for (i = first; i < last; i++) {                                            \
+        const double r = (expression);                                          \
+        rate[i] = r;                                                            \
+        fast = r > FRONT_RATE ? 1.0 : fast;                                     \
     }
-    return largest;
+static double rates(const Tissue *t, const double *restrict v, const double *restrict h,
+                    double *restrict rate, long y, long from, long to, double k_in, double k_out,
+                    double fast) {
+    const long nx = t->nx, first = y * nx + from, last = y * nx + to;
+    const double ay = t->ay;
+    const int next = y + 1 < t->ny, previous = y > 0;
+    long i;
+    if (next && previous) {
+        ACCUMULATE(rate[i] + (v[i + nx] - v[i]) * ay - (v[i] - v[i - nx]) * ay + MEMBRANE(i))
+    } else if (next) {
+        ACCUMULATE(rate[i] + (v[i + nx] - v[i]) * ay + MEMBRANE(i))
+    } else if (previous) {
+        ACCUMULATE(rate[i] - (v[i] - v[i - nx]) * ay + MEMBRANE(i))
+    } else {
+        ACCUMULATE(rate[i] + MEMBRANE(i))
+    }
+    return fast;
+}
+#undef ACCUMULATE
+#undef MEMBRANE
+
+/* One substep of dt for every node: v += rate dt (rate becomes rate dt), the gate's exact
+ * update; on fine substeps the nodes' 'up' flags (1.0: v >= V_ACT before the substep).
+ * Returns 1.0 if a node crossed V_ACT upwards (fine substeps only), else 0.0. */
+static double update(double *restrict v, double *restrict h, double *restrict rate,
+                     double *restrict up, long n, double dt, double v_gate, double e_open,
+                     double e_close, int fine) {
+    double crossed = 0.0;
+    long i;
+    if (fine) {
+        for (i = 0; i < n; i++) {
+            const double r = rate[i] * dt, v_old = v[i], v_new = v_old + r;
+            const int open = v_old < v_gate, was_up = v_old >= V_ACT;
+            rate[i] = r;
+            up[i] = was_up ? 1.0 : 0.0;
+            v[i] = v_new;
+            const double gate = open ? 1.0 : 0.0; /* h relaxes exactly toward 1 or 0 */
+            h[i] = gate + (h[i] - gate) * (open ? e_open : e_close);
+            crossed = v_new >= V_ACT && !was_up ? 1.0 : crossed;
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            const int open = v[i] < v_gate;
+            const double gate = open ? 1.0 : 0.0;
+            v[i] += rate[i] * dt;
+            h[i] = gate + (h[i] - gate) * (open ? e_open : e_close);
+        }
+    }
+    return crossed;
+}
+
+/* out = div(D grad v), the whole sheet (for the electrogram weights). */
+static void diffusion(const Tissue *t, const double *v, double *out) {
+    long y, i;
+    for (y = 0; y < t->ny; y++) {
+        const long row = y * t->nx;
+        diffusion_along(t, v, out, y);
+        for (i = row; i < row + t->nx; i++) {
+            if (y + 1 < t->ny) out[i] += (v[i + t->nx] - v[i]) * t->ay;
+            if (y > 0) out[i] -= (v[i] - v[i - t->nx]) * t->ay;
+        }
+    }
 }
 
 static void outputs(Tissue *t) {
@@ -262,9 +316,9 @@ static int initialize(void *model, double start_time, Logger *logger) {
     t->rate = t->t_act + n * sizeof(double);
     t->egm_w = t->rate + n * sizeof(double);
     t->bipolar_w = t->egm_w + n * sizeof(double);
-    t->site = t->bipolar_w + n * sizeof(double);
+    t->up = t->bipolar_w + n * sizeof(double);
+    t->site = t->up + n * sizeof(double);
     t->sites = count_sites(t, sx, sy, MODEL_ARRAY(int, t, t->site));
-    t->up = t->site + t->sites * sizeof(int);
     /* electrogram weights: phi = w . v, w = scale L(1/r) (summation by parts, tissue.md) */
     scale = t->span * t->egm_gain * dx2 / (4.0 * PI * t->D_long);
     w = ARRAY(t, egm_w);
@@ -277,8 +331,8 @@ static int initialize(void *model, double start_time, Logger *logger) {
             scratch[y * nx + x] = 1.0 / sqrt(lateral + pow(t->electrode_height, 2.0));
             wb[y * nx + x] = 1.0 / sqrt(lateral + pow(ring, 2.0));
         }
-    for (y = 0; y < ny; y++) diffusion_row(t, scratch, w, y);
-    for (y = 0; y < ny; y++) diffusion_row(t, wb, scratch, y);
+    diffusion(t, scratch, w);
+    diffusion(t, wb, scratch);
     for (i = 0; i < n; i++) {
         w[i] *= scale;
         wb[i] = w[i] - scale * scratch[i];
@@ -323,9 +377,9 @@ static void advance(Tissue *t, double t_start, double length, double j_e, double
     const double vs = (t->V_source - t->V_rest) / t->span;
     const double g = t->g_coupling / t->C_m;
     const double k_in = 1.0 / t->tau_in, k_out = 1.0 / t->tau_out;
-    const long n = t->n, e = t->electrode, nx = t->nx, ey = e / nx;
+    const long n = t->n, e = t->electrode, nx = t->nx, ex = e % nx, ey = e / nx;
     double *v, *h, *rate, *t_act;
-    unsigned char *up;
+    double *up;
     const int *site;
     double now = 0.0;
     long i, y;
@@ -338,56 +392,40 @@ static void advance(Tissue *t, double t_start, double length, double j_e, double
     h = ARRAY(t, h);
     rate = ARRAY(t, rate);
     t_act = ARRAY(t, t_act);
-    up = MODEL_ARRAY(unsigned char, t, t->up);
+    up = ARRAY(t, up);
     site = MODEL_ARRAY(int, t, t->site);
     while (now < length - 1e-12) {
-        double largest = -INFINITY, own, dt, e_open, e_close, relax;
-        int fine, crossed = 0;
+        double own, dt, e_open, e_close, relax;
+        double fast = 0.0, crossed;
+        int fine;
         for (y = 0; y < t->ny; y++) {
-            const long row = y * nx;
-            diffusion_row(t, v, rate, y);
+            diffusion_along(t, v, rate, y);
             if (y != ey) {
-                largest = add_ionic(rate, v, h, row, row + nx, k_in, k_out, largest);
+                fast = rates(t, v, h, rate, y, 0, nx, k_in, k_out, fast);
             } else { /* the electrode node's rate counts with its coupling, below */
-                largest = add_ionic(rate, v, h, row, e, k_in, k_out, largest);
-                add_ionic(rate, v, h, e, e + 1, k_in, k_out, largest);
-                largest = add_ionic(rate, v, h, e + 1, row + nx, k_in, k_out, largest);
+                fast = rates(t, v, h, rate, y, 0, ex, k_in, k_out, fast);
+                rates(t, v, h, rate, y, ex, ex + 1, k_in, k_out, fast);
+                fast = rates(t, v, h, rate, y, ex + 1, nx, k_in, k_out, fast);
             }
         }
         if (j_e != 0.0) rate[e] += j_e;
         if (j_site != 0.0)
             for (i = 0; i < t->sites; i++) rate[site[i]] += j_site;
         own = rate[e] + g * (vs - v[e]); /* the electrode node's net rate */
-        fine = j_e != 0.0 || j_site != 0.0 || largest > FRONT_RATE || own > FRONT_RATE;
+        fine = j_e != 0.0 || j_site != 0.0 || fast != 0.0 || own > FRONT_RATE;
         dt = fine ? t->dt : t->dt_coarse;
         if (length - now < dt) dt = length - now;
         e_open = exp(-dt / t->tau_open);
         e_close = exp(-dt / t->tau_close);
-        if (fine) {
-            for (i = 0; i < n; i++) {
-                const double r = rate[i] * dt, v_old = v[i], v_new = v_old + r;
-                const int open = v_old < t->v_gate, was_up = v_old >= V_ACT;
-                rate[i] = r;
-                up[i] = (unsigned char)was_up;
-                v[i] = v_new;
-                h[i] = open ? 1.0 + (h[i] - 1.0) * e_open : h[i] * e_close;
-                crossed |= (v_new >= V_ACT) & !was_up;
-            }
-        } else {
-            for (i = 0; i < n; i++) {
-                const int open = v[i] < t->v_gate;
-                v[i] += rate[i] * dt;
-                h[i] = open ? 1.0 + (h[i] - 1.0) * e_open : h[i] * e_close;
-            }
-        }
+        crossed = update(v, h, rate, up, n, dt, t->v_gate, e_open, e_close, fine);
         if (g > 0) {
             relax = exp(-g * dt);
             v[e] = vs + (v[e] - vs) * relax;
-            if (fine) crossed |= v[e] >= V_ACT && !up[e];
+            if (fine && v[e] >= V_ACT && up[e] == 0.0) crossed = 1.0;
         }
-        if (crossed) { /* a node can only cross V_ACT upwards on a front: fine substeps */
+        if (crossed != 0.0) { /* a node can only cross V_ACT upwards on a front: fine substeps */
             for (i = 0; i < n; i++)
-                if (v[i] >= V_ACT && !up[i]) {
+                if (v[i] >= V_ACT && up[i] == 0.0) {
                     const double old = v[i] - rate[i];
                     const double rise = v[i] - old > 1e-12 ? v[i] - old : 1e-12;
                     double fraction = (V_ACT - old) / rise;
