@@ -174,7 +174,7 @@ class Tissue(Fmi2Slave):
         far_x = nx - 1 if ex <= (nx - 1) / 2 else 0
         far_y = ny - 1 if ey <= (ny - 1) / 2 else 0
         self._far = far_y * nx + far_x
-        dist = np.hypot(ix - sx, iy - sy) * dx
+        dist = np.sqrt((ix - sx) ** 2 + (iy - sy) ** 2) * dx  # integers: exact under the root
         self._site = np.flatnonzero(dist <= max(self.intrinsic_radius, 0.0) + 1e-9)
         self._probes = (ey * nx + nx // 4, ey * nx + (3 * nx) // 4)
         self._probe_dist = ((3 * nx) // 4 - nx // 4) * dx

@@ -127,7 +127,7 @@ static long count_sites(const Tissue *t, long sx, long sy, int *site) {
     long count = 0, x, y;
     for (y = 0; y < t->ny; y++)
         for (x = 0; x < t->nx; x++)
-            if (hypot((double)(x - sx), (double)(y - sy)) * t->dx <= radius) {
+            if (sqrt((double)((x - sx) * (x - sx) + (y - sy) * (y - sy))) * t->dx <= radius) {
                 if (site != NULL) site[count] = (int)(y * t->nx + x);
                 count++;
             }

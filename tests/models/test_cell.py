@@ -36,7 +36,8 @@ def test_resting_potential_and_peak():
 
 
 def test_apd90_at_1hz_in_the_human_range():
-    """APD90 at BCL 1000 ms: human ventricle about 250–350 ms (references.md, TP06).
+    """APD90 at BCL 1000 ms: human ventricle about 250–350 ms (ten Tusscher & Panfilov
+    2006, Am J Physiol 291:H1088, and the measurements it cites).
 
     The membrane's own action potential (g_load = 0). Loaded toward tissue held at rest it is
     shorter (≈ 173 ms); in the closed loop, where the tissue node depolarises with the cell,
@@ -93,7 +94,7 @@ def test_rosenbrock_euler_matches_an_lsoda_solution():
                    "inward current (tau_in 0.008 ms) to stay excitable against g_load, so its "
                    "upstroke reaches about 1100 V/s; see docs/models/cell.md")
 def test_upstroke_velocity_as_tp06():
-    """Max dV/dt of the human epicardial cell about 300–350 V/s (TP06, references.md)."""
+    """Max dV/dt of the human epicardial cell about 300–350 V/s (ten Tusscher & Panfilov 2006)."""
     cell = load().Cell(instance_name="t")
     cell.exit_initialization_mode()
     previous, fastest = cell.V, 0.0
@@ -106,7 +107,7 @@ def test_upstroke_velocity_as_tp06():
 
 
 def test_restitution_shorter_apd_at_faster_pacing():
-    """APD90 shorter at faster pacing (TP06 restitution, references.md)."""
+    """APD90 shorter at faster pacing (ten Tusscher & Panfilov 2006: restitution)."""
     slow, _ = paced(1000, 4, g_load=0.0)
     fast, _ = paced(500, 8, g_load=0.0)
     assert fast.apd90 < slow.apd90 - 10.0

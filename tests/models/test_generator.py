@@ -2,7 +2,7 @@
 
 Nominal values (lower rate 60 /min, upper tracking rate 120 /min, paced AV delay 150 ms,
 3.5 V / 0.4 ms, sensitivities 2.5 / 0.75 mV, VRP and PVARP 250 ms, cross-blanking 30 ms) are
-those of manufacturers' manuals listed in /work/shared/references.md; the mode behaviour is the
+those of manufacturers' physician manuals (docs/models/generator.md); the mode behaviour is the
 NASPE/BPEG code (Bernstein et al. 2002, PACE 25:260). Most tests drive the Python class directly
 with a 1 ms step (events are resolved to the step, so pace times are exact on this grid).
 """
@@ -271,7 +271,7 @@ def test_battery_drain_is_v_t_over_r_and_grows_with_amplitude():
         assert g.battery_charge_used == pytest.approx(5.0 * 10.5 + pulse_charge, rel=1e-9)
         used[amplitude], longevity[amplitude] = g.battery_charge_used, g.battery_longevity
         mean_drain = g.battery_charge_used / 10.5  # uA
-        # references.md: longevity (years) ~ 114 x capacity (Ah) / mean drain (uA)
+        # manuals: longevity (years) ~ 114 x capacity (Ah) / mean drain (uA)
         assert g.battery_longevity == pytest.approx(114.0 * 1.0 / mean_drain, rel=2e-3)
     assert used[5.0] - used[2.5] == pytest.approx(10 * 2.5 * 0.4e-3 / 500.0 * 1e6)
     assert longevity[5.0] < longevity[2.5]

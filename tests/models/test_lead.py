@@ -21,20 +21,20 @@ def lead(fault=0, **parameters):
 
 
 def test_nominal_pacing_impedance_in_the_normal_range():
-    """Normal 200–1200 Ω, typically 400–700 Ω (references.md: manuals, clinical reviews)."""
+    """Normal 200–1200 Ω, typically 400–700 Ω (manufacturers' manuals; Ellenbogen et al. 2017)."""
     impedance = lead().pulse(3.5, 0.4, False)[0]
     assert 400.0 <= impedance <= 700.0
 
 
 def test_conductor_fracture_raises_impedance_and_collapses_current():
-    """An abrupt rise above ~1500–2000 Ω suggests conductor fracture (references.md)."""
+    """An abrupt rise above ~1500–2000 Ω suggests conductor fracture (Ellenbogen et al. 2017)."""
     nominal, broken = lead(), lead(fault=1)
     assert broken.pulse(3.5, 0.4, True)[0] > 2000.0
     assert broken.pulse(3.5, 0.4, True)[2] < 0.2 * nominal.pulse(3.5, 0.4, False)[2]
 
 
 def test_insulation_breach_lowers_impedance():
-    """Below about 200–250 Ω suggests an insulation breach (references.md)."""
+    """Below about 200–250 Ω suggests an insulation breach (Ellenbogen et al. 2017)."""
     breached = lead(fault=2)
     impedance, _, mean_tip, _, _ = breached.pulse(3.5, 0.4, True)
     assert impedance < 250.0
@@ -100,14 +100,15 @@ def strength_duration():
 
 
 def test_capture_threshold_at_0_4_ms_in_the_clinical_range(strength_duration):
-    """Chronic ventricular threshold 0.5–1.5 V at 0.4–0.5 ms (references.md: Ellenbogen)."""
+    """Chronic ventricular threshold 0.5–1.5 V at 0.4–0.5 ms (Ellenbogen et al. 2017, Clinical
+    Cardiac Pacing)."""
     thresholds, _, _ = strength_duration
     assert 0.5 <= thresholds[2] <= 1.5
     assert np.all(np.diff(thresholds) < 0), "longer pulses need less voltage"
 
 
 def test_chronaxie_in_the_clinical_range(strength_duration):
-    """Chronaxie of cardiac pacing about 0.3–0.5 ms (references.md: Lapicque 1909 fit
+    """Chronaxie of cardiac pacing about 0.3–0.5 ms (Lapicque 1909, C R Soc Biol 67:280, fit
     I = I_rh (1 + t_c/t), clinical pacing studies); the rheobase lies below the chronic
     threshold at 0.5 ms (0.5–1.5 V, Ellenbogen) since the threshold at t_c is 2× rheobase."""
     thresholds, rheobase, chronaxie = strength_duration
@@ -118,7 +119,7 @@ def test_chronaxie_in_the_clinical_range(strength_duration):
 
 def test_weiss_charge_fit_gives_a_clinical_chronaxie(strength_duration):
     """Weiss 1901: the delivered threshold charge Q = I_rh (t + t_c) is linear in the pulse
-    width; its chronaxie is also about 0.3–0.5 ms (references.md) and close to Lapicque's."""
+    width; its chronaxie is also about 0.3–0.5 ms and close to Lapicque's."""
     thresholds, _, chronaxie = strength_duration
     device = lead()
     charge = np.array([device.pulse(v, w, False)[3]

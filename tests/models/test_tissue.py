@@ -2,7 +2,7 @@
 
 Comparators: the continuum front speed of the Mitchell-Schaeffer (Nagumo-type) reaction,
 c = sqrt(D/(2 tau_in)) (v+ - 2 v-) (an independent analytic oracle); human ventricular
-conduction velocity along fibres 0.5-0.7 m/s and across 0.2-0.3 m/s (references.md: Niederer
+conduction velocity along fibres 0.5-0.7 m/s and across 0.2-0.3 m/s (Niederer
 et al. 2011, Phil Trans R Soc A 369:4331, whose sigma_t/sigma_l ratio sets D_trans/D_long);
 a single Mitchell-Schaeffer cell integrated with scipy's solve_ivp (Mitchell & Schaeffer 2003,
 Bull Math Biol 65:767); clinical ventricular R wave amplitude 5-20 mV.
@@ -106,7 +106,7 @@ def test_bipolar_electrogram_rejects_far_field_more_with_a_shorter_ring_spacing(
 
 
 def test_cv_along_fibre_at_defaults_is_physiological():
-    """Default fibre: CV 0.5-0.7 m/s (references.md, Niederer 2011: about 0.65 m/s)."""
+    """Default fibre: CV 0.5-0.7 m/s (Niederer et al. 2011: about 0.65 m/s)."""
     tissue = make(g_coupling=0.0)
     run(tissue, 0.1, stimuli=[(0.005, 300.0, 2.0)])
     assert 0.5 <= tissue.cv_measured <= 0.7
