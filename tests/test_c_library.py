@@ -212,7 +212,7 @@ def instance(fmu: Path, name: str) -> Instance:
 
 def test_the_fmi_layer_refuses_misuse_with_a_message(build_model):
     """Invalid parameters, a fixed parameter set during the run, an output set, an unknown
-    value reference, a wrong GUID: each an error status whose log says what and why."""
+    value reference, a non-finite input: each an error status whose log says what and why."""
     cell = instance(build_model("cell"), "bad_cell")
     cell.set({"tau_in": 0.0})
     cell.setup_experiment(0.0)
@@ -231,6 +231,9 @@ def test_the_fmi_layer_refuses_misuse_with_a_message(build_model):
     references, values = (ctypes.c_uint * 1)(999), (ctypes.c_double * 1)()
     assert cell._fn["fmi2GetReal"](cell._component, references, 1, values) == 3  # fmi2Error
     assert "unknown value reference 999" in cell.log[-1]
+    cell.set({"I_stim": float("nan")})
+    with pytest.raises(SimulationError, match="input I_stim = nan is not finite"):
+        cell.do_step(0.0, 1e-3)
     cell.close()
     tissue = instance(build_model("tissue"), "small_step")
     tissue.set({"dt": 0.5})

@@ -593,6 +593,7 @@ fmi2Status fmi2CancelStep(fmi2Component c) { return not_provided(c, "fmi2CancelS
 fmi2Status fmi2DoStep(fmi2Component c, fmi2Real currentCommunicationPoint,
                       fmi2Real communicationStepSize, fmi2Boolean noSetFMUStatePriorToCurrentPoint) {
     Instance *instance = allowed(c, "fmi2DoStep", STEP_COMPLETE);
+    size_t i;
     (void)noSetFMUStatePriorToCurrentPoint;
     if (instance == NULL) return fmi2Error;
     if (!(communicationStepSize > 0.0) || !isfinite(communicationStepSize) ||
@@ -600,6 +601,15 @@ fmi2Status fmi2DoStep(fmi2Component c, fmi2Real currentCommunicationPoint,
         model_error(&instance->logger, "fmi2DoStep: invalid step from t = %g s of %g s",
                     currentCommunicationPoint, communicationStepSize);
         return fmi2Error;
+    }
+    for (i = 0; i < MODEL.variable_count; i++) { /* a model computes with finite inputs only */
+        const Variable *v = &MODEL.variables[i];
+        if (v->causality == INPUT && v->type == TYPE_REAL &&
+            !isfinite(*(const Real *)value_of(instance, v))) {
+            model_error(&instance->logger, "fmi2DoStep at t = %g s: input %s = %g is not finite",
+                        currentCommunicationPoint, v->name, *(const Real *)value_of(instance, v));
+            return fmi2Error;
+        }
     }
     if (MODEL.step(instance->block, currentCommunicationPoint, communicationStepSize,
                    &instance->logger) != 0) {
