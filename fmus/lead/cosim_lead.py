@@ -7,10 +7,12 @@ With R_s = R_conductor + R_tissue, the interface voltage charges as
     v_c(t) = v_∞ (1 − exp(−t/τ)),  v_∞ = V R_F / (R_s + R_F),  τ = C_H R_s R_F / (R_s + R_F)
 and the current is I(t) = (V − v_c(t)) / R_s. An insulation breach adds a shunt R_shunt from
 the conductor to the body, which the generator also drives (Thevenin equivalent for the tip).
-The current density reaching the membrane under the electrode is the mean tip current times
-``membrane_coupling`` (µA/cm² per mA, calibrated: see docs/models/lead.md); capture is decided
-by the cell model, not here. The noise fault draws from SplitMix64 (Steele, Lea & Flood 2014),
-the same sequence as the C edition (lead.c).
+A pulse longer than the communication step is delivered over several steps: in each, the mean
+tip current over that step's part of the pulse, for that part's duration (``stim_width``, from
+the step's start). The current density reaching the membrane under the electrode is the tip
+current times ``membrane_coupling`` (µA/cm² per mA, calibrated: see docs/models/lead.md);
+capture is decided by the cell model, not here. The noise fault draws from SplitMix64 (Steele,
+Lea & Flood 2014), the same sequence as the C edition (lead.c).
 """
 
 import math
@@ -35,6 +37,7 @@ PARAMETERS = {  # name: (default, unit, description)
     "noise_amplitude": (6.0, "mV", "noise: spike amplitude"),
 }
 MASK64 = (1 << 64) - 1
+PULSE_END = 1e-9  # ms: less of a pulse than this left is none (rounding of summed steps)
 
 
 def uniform(state: int) -> tuple[int, float]:
@@ -102,6 +105,7 @@ class Lead(Fmi2Slave):
                                        initial=Fmi2Initial.calculated,
                                        description="1 once the fault has started"))
         self._random_state = 1
+        self._pulse = [0.0, 0.0, 0.0]  # the pulse being delivered: volts, width, ms delivered
 
     def exit_initialization_mode(self):
         if self.fault not in FAULTS:
@@ -109,6 +113,7 @@ class Lead(Fmi2Slave):
         if min(self.R_conductor, self.R_tissue, self.C_H, self.R_F) <= 0:
             raise ValueError("circuit elements must be positive")
         self._random_state = self.seed & MASK64
+        self._pulse = [0.0, 0.0, 0.0]
         self.impedance = self.R_conductor + self.R_tissue
 
     def circuit(self, active: bool) -> tuple[float, float, float, float, float]:
@@ -127,9 +132,8 @@ class Lead(Fmi2Slave):
                 gain *= self.dislodged_factor
         return r_cond, shunt, self.R_tissue, coupling, gain
 
-    def pulse(self, volts: float, width_ms: float, active: bool) -> tuple[float, float, float,
-                                                                          float]:
-        """(impedance Ω, leading-edge mA, mean tip mA, delivered charge µC) of one pulse."""
+    def thevenin(self, volts: float, active: bool) -> tuple[float, float, float, float]:
+        """(v_th V, r_s Ω, v_inf V, tau ms): the tip circuit a pulse of ``volts`` drives."""
         r_cond, shunt, r_tissue, _, _ = self.circuit(active)
         if math.isinf(shunt):
             v_th, r_th = volts, r_cond
@@ -138,8 +142,23 @@ class Lead(Fmi2Slave):
         r_s = r_th + r_tissue
         v_inf = v_th * self.R_F / (r_s + self.R_F)
         tau = self.C_H * 1e-6 * r_s * self.R_F / (r_s + self.R_F) * 1000.0  # ms
+        return v_th, r_s, v_inf, tau
+
+    def mean_tip(self, volts: float, start: float, end: float, active: bool) -> float:
+        """Mean tip current (A) from ``start`` to ``end`` ms into a pulse of ``volts``."""
+        v_th, r_s, v_inf, tau = self.thevenin(volts, active)
+        length = max(end - start, 1e-6)
+        return ((v_th - v_inf) + v_inf * tau / length * (math.exp(-start / tau)
+                                                         - math.exp(-end / tau))) / r_s
+
+    def pulse(self, volts: float, width_ms: float, active: bool) -> tuple[float, float, float,
+                                                                          float, float]:
+        """(impedance Ω, leading-edge mA, mean tip mA, delivered charge µC, tip edge A) of one
+        pulse."""
+        r_cond, shunt, r_tissue, _, _ = self.circuit(active)
+        v_th, r_s, _, _ = self.thevenin(volts, active)
         width = max(width_ms, 1e-6)
-        mean_tip = ((v_th - v_inf) + v_inf * tau / width * (1.0 - math.exp(-width / tau))) / r_s
+        mean_tip = self.mean_tip(volts, 0.0, width, active)
         tip_edge = v_th / r_s
         edge = volts / (r_cond + (r_tissue if math.isinf(shunt)
                                   else shunt * r_tissue / (shunt + r_tissue)))
@@ -150,12 +169,17 @@ class Lead(Fmi2Slave):
         active = self.fault != 0 and current_time + step_size > self.fault_time
         self.fault_active = 1 if active else 0
         _, _, _, coupling, gain = self.circuit(active)
-        if self.V_pace_v > 0.0 and self.pulse_width_v > 0.0:
-            impedance, edge, mean_tip, charge, _ = self.pulse(self.V_pace_v,
-                                                              self.pulse_width_v, active)
+        if self.V_pace_v > 0.0 and self.pulse_width_v > 0.0:  # a pulse starts with this step
+            impedance, edge, _, charge, _ = self.pulse(self.V_pace_v, self.pulse_width_v, active)
             self.impedance, self.I_lead, self.charge = impedance, edge, charge
-            self.I_stim = mean_tip * coupling
-            self.stim_width = self.pulse_width_v
+            self._pulse = [self.V_pace_v, self.pulse_width_v, 0.0]
+        volts, width, elapsed = self._pulse
+        if width - elapsed > PULSE_END:  # the pulse, or what remains of it, in this step
+            end = width if width - (elapsed + 1000.0 * step_size) < PULSE_END \
+                else elapsed + 1000.0 * step_size
+            self.I_stim = 1000.0 * self.mean_tip(volts, elapsed, end, active) * coupling
+            self.stim_width = end - elapsed
+            self._pulse[2] = end
         else:
             self.I_stim = 0.0
             self.stim_width = 0.0
@@ -173,10 +197,12 @@ class Lead(Fmi2Slave):
             "I_stim", "stim_width", "I_lead", "charge", "impedance", "V_sense", "fault_active",
             "V_pace_v", "pulse_width_v", "egm")}
         state["random_state"] = self._random_state
+        state["pulse"] = list(self._pulse)
         return state
 
     def _set_fmu_state(self, state):
         for name, value in state.items():
-            if name != "random_state":
+            if name not in ("random_state", "pulse"):
                 setattr(self, name, value)
         self._random_state = state["random_state"]
+        self._pulse = list(state["pulse"])

@@ -10,7 +10,9 @@
  * and the current is I(t) = (V - v_c(t)) / R_s. An insulation breach adds a shunt R_shunt from
  * the conductor to the body (Thevenin equivalent for the tip). The current density reaching
  * the membrane under the tip is the mean tip current times membrane_coupling (uA/cm^2 per mA);
- * capture is decided by the cell model, not here.
+ * capture is decided by the cell model, not here. A pulse longer than the communication step
+ * is delivered over several steps: in each, the mean tip current over that step's part of the
+ * pulse, for that part's duration (stim_width, from the step's start).
  *
  * Noise fault: spikes at rate noise_rate, drawn from a SplitMix64 generator (Steele, Lea &
  * Flood 2014) seeded with `seed`, the same sequence as the Python edition (cosim_lead.py).
@@ -20,6 +22,8 @@
 #include <stdint.h>
 
 #include "model.h"
+
+#define PULSE_END 1e-9 /* ms: less of a pulse than this left is none (rounding of summed steps) */
 
 enum { NONE, CONDUCTOR_FRACTURE, INSULATION_BREACH, EXIT_BLOCK, DISLODGEMENT, NOISE, N_FAULTS };
 
@@ -33,8 +37,9 @@ typedef struct {
     /* outputs */
     Real I_stim, stim_width, I_lead, charge, impedance, V_sense;
     Integer fault_active;
-    /* internal state */
+    /* internal state: the noise generator, the pulse being delivered (ms) */
     uint64_t random_state;
+    Real pulse_volts, pulse_width, pulse_delivered;
 } Lead;
 
 static const Variable VARIABLES[] = {
@@ -102,28 +107,41 @@ static Circuit circuit(const Lead *l, int active) {
     return c;
 }
 
-/* One pulse of `volts` for `width_ms`: impedance (ohm), leading-edge current (mA), mean tip
- * current (mA), delivered charge (uC). */
-static void pulse(const Lead *l, double volts, double width_ms, int active, double *impedance,
-                  double *edge_ma, double *mean_tip_ma, double *charge) {
+/* The tip circuit a pulse of `volts` drives: Thevenin voltage v_th (V) and resistance r_s
+ * (ohm, with the tissue), the interface's final voltage v_inf (V) and time constant tau (ms). */
+static void thevenin(const Lead *l, double volts, int active, double *v_th, double *r_s,
+                     double *v_inf, double *tau) {
     const Circuit c = circuit(l, active);
     const int shunted = !isinf(c.shunt);
-    const double v_th = shunted ? volts * c.shunt / (c.shunt + c.r_conductor) : volts;
     const double r_th = shunted ? c.r_conductor * c.shunt / (c.r_conductor + c.shunt)
                                 : c.r_conductor;
-    const double r_s = r_th + l->R_tissue;
-    const double v_inf = v_th * l->R_F / (r_s + l->R_F);
-    const double tau = l->C_H * 1e-6 * r_s * l->R_F / (r_s + l->R_F) * 1000.0; /* ms */
+    *v_th = shunted ? volts * c.shunt / (c.shunt + c.r_conductor) : volts;
+    *r_s = r_th + l->R_tissue;
+    *v_inf = *v_th * l->R_F / (*r_s + l->R_F);
+    *tau = l->C_H * 1e-6 * *r_s * l->R_F / (*r_s + l->R_F) * 1000.0;
+}
+
+/* Mean tip current (A) from `start` to `end` ms into a pulse of `volts`. */
+static double mean_tip(const Lead *l, double volts, double start, double end, int active) {
+    double v_th, r_s, v_inf, tau;
+    const double length = end - start > 1e-6 ? end - start : 1e-6;
+    thevenin(l, volts, active, &v_th, &r_s, &v_inf, &tau);
+    return ((v_th - v_inf) + v_inf * tau / length * (exp(-start / tau) - exp(-end / tau))) / r_s;
+}
+
+/* One pulse of `volts` for `width_ms`: impedance (ohm), leading-edge current (mA), delivered
+ * charge (uC). */
+static void pulse(const Lead *l, double volts, double width_ms, int active, double *impedance,
+                  double *edge_ma, double *charge) {
+    const Circuit c = circuit(l, active);
+    const int shunted = !isinf(c.shunt);
     const double width = width_ms > 1e-6 ? width_ms : 1e-6;
-    const double mean_tip =
-        ((v_th - v_inf) + v_inf * tau / width * (1.0 - exp(-width / tau))) / r_s;
     const double edge = volts / (c.r_conductor + (shunted ? c.shunt * l->R_tissue /
                                                                 (c.shunt + l->R_tissue)
                                                           : l->R_tissue));
     *impedance = volts / edge;
     *edge_ma = edge * 1000.0;
-    *mean_tip_ma = mean_tip * 1000.0;
-    *charge = mean_tip * width * 1000.0;
+    *charge = mean_tip(l, volts, 0.0, width, active) * width * 1000.0;
 }
 
 static int initialize(void *model, double start_time, Logger *logger) {
@@ -141,6 +159,7 @@ static int initialize(void *model, double start_time, Logger *logger) {
         return -1;
     }
     l->random_state = (uint64_t)(int64_t)l->seed;
+    l->pulse_volts = l->pulse_width = l->pulse_delivered = 0.0;
     l->impedance = l->R_conductor + l->R_tissue;
     return 0;
 }
@@ -152,12 +171,18 @@ static int step(void *model, double time, double step_size, Logger *logger) {
     double noise = 0.0;
     (void)logger;
     l->fault_active = active;
-    if (l->V_pace_v > 0.0 && l->pulse_width_v > 0.0) {
-        double mean_tip;
-        pulse(l, l->V_pace_v, l->pulse_width_v, active, &l->impedance, &l->I_lead, &mean_tip,
-              &l->charge);
-        l->I_stim = mean_tip * c.coupling;
-        l->stim_width = l->pulse_width_v;
+    if (l->V_pace_v > 0.0 && l->pulse_width_v > 0.0) { /* a pulse starts with this step */
+        pulse(l, l->V_pace_v, l->pulse_width_v, active, &l->impedance, &l->I_lead, &l->charge);
+        l->pulse_volts = l->V_pace_v;
+        l->pulse_width = l->pulse_width_v;
+        l->pulse_delivered = 0.0;
+    }
+    if (l->pulse_width - l->pulse_delivered > PULSE_END) { /* the pulse, or its rest, now */
+        const double start = l->pulse_delivered, reach = start + 1000.0 * step_size;
+        const double end = l->pulse_width - reach < PULSE_END ? l->pulse_width : reach;
+        l->I_stim = 1000.0 * mean_tip(l, l->pulse_volts, start, end, active) * c.coupling;
+        l->stim_width = end - start;
+        l->pulse_delivered = end;
     } else {
         l->I_stim = 0.0;
         l->stim_width = 0.0;

@@ -37,6 +37,8 @@ SCRIPTS = {  # model: [(parameters, inputs: {name: f(t)}, steps, step size)]
               "V_tissue": lambda t: -85.0 + 20.0 * math.sin(t)}, 2500, 1e-3),
         ({"g_load": 0.0}, {"I_stim": pulse_train(1000, 40.0, 2), "stim_width": lambda t: 0.0},
          1500, 5e-4),
+        ({}, {"I_stim": pulse_train(500, 60.0, 2), "stim_width": lambda t: 0.25,
+              "V_tissue": lambda t: -85.0}, 4000, 2.5e-4),
     ],
     "lead": [
         ({"fault": 5, "fault_time": 0.5, "noise_rate": 100.0},
@@ -44,6 +46,7 @@ SCRIPTS = {  # model: [(parameters, inputs: {name: f(t)}, steps, step size)]
         ({"fault": 2, "fault_time": 0.5},
          {"V_pace_v": pulse_train(300, 3.5), "pulse_width_v": lambda t: 0.5 + t}, 1000, 1e-3),
         ({"fault": 1, "fault_time": 0.3}, {"V_pace_v": pulse_train(200, 5.0)}, 600, 1e-3),
+        ({}, {"V_pace_v": pulse_train(100, 2.0), "pulse_width_v": lambda t: 1.7}, 800, 2.5e-4),
     ],
     "generator": [
         ({"mode_name": "ddd"}, {"V_sense_a": pulse_train(430, 1.0, 5),
