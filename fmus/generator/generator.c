@@ -10,6 +10,7 @@
  * 3 AAI, 4 DDD, 5 AOO, 6 DOO. Times are kept in ms internally.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -19,6 +20,8 @@ enum { OOO, VOO, VVI, AAI, DDD, AOO, DOO, N_MODES };
 static const char *MODE_NAMES[N_MODES] = {"OOO", "VOO", "VVI", "AAI", "DDD", "AOO", "DOO"};
 /* Marker codes of the event channel (the last event of the step). */
 enum { MARK_NONE, AP, AS, VP, VS, VR, AR };
+/* Why the impedance alert latched. */
+enum { ALERT_NONE, ALERT_HIGH, ALERT_LOW, ALERT_RISE, ALERT_DROP };
 
 #define EPS 1e-6            /* ms: tolerance of time comparisons (grid times carry rounding) */
 #define NEVER -1.0e12       /* ms: "long ago" for timers */
@@ -32,19 +35,20 @@ typedef struct {
     Real lower_rate, upper_rate, hysteresis_rate, av_delay, sensed_av_delay, vrp, arp, pvarp;
     Real v_blanking, a_blanking, cross_blanking, v_sensitivity, a_sensitivity;
     Real v_amplitude, v_pulse_width, a_amplitude, a_pulse_width;
-    Real battery_capacity, static_current, impedance_low, impedance_high;
+    Real battery_capacity, static_current, impedance_low, impedance_high, impedance_change;
     /* inputs */
     Real V_sense_v, V_sense_a, lead_impedance;
     /* outputs */
     Real V_pace_v, pulse_width_v, V_pace_a, pulse_width_a, last_vv_interval, last_aa_interval;
     Real pacing_rate, impedance_alert_time, battery_charge_used, battery_longevity;
     Integer marker, vp_count, vs_count, vr_count, ap_count, as_count, ar_count, impedance_alert;
+    Integer impedance_alert_kind;
     /* configuration derived from the parameters (ms) */
     Real lri, hri, uri, start;
     Integer paces_v, paces_a, senses_v, senses_a, dual, atrial_timing;
     /* timers and flags (ms) */
     Real last_v, last_a, v_refractory, a_refractory, v_blank, a_blank, av_start, check_at;
-    Real pending_vt, pulse_charge;
+    Real pending_vt, pulse_charge, last_impedance;
     Integer v_sensed, a_sensed, above_v, above_a, phase_av, av_sensed;
 } Generator;
 
@@ -76,6 +80,8 @@ static const Variable VARIABLES[] = {
     P(static_current, 5.0, "uA", "drain of the circuitry without pacing"),
     P(impedance_low, 200.0, "ohm", "lead impedance below this raises the alert"),
     P(impedance_high, 2000.0, "ohm", "lead impedance above this raises the alert"),
+    P(impedance_change, 0.3, "1", "a lead impedance that differs from the previous measurement "
+      "by more than this fraction of it raises the alert (an abrupt change)"),
     INPUT_REAL(Generator, V_sense_v, 0.0, "mV", "ventricular sense-amplifier signal"),
     INPUT_REAL(Generator, V_sense_a, 0.0, "mV", "atrial sense-amplifier signal"),
     INPUT_REAL(Generator, lead_impedance, 500.0, "ohm",
@@ -106,7 +112,11 @@ static const Variable VARIABLES[] = {
     OUTPUT_INTEGER(Generator, as_count, 0, "atrial senses (marker 2) so far"),
     OUTPUT_INTEGER(Generator, ar_count, 0, "refractory atrial senses (marker 6) so far"),
     OUTPUT_INTEGER(Generator, impedance_alert, 0,
-                   "1 once a measured lead impedance was outside the limits (latched)"),
+                   "1 once a measured lead impedance was outside the limits or changed "
+                   "abruptly (latched)"),
+    OUTPUT_INTEGER(Generator, impedance_alert_kind, 0, "why the impedance alert latched: "
+                   "0 none, 1 above impedance_high, 2 below impedance_low, 3 abrupt rise, "
+                   "4 abrupt drop (by more than impedance_change of the previous measurement)"),
 };
 #undef P
 
@@ -136,6 +146,11 @@ static int configure(Generator *g, Logger *logger) {
     if (!(0.0 < g->lower_rate && g->lower_rate <= g->upper_rate)) {
         model_error(logger, "Generator: need 0 < lower_rate <= upper_rate (%g, %g /min)",
                     g->lower_rate, g->upper_rate);
+        return -1;
+    }
+    if (!(g->impedance_change > 0.0)) {
+        model_error(logger, "Generator: impedance_change must be positive (a fraction, e.g. "
+                    "0.3), not %g", g->impedance_change);
         return -1;
     }
     if (!(0.0 <= g->hysteresis_rate && g->hysteresis_rate < g->lower_rate)) {
@@ -188,10 +203,11 @@ static void reset(Generator *g) {
     g->check_at = NEVER;
     g->pending_vt = 0.0;
     g->pulse_charge = 0.0;
+    g->last_impedance = 0.0; /* ohm: the previous measurement (0: none yet) */
     g->V_pace_v = g->V_pace_a = g->last_vv_interval = g->last_aa_interval = 0.0;
     g->pacing_rate = g->battery_charge_used = g->battery_longevity = 0.0;
     g->marker = g->vp_count = g->vs_count = g->vr_count = 0;
-    g->ap_count = g->as_count = g->ar_count = g->impedance_alert = 0;
+    g->ap_count = g->as_count = g->ar_count = g->impedance_alert = g->impedance_alert_kind = 0;
     g->impedance_alert_time = -1.0;
     g->pulse_width_v = g->v_pulse_width;
     g->pulse_width_a = g->a_pulse_width;
@@ -275,18 +291,28 @@ static int crossing_a(Generator *g, double t) {
     return crossed && t >= g->a_blank - EPS;
 }
 
-/* After a pulse: pulse charge V t / R with the measured R, and the impedance alert. */
+/* After a pulse: pulse charge V t / R with the measured R, and the impedance alert: R outside
+ * [impedance_low, impedance_high], or changed abruptly (by more than impedance_change of the
+ * previous measurement). */
 static void check_impedance(Generator *g, double t0) {
-    double resistance;
-    int outside;
+    double resistance, previous;
+    int kind = ALERT_NONE;
     if (g->pending_vt == 0.0 || t0 < g->check_at) return;
     resistance = g->lead_impedance;
     g->pulse_charge += 1000.0 * g->pending_vt /
                        (resistance > MIN_IMPEDANCE ? resistance : MIN_IMPEDANCE); /* uC */
     g->pending_vt = 0.0;
-    outside = !(g->impedance_low <= resistance && resistance <= g->impedance_high);
-    if (outside && !g->impedance_alert) {
+    previous = g->last_impedance;
+    g->last_impedance = resistance;
+    if (g->impedance_alert) return;
+    if (!(g->impedance_low <= resistance && resistance <= g->impedance_high))
+        kind = resistance < g->impedance_low ? ALERT_LOW : ALERT_HIGH;
+    else if (previous > 0.0 &&
+             fabs(resistance - previous) > g->impedance_change * previous)
+        kind = resistance > previous ? ALERT_RISE : ALERT_DROP;
+    if (kind != ALERT_NONE) {
         g->impedance_alert = 1;
+        g->impedance_alert_kind = kind;
         g->impedance_alert_time = t0 / 1000.0;
     }
 }

@@ -56,6 +56,7 @@ SCRIPTS = {  # model: [(parameters, inputs: {name: f(t)}, steps, step size)]
         ({"mode": 2, "hysteresis_rate": 50.0}, {"V_sense_v": pulse_train(1300, 5.0, 5)},
          4000, 7e-4),
         ({"mode": 3}, {"V_sense_a": pulse_train(800, 1.0, 5)}, 3000, 1e-3),
+        ({"mode": 1}, {"lead_impedance": window(0.0, 2.0, 500.0, 320.0)}, 3000, 1e-3),
     ],
     "organ": [
         ({}, {"activation": pulse_train(800, 1.0, 300)}, 5000, 1e-3),

@@ -253,6 +253,42 @@ def test_impedance_alert_latches_with_its_time():
     assert g.impedance_alert == 1 and g.impedance_alert_time == pytest.approx(3.001)  # latched
 
 
+@pytest.fixture(params=["python", "c"])
+def make_edition(request, build_model):
+    """``make_edition(mode, **params)``: an initialised generator of one edition (the Python
+    class, or the C FMU through fmpy)."""
+    def make_c(mode: str, **params):
+        g = kit.CInstance(build_model("generator"))
+        g.mode_name = mode
+        for name, value in params.items():
+            setattr(g, name, value)
+        g.exit_initialization_mode()
+        return g
+    return make if request.param == "python" else make_c
+
+
+@pytest.mark.parametrize(("after", "kind"), [(1600.0, 3), (300.0, 4), (2500.0, 1),
+                                             (150.0, 2), (600.0, 0), (360.0, 0)])
+def test_impedance_alert_on_abrupt_relative_change(make_edition, after, kind):
+    """Devices alert on an abrupt change of the pacing impedance, not only outside fixed
+    limits (a rise by more than about 30 % suggests conductor fracture: Ellenbogen et al.
+    2017): 500 → 1600 Ω (+220 %, inside 200–2000 Ω) and 500 → 300 Ω (−40 %) raise the alert,
+    as do 2500 and 150 Ω (the limits); +20 % and −28 % do not. impedance_alert_kind says why
+    (1 high, 2 low, 3 abrupt rise, 4 abrupt drop)."""
+    g = make_edition("VVI")
+    run(g, 3500, impedance=lambda t: 500.0 if t < 2500 else after)
+    assert g.impedance_alert == (kind != 0) and g.impedance_alert_kind == kind
+    assert g.impedance_alert_time == (pytest.approx(3.001) if kind else -1.0)
+
+
+def test_gradual_impedance_drift_raises_no_alert(make_edition):
+    """Lead maturation: +5 % per measurement, 500 → 930 Ω over 13 pulses, never abrupt."""
+    g = make_edition("VVI")
+    run(g, 13500, impedance=lambda t: 500.0 * 1.05 ** (t // 1000))
+    assert g.impedance_alert == 0 and g.impedance_alert_kind == 0
+    assert g.vp_count == 13
+
+
 def test_low_impedance_alert_only_on_measured_pulses():
     g = make("VVI")
     run(g, 999, impedance=lambda t: 100.0)  # insulation breach, but no pulse yet
