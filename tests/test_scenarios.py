@@ -6,6 +6,7 @@ would expect, with the figures behind it.
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cosim.describe import check_text
@@ -71,3 +72,21 @@ def test_sinus_rhythm_above_the_lower_rate_keeps_the_pacemaker_inhibited(tmp_pat
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))
 def test_every_scenario_checks(name):
     assert "OK" in check_text(SCENARIOS / name)
+
+
+def test_the_closed_loop_stays_finite_at_the_threshold(tmp_path):
+    """The flagship paced at 2.118 V / 0.1 ms, just at the capture threshold: the old cell
+    jumped to thousands of mV and turned the tissue NaN for good. Every recorded value is now
+    finite and V stays in the model's range."""
+    text = (SCENARIOS / "vvi_complete_av_block.yaml").read_text()
+    text = text.replace("parameters: {mode: 2, lower_rate: 60.0}",
+                        "parameters: {mode: 2, lower_rate: 60.0, v_amplitude: 2.118, "
+                        "v_pulse_width: 0.1}").replace("stop: 20.0", "stop: 4.0")
+    scenario = tmp_path / "threshold.yaml"
+    scenario.write_text(text)
+    report = run_scenario(scenario, tmp_path / "threshold.h5", plot=False)
+    with open_results(report.results) as results:
+        for name in results.variables:
+            assert np.all(np.isfinite(np.asarray(results[name], dtype=float))), name
+        v = np.asarray(results["myocyte.V"])
+    assert -85.5 < v.min() and v.max() < 15.0
