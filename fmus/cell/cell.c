@@ -43,18 +43,18 @@ typedef struct {
 } Cell;
 
 static const Variable VARIABLES[] = {
-    PARAMETER_REAL(Cell, tau_in, 0.008, "ms",
+    PARAMETER_REAL(Cell, tau_in, 0.027, "ms",
                    "inward (depolarising) current time constant (calibrated)"),
-    PARAMETER_REAL(Cell, tau_out, 0.16, "ms",
+    PARAMETER_REAL(Cell, tau_out, 0.54, "ms",
                    "outward (repolarising) current time constant (calibrated)"),
     PARAMETER_REAL(Cell, tau_open, 120.0, "ms", "gate recovery time constant"),
     PARAMETER_REAL(Cell, tau_close, 185.0, "ms",
                    "gate closing time constant (human APD calibration)"),
     PARAMETER_REAL(Cell, v_gate, 0.13, "", "gate switching threshold (dimensionless)"),
     PARAMETER_REAL(Cell, V_rest, -85.0, "mV", "resting membrane potential"),
-    PARAMETER_REAL(Cell, V_peak, 15.0, "mV", "potential at v = 1"),
+    PARAMETER_REAL(Cell, V_peak, 40.0, "mV", "potential at v = 1 (calibrated: overshoot)"),
     PARAMETER_REAL(Cell, C_m, 1.0, "uF/cm**2", "membrane capacitance"),
-    PARAMETER_REAL(Cell, g_load, 6.2, "mS/cm**2",
+    PARAMETER_REAL(Cell, g_load, 6.0, "mS/cm**2",
                    "electrotonic load of the surrounding tissue (calibrated)"),
     PARAMETER_REAL(Cell, V_capture_threshold, -40.0, "mV",
                    "an upstroke crossing this potential is a beat"),

@@ -26,15 +26,15 @@ import math
 from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, Integer, Real
 
 PARAMETERS = {  # name: (default, unit, description)
-    "tau_in": (0.008, "ms", "inward (depolarising) current time constant (calibrated)"),
-    "tau_out": (0.16, "ms", "outward (repolarising) current time constant (calibrated)"),
+    "tau_in": (0.027, "ms", "inward (depolarising) current time constant (calibrated)"),
+    "tau_out": (0.54, "ms", "outward (repolarising) current time constant (calibrated)"),
     "tau_open": (120.0, "ms", "gate recovery time constant"),
     "tau_close": (185.0, "ms", "gate closing time constant (human APD calibration)"),
     "v_gate": (0.13, "1", "gate switching threshold (dimensionless)"),
     "V_rest": (-85.0, "mV", "resting membrane potential"),
-    "V_peak": (15.0, "mV", "potential at v = 1"),
+    "V_peak": (40.0, "mV", "potential at v = 1 (calibrated: overshoot)"),
     "C_m": (1.0, "uF/cm**2", "membrane capacitance"),
-    "g_load": (6.2, "mS/cm**2", "electrotonic load of the surrounding tissue (calibrated)"),
+    "g_load": (6.0, "mS/cm**2", "electrotonic load of the surrounding tissue (calibrated)"),
     "V_capture_threshold": (-40.0, "mV", "an upstroke crossing this potential is a beat"),
 }
 DV_MAX = 0.01  # largest change of v in one substep (1 mV at the defaults)

@@ -26,7 +26,7 @@ PARAMETERS = {  # name: (default, unit, description)
     "R_tissue": (450.0, "ohm", "tissue spreading resistance at the tip"),
     "C_H": (20.0, "uF", "Helmholtz (double-layer) capacitance of the tip"),
     "R_F": (10000.0, "ohm", "Faradaic resistance of the interface"),
-    "membrane_coupling": (32.0, "uA/cm**2/mA", "membrane current density per mA of tip current"),
+    "membrane_coupling": (83.3, "uA/cm**2/mA", "membrane current density per mA of tip current"),
     "sense_gain": (1.0, "1", "fraction of the electrogram reaching the sense amplifier"),
     "fault_time": (1.0e9, "s", "time at which the fault starts"),
     "R_fracture": (5000.0, "ohm", "conductor resistance once fractured"),

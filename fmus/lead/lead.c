@@ -47,7 +47,7 @@ static const Variable VARIABLES[] = {
     PARAMETER_REAL(Lead, R_tissue, 450.0, "ohm", "tissue spreading resistance at the tip"),
     PARAMETER_REAL(Lead, C_H, 20.0, "uF", "Helmholtz (double-layer) capacitance of the tip"),
     PARAMETER_REAL(Lead, R_F, 10000.0, "ohm", "Faradaic resistance of the interface"),
-    PARAMETER_REAL(Lead, membrane_coupling, 32.0, "uA/cm**2/mA",
+    PARAMETER_REAL(Lead, membrane_coupling, 83.3, "uA/cm**2/mA",
                    "membrane current density per mA of tip current"),
     PARAMETER_REAL(Lead, sense_gain, 1.0, "",
                    "fraction of the electrogram reaching the sense amplifier"),
