@@ -176,8 +176,12 @@ class Tissue(Fmi2Slave):
         self._far = far_y * nx + far_x
         dist = np.sqrt((ix - sx) ** 2 + (iy - sy) ** 2) * dx  # integers: exact under the root
         self._site = np.flatnonzero(dist <= max(self.intrinsic_radius, 0.0) + 1e-9)
-        self._probes = (ey * nx + nx // 4, ey * nx + (3 * nx) // 4)
-        self._probe_dist = ((3 * nx) // 4 - nx // 4) * dx
+        # CV probes on the electrode row, a quarter and three quarters of the way from the
+        # electrode to the far end (both on one side: a wave from the electrode passes them
+        # in turn, wherever the electrode sits)
+        reach, side = abs(far_x - ex), 1 if far_x >= ex else -1
+        self._probes = (ey * nx + ex + side * (reach // 4), ey * nx + ex + side * (3 * reach // 4))
+        self._probe_dist = (3 * reach // 4 - reach // 4) * dx
         # phi = -(1/4pi) k sum D grad v . grad(1/r) dA = +(k dA/4pi) v . (L_D / D_long)(1/r)
         operator = laplacian(nx, ny, dx, self.D_long, self.D_trans)
         scale = self._dv * self.egm_gain * dx**2 / (4.0 * math.pi * self.D_long)

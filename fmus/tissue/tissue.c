@@ -307,9 +307,14 @@ static int initialize(void *model, double start_time, Logger *logger) {
     t->span = t->V_peak - t->V_rest;
     t->electrode = ey * nx + ex;
     t->far = (ey <= (ny - 1) / 2.0 ? ny - 1 : 0) * nx + (ex <= (nx - 1) / 2.0 ? nx - 1 : 0);
-    t->probe1 = ey * nx + nx / 4;
-    t->probe2 = ey * nx + (3 * nx) / 4;
-    t->probe_distance = (double)((3 * nx) / 4 - nx / 4) * dx;
+    { /* CV probes on the electrode row, 1/4 and 3/4 of the way from the electrode to the far
+       * end: on one side, so that a wave from the electrode passes them in turn */
+        const long far_x = t->far % nx, reach = far_x >= ex ? far_x - ex : ex - far_x;
+        const long side = far_x >= ex ? 1 : -1;
+        t->probe1 = ey * nx + ex + side * (reach / 4);
+        t->probe2 = ey * nx + ex + side * (3 * reach / 4);
+        t->probe_distance = (double)(3 * reach / 4 - reach / 4) * dx;
+    }
     t->v = sizeof(Tissue);
     t->h = t->v + n * sizeof(double);
     t->t_act = t->h + n * sizeof(double);

@@ -135,6 +135,22 @@ def test_anisotropy_long_faster_than_trans():
     assert 2.0 <= cv_long / cv_trans <= 3.2
 
 
+@pytest.mark.parametrize("edition", ["python", "c"])
+def test_cv_measured_with_the_electrode_in_the_centre_of_a_sheet(build_model, edition):
+    """The probes sit on the electrode row between the electrode and the far edge (they were at
+    nx/4 and 3nx/4, symmetric about a central electrode: the wave reached both at once and
+    cv_measured stayed 0). Paced at the centre of a 41 x 41 sheet: the CV along the fibres,
+    0.5–0.7 m/s (Niederer et al. 2011), as in the fibre."""
+    parameters = {"nx": 41, "ny": 41, "electrode_x": 20, "electrode_y": 20, "g_coupling": 0.0}
+    tissue = MODEL.Tissue(instance_name="t") if edition == "python" \
+        else kit.CInstance(build_model("tissue"))
+    for name, value in parameters.items():
+        setattr(tissue, name, value)
+    tissue.exit_initialization_mode()
+    run(tissue, 0.06, stimuli=[(0.0, 400.0, 2.0)])
+    assert 0.5 <= tissue.cv_measured <= 0.7
+
+
 def _apd90(t: np.ndarray, v: np.ndarray) -> float:
     """APD90 [ms]: from the upstroke through V_ACT to 90 % repolarisation (linear interp.)."""
     up = np.flatnonzero((v[:-1] < 0.5) & (v[1:] >= 0.5))[0]
