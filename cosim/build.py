@@ -34,7 +34,6 @@ import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from cosim import __version__
 from cosim.build_c import build_c_fmu, build_inputs, c_source
 from cosim.errors import CosimError, Problem, ScenarioError
 from cosim.packaging import (
@@ -140,7 +139,7 @@ def python_build_inputs(script: Path, documentation_file: Path | None) -> str:
     files = [Path(script), Path(__file__), Path(__file__).with_name("packaging.py")]
     if documentation_file is not None and Path(documentation_file).is_file():
         files.append(Path(documentation_file))
-    return inputs_hash(files, (version("pythonfmu"), __version__))
+    return inputs_hash(files, (version("pythonfmu"),))
 
 
 def build_fmu(script: Path, dest_dir: Path = DEFAULT_OUTPUT,

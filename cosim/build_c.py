@@ -30,7 +30,6 @@ from functools import cache
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from cosim import __version__
 from cosim.errors import Problem, ScenarioError
 from cosim.packaging import (
     documentation_members,
@@ -112,7 +111,7 @@ def build_inputs(source: Path, documentation_file: Path | None) -> str:
              Path(__file__).with_name("packaging.py")]
     if documentation_file is not None and Path(documentation_file).is_file():
         files.append(Path(documentation_file))
-    return inputs_hash(files, (compiler_identity(compiler()), " ".join(CFLAGS), __version__,
+    return inputs_hash(files, (compiler_identity(compiler()), " ".join(CFLAGS),
                                *binary_folder()))
 
 
@@ -195,10 +194,12 @@ def _check_table(info: dict, source: Path) -> None:
 
 def model_description(info: dict, guid: str, compile_files: list[str], source: Path) -> bytes:
     """``modelDescription.xml`` (FMI 2.0) of a C model from its table."""
+    import cosim
+
     name = info["name"]
     root = ET.Element("fmiModelDescription", {
         "fmiVersion": "2.0", "modelName": name, "guid": guid,
-        "description": info["description"], "author": "cosim", "version": __version__,
+        "description": info["description"], "author": "cosim", "version": cosim.__version__,
         "generationTool": GENERATION_TOOL, "variableNamingConvention": "flat",
         "numberOfEventIndicators": "0"})
     cosimulation = ET.SubElement(root, "CoSimulation", {
