@@ -1,53 +1,145 @@
-"""Build FMUs from the model sources in ``fmus/`` with pythonfmu, completed for exchange.
+"""The model library: which models there are, and their FMUs built from ``fmus/`` when stale.
 
-A model source is a folder ``fmus/<name>/`` holding one Python script (a unique file name,
-e.g. ``cosim_cell.py``) that defines one ``pythonfmu.Fmi2Slave`` subclass. Its documentation
-is ``docs/models/<name>.md``. The class may declare, as plain class attributes:
+A library model is a folder ``fmus/<name>/`` with its documentation in
+``docs/models/<name>.md``. It holds a C model file ``<name>.c`` (the edition scenarios use,
+compiled by ``cosim.build_c``), a pythonfmu script (a unique file name, e.g. ``cosim_cell.py``,
+the Python edition), or both: the Python edition is then the independent reference the tests
+hold the C edition to. ``fmus/common/`` holds the C FMI layer, not a model.
 
-- ``UNITS = {"V": "mV", ...}``: the unit of each Real variable (any unit pint knows);
-- ``OUTPUT_DEPENDENCIES = {"V": [], "y": ["u"]}``: for each output, the inputs it depends on
-  *directly* (an empty list: no direct feed-through); an output not listed depends on all;
-- ``CAN_GET_AND_SET_STATE = True``: the model implements ``_get_fmu_state``/``_set_fmu_state``
-  for everything it keeps (needed for rollback and checkpoints).
+- ``library_fmu(name)``: the FMU a scenario's ``fmus: {key: name}`` means, in
+  ``build/fmus/<Name>.fmu``: the C edition where there is one, else the Python edition.
+- ``library_fmu(name, python=True)``: the Python edition of a model that also has a C one, in
+  ``build/fmus/python/<Name>.fmu`` (``cosim build-fmus --python`` builds them all).
 
-pythonfmu writes neither units nor a complete ModelStructure, so this module rewrites
-``modelDescription.xml`` after pythonfmu has built the FMU: UnitDefinitions, ``unit``
-attributes, Outputs with their dependencies and InitialUnknowns. The result passes
-``fmpy validate`` with no problems, and carries its documentation as HTML.
+A build is skipped when the FMU was built from the same inputs (``cosim.packaging``: the hash
+of the sources, documentation, build code and tool versions is stored in the archive), so
+``scripts/setup.sh`` rebuilds only what changed. Every FMU is reproducible byte for byte.
+
+The pythonfmu path: the script defines one ``pythonfmu.Fmi2Slave`` subclass, which may declare
+``UNITS = {"V": "mV", ...}`` (any unit pint knows), ``OUTPUT_DEPENDENCIES = {"V": [], "y":
+["u"]}`` (an output not listed depends on all inputs) and ``CAN_GET_AND_SET_STATE = True`` (it
+implements ``_get_fmu_state``/``_set_fmu_state`` for everything it keeps). pythonfmu writes
+neither units nor a complete ModelStructure, so this module completes ``modelDescription.xml``
+(UnitDefinitions, ``unit`` attributes, Outputs with their dependencies, InitialUnknowns), gives
+it a GUID derived from its content and no build date, and rewrites the archive reproducibly.
 """
 
 from __future__ import annotations
 
-import shutil
+import re
 import sys
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path
-from xml.dom.minidom import parseString
 from xml.etree import ElementTree as ET
 
-from cosim.errors import Problem, ScenarioError
-from cosim.units import BASE_UNITS, define
+from cosim.build_c import build_c_fmu, build_inputs, c_source
+from cosim.errors import CosimError, Problem, ScenarioError
+from cosim.packaging import (
+    built_from,
+    documentation_members,
+    inputs_hash,
+    unit_definitions,
+    write_archive,
+    xml_bytes,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = REPO_ROOT / "fmus"
 DEFAULT_DOCS = REPO_ROOT / "docs" / "models"
 DEFAULT_OUTPUT = REPO_ROOT / "build" / "fmus"
+PYTHON_EDITIONS = "python"  # sub-folder of the output for Python editions of C models
 
 
 def model_sources(root: Path = DEFAULT_SOURCES) -> list[Path]:
-    """The model scripts under ``root``: one ``*.py`` in each sub-folder."""
+    """The pythonfmu model scripts under ``root``: the one ``*.py`` of each sub-folder."""
     scripts = []
     for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
-        candidates = [p for p in folder.glob("*.py") if not p.name.startswith("_")]
-        if len(candidates) == 1:
-            scripts.append(candidates[0])
-        elif len(candidates) > 1:
-            raise ScenarioError(Problem(
-                f"{len(candidates)} scripts in one model folder: "
-                + ", ".join(p.name for p in candidates), file=str(folder),
-                hint="keep one model script per folder of fmus/"))
+        script = python_script(folder)
+        if script is not None:
+            scripts.append(script)
     return scripts
+
+
+def python_script(folder: Path) -> Path | None:
+    """The pythonfmu script of a model folder, if it has one."""
+    candidates = sorted(p for p in Path(folder).glob("*.py") if not p.name.startswith("_"))
+    if len(candidates) > 1:
+        raise ScenarioError(Problem(
+            f"{len(candidates)} scripts in one model folder: "
+            + ", ".join(p.name for p in candidates), file=str(folder),
+            hint="keep one model script per folder of fmus/"))
+    return candidates[0] if candidates else None
+
+
+def library_model_names(sources: Path = DEFAULT_SOURCES) -> list[str]:
+    """Names of the models in the library (folders of ``fmus/`` with a C or Python model)."""
+    if not Path(sources).is_dir():
+        return []
+    return [folder.name for folder in sorted(p for p in Path(sources).iterdir() if p.is_dir())
+            if c_source(folder) is not None or python_script(folder) is not None]
+
+
+def library_fmu(name: str, dest_dir: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES,
+                docs: Path = DEFAULT_DOCS, python: bool = False) -> Path:
+    """The FMU of library model ``name`` (see the module's docstring), built first if it is
+    missing or was built from other inputs."""
+    return _library_build(name, dest_dir, sources, docs, python)[0]
+
+
+def build_library(dest_dir: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES,
+                  docs: Path = DEFAULT_DOCS, python: bool = False) -> list[tuple[Path, bool]]:
+    """Every library FMU (with ``python``: also the Python editions of the C models), built
+    where stale; returns (path, whether it was built now)."""
+    results = []
+    for name in library_model_names(sources):
+        results.append(_library_build(name, dest_dir, sources, docs, False))
+        folder = Path(sources) / name
+        if python and c_source(folder) is not None and python_script(folder) is not None:
+            results.append(_library_build(name, dest_dir, sources, docs, True))
+    return results
+
+
+def _library_build(name: str, dest_dir: Path, sources: Path, docs: Path,
+                   python: bool) -> tuple[Path, bool]:
+    folder = Path(sources) / name
+    if name not in library_model_names(sources):
+        raise ScenarioError(Problem(f"no model '{name}' in the library ({sources})",
+                                    hint="library models: "
+                                    + ", ".join(library_model_names(sources))))
+    documentation_file = Path(docs) / f"{name}.md"
+    c_file, script = c_source(folder), python_script(folder)
+    if python and script is None:
+        raise ScenarioError(Problem(f"library model '{name}' has no Python edition",
+                                    file=str(folder)))
+    if c_file is not None and not python:
+        fmu = Path(dest_dir) / f"{_c_model_name(c_file)}.fmu"
+        try:
+            inputs = build_inputs(c_file, documentation_file)
+        except CosimError:
+            if fmu.is_file():  # no compiler here: use the FMU built elsewhere
+                return fmu, False
+            raise
+        if fmu.is_file() and built_from(fmu) == inputs:
+            return fmu, False
+        return build_c_fmu(c_file, dest_dir, documentation_file), True
+    if c_file is not None:
+        dest_dir = Path(dest_dir) / PYTHON_EDITIONS
+    fmu = Path(dest_dir) / f"{_class_name(script)}.fmu"
+    if fmu.is_file() and built_from(fmu) == python_build_inputs(script, documentation_file):
+        return fmu, False
+    return build_fmu(script, dest_dir, documentation_file), True
+
+
+def python_build_inputs(script: Path, documentation_file: Path | None) -> str:
+    """The hash of everything a pythonfmu FMU is built from (``cosim.packaging``)."""
+    from importlib.metadata import version
+
+    files = [Path(script), Path(__file__), Path(__file__).with_name("packaging.py")]
+    if documentation_file is not None and Path(documentation_file).is_file():
+        files.append(Path(documentation_file))
+    return inputs_hash(files, (version("pythonfmu"),))
 
 
 def build_fmu(script: Path, dest_dir: Path = DEFAULT_OUTPUT,
@@ -56,64 +148,40 @@ def build_fmu(script: Path, dest_dir: Path = DEFAULT_OUTPUT,
     from pythonfmu.builder import FmuBuilder, get_model_class
 
     script = Path(script).resolve()
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
     if str(script.parent) not in sys.path:  # pythonfmu imports the script by module name
         sys.path.insert(0, str(script.parent))
     model_class = get_model_class(script)
     options = {}
     if getattr(model_class, "CAN_GET_AND_SET_STATE", False):
         options = {"canGetAndSetFMUstate": True, "canSerializeFMUstate": True}
-    with tempfile.TemporaryDirectory(prefix="cosim_doc_") as tmp:
-        doc_dir = None
-        if documentation is not None and Path(documentation).exists():
-            doc_dir = Path(tmp)
-            _render_documentation(Path(documentation), doc_dir, model_class.__name__)
-        fmu = FmuBuilder.build_FMU(script, dest=dest_dir, documentation_folder=doc_dir,
-                                   **options)
-    _complete_model_description(Path(fmu), getattr(model_class, "UNITS", {}),
-                                getattr(model_class, "OUTPUT_DEPENDENCIES", {}))
-    return Path(fmu)
+    with tempfile.TemporaryDirectory(prefix="cosim_pythonfmu_") as tmp:
+        built = FmuBuilder.build_FMU(script, dest=tmp, **options)
+        with zipfile.ZipFile(built) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()
+                       if not info.is_dir()}
+    members["modelDescription.xml"] = _complete_model_description(
+        members["modelDescription.xml"], getattr(model_class, "UNITS", {}),
+        getattr(model_class, "OUTPUT_DEPENDENCIES", {}), str(script))
+    if documentation is not None and Path(documentation).exists():
+        members.update(documentation_members(Path(documentation), model_class.__name__))
+    fmu = Path(dest_dir) / Path(built).name
+    return write_archive(fmu, members, python_build_inputs(script, documentation))
 
 
-def build_library(dest_dir: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES,
-                  docs: Path = DEFAULT_DOCS) -> list[Path]:
-    """Build every model under ``sources`` into ``dest_dir``."""
-    built = []
-    for script in model_sources(sources):
-        built.append(build_fmu(script, dest_dir, Path(docs) / f"{script.parent.name}.md"))
-    return built
-
-
-def _render_documentation(markdown_file: Path, out_dir: Path, title: str) -> None:
-    import markdown
-
-    body = markdown.markdown(markdown_file.read_text(encoding="utf-8"),
-                             extensions=["tables", "fenced_code"])
-    html = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"</head><body>\n{body}\n</body></html>\n")
-    (out_dir / "index.html").write_text(html, encoding="utf-8")
-    shutil.copy2(markdown_file, out_dir / markdown_file.name)
-
-
-def _complete_model_description(fmu: Path, units: dict[str, str],
-                                dependencies: dict[str, list[str]]) -> None:
-    with zipfile.ZipFile(fmu) as archive:
-        root = ET.fromstring(archive.read("modelDescription.xml"))
-        members = {info.filename: archive.read(info) for info in archive.infolist()
-                   if info.filename != "modelDescription.xml"}
-
+def _complete_model_description(xml: bytes, units: dict[str, str],
+                                dependencies: dict[str, list[str]], where: str) -> bytes:
+    root = ET.fromstring(xml)
     variables = root.find("ModelVariables").findall("ScalarVariable")
     index = {v.get("name"): i + 1 for i, v in enumerate(variables)}
     by_name = {v.get("name"): v for v in variables}
-    problems = [Problem(f"UNITS names an unknown variable '{name}'", file=str(fmu))
+    problems = [Problem(f"UNITS names an unknown variable '{name}'", file=where)
                 for name in units if name not in by_name]
     problems += [Problem(f"OUTPUT_DEPENDENCIES names an unknown variable '{name}'",
-                         file=str(fmu)) for name in dependencies if name not in by_name]
+                         file=where) for name in dependencies if name not in by_name]
     if problems:
         raise ScenarioError(problems)
 
-    _add_units(root, by_name, units, fmu)
+    _add_units(root, by_name, units, where)
     outputs = [v for v in variables if v.get("causality") == "output"]
     inputs = {v.get("name") for v in variables if v.get("causality") == "input"}
     structure = root.find("ModelStructure")
@@ -129,7 +197,7 @@ def _complete_model_description(fmu: Path, units: dict[str, str],
                 if unknown:
                     raise ScenarioError(Problem(
                         f"output '{var.get('name')}' depends on {unknown}, which are not inputs",
-                        file=str(fmu)))
+                        file=where))
                 attrib["dependencies"] = " ".join(str(index[d]) for d in deps)
                 attrib["dependenciesKind"] = " ".join("dependent" for _ in deps)
             ET.SubElement(node, "Unknown", attrib)
@@ -140,77 +208,40 @@ def _complete_model_description(fmu: Path, units: dict[str, str],
         node = ET.SubElement(structure, "InitialUnknowns")
         for var in sorted(initial_unknowns, key=lambda v: index[v.get("name")]):
             ET.SubElement(node, "Unknown", {"index": str(index[var.get("name")])})
-
-    xml = parseString(ET.tostring(root, encoding="UTF-8")).toprettyxml(indent="  ",
-                                                                        encoding="UTF-8")
-    xml = b"\n".join(line for line in xml.splitlines() if line.strip())
-    tmp = fmu.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("modelDescription.xml", xml)
-        for name, data in members.items():
-            archive.writestr(name, data)
-    tmp.replace(fmu)
+    # Reproducible: no build date, and a GUID derived from the content (pythonfmu's is uuid1).
+    root.attrib.pop("generationDateAndTime", None)
+    root.set("guid", "")
+    root.set("guid", "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, "cosim-pythonfmu:"
+                                          + xml_bytes(root).decode())) + "}")
+    return xml_bytes(root)
 
 
 def _add_units(root: ET.Element, by_name: dict[str, ET.Element], units: dict[str, str],
-               fmu: Path) -> None:
-    if not units:
-        return
-    definitions = {}
+               where: str) -> None:
     for name, unit in units.items():
         real = by_name[name].find("Real")
         if real is None:
             raise ScenarioError(Problem(f"UNITS gives a unit to '{name}', which is not a Real",
-                                        file=str(fmu)))
-        definition = define(unit)
-        if definition is None:
-            raise ScenarioError(Problem(f"unknown unit '{unit}' for '{name}'", file=str(fmu),
-                                        hint="use a unit pint knows, e.g. mV, uA/cm**2, mmHg"))
+                                        file=where))
         real.set("unit", unit)
-        definitions[unit] = definition
-    node = ET.Element("UnitDefinitions")
-    for unit in sorted(definitions):
-        definition = definitions[unit]
-        unit_node = ET.SubElement(node, "Unit", {"name": unit})
-        attrib = {b: str(e) for b, e in zip(BASE_UNITS, definition.exponents, strict=True) if e}
-        if definition.factor != 1.0:
-            attrib["factor"] = repr(definition.factor)
-        if definition.offset != 0.0:
-            attrib["offset"] = repr(definition.offset)
-        ET.SubElement(unit_node, "BaseUnit", attrib)
-    position = list(root).index(root.find("CoSimulation")) + 1
-    root.insert(position, node)
-
-
-def library_model_names(sources: Path = DEFAULT_SOURCES) -> list[str]:
-    """Names of the models in the library (the folders of ``fmus/``)."""
-    if not Path(sources).is_dir():
-        return []
-    return [script.parent.name for script in model_sources(sources)]
-
-
-def library_fmu(name: str, dest_dir: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES,
-                docs: Path = DEFAULT_DOCS) -> Path:
-    """The built FMU of library model ``name``; built first if missing or older than its source."""
-    scripts = [s for s in model_sources(sources) if s.parent.name == name]
-    if not scripts:
-        raise ScenarioError(Problem(f"no model '{name}' in the library ({sources})",
-                                    hint="library models: " + ", ".join(library_model_names())))
-    script = scripts[0]
-    class_name = _class_name(script)
-    fmu = Path(dest_dir) / f"{class_name}.fmu"
-    documentation = Path(docs) / f"{name}.md"
-    inputs = [script] + ([documentation] if documentation.exists() else [])
-    if not fmu.exists() or fmu.stat().st_mtime < max(p.stat().st_mtime for p in inputs):
-        fmu = build_fmu(script, dest_dir, documentation)
-    return fmu
+    node = unit_definitions(units.values(), where)
+    if node is not None:
+        position = list(root).index(root.find("CoSimulation")) + 1
+        root.insert(position, node)
 
 
 def _class_name(script: Path) -> str:
-    import re
-
-    match = re.search(r"^class\s+(\w+)\s*\(\s*Fmi2Slave\s*\)", script.read_text(), re.M)
+    match = re.search(r"^class\s+(\w+)\s*\(\s*Fmi2Slave\s*\)", Path(script).read_text(), re.M)
     if not match:
         raise ScenarioError(Problem("no 'class …(Fmi2Slave)' in the model script",
                                     file=str(script)))
+    return match.group(1)
+
+
+def _c_model_name(c_file: Path) -> str:
+    """The model name a C model file declares (the first string of its ``MODEL``)."""
+    match = re.search(r"^const Model MODEL = \{\s*\"(\w+)\"", Path(c_file).read_text(), re.M)
+    if not match:
+        raise ScenarioError(Problem("no 'const Model MODEL = {\"Name\", …}' in the model file",
+                                    file=str(c_file)))
     return match.group(1)

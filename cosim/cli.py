@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument("-o", "--output", type=Path, help="DOT file (default <scenario>.dot)")
     graph.add_argument("--ranks", type=int, default=None,
                        help="show the partition over this many MPI ranks")
-    build = sub.add_parser("build-fmus", help="build the model library in fmus/ into FMUs")
+    build = sub.add_parser("build-fmus", help="build the model library in fmus/ into FMUs "
+                           "(only what changed)")
     build.add_argument("-o", "--output", type=Path, default=None)
+    build.add_argument("--python", action="store_true",
+                       help="also build the Python editions of the C models into <output>/python")
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -86,8 +89,8 @@ def _graph(args) -> int:
 def _build(args) -> int:
     from cosim.build import DEFAULT_OUTPUT, build_library
 
-    for fmu in build_library(args.output or DEFAULT_OUTPUT):
-        print(f"built {fmu}")
+    for fmu, built in build_library(args.output or DEFAULT_OUTPUT, python=args.python):
+        print(f"{'built' if built else 'up to date'} {fmu}")
     return EXIT_OK
 
 

@@ -38,6 +38,7 @@ FMI_STATUS = ("ok", "warning", "discard", "error", "fatal", "pending")
 REAL, INTEGER, BOOLEAN, STRING, ENUMERATION = "Real", "Integer", "Boolean", "String", "Enumeration"
 INT_TYPES = (INTEGER, BOOLEAN, ENUMERATION)
 MAX_UNPACKED_BYTES = 4 * 1024**3  # refuse archives that would unpack to more (zip bombs)
+RUNTIME_FOLDERS = ("binaries/", "resources/")  # what an instance needs of the archive
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class FMU:
         return self.units.get(unit) or define(unit) or UnitDefinition(unit, (0,) * 8)
 
     def unzip_dir(self) -> Path:
-        """The folder the FMU is extracted to (once per process; removed at exit).
+        """The folder the FMU is extracted to (once per process; removed at exit): what it
+        needs to run, its binaries and resources (not its sources or documentation).
 
         The bytes extracted are the bytes hashed: a file changed since ``read_fmu`` (a pinned
         SHA-256 was checked then) is refused, not run.
@@ -100,7 +102,8 @@ class FMU:
                 target = Path(tempfile.mkdtemp(prefix=f"cosim_{self.model_identifier}_"))
                 atexit.register(shutil.rmtree, target, ignore_errors=True)
                 with zipfile.ZipFile(stream) as archive:
-                    archive.extractall(target)  # zipfile drops absolute paths and '..' parts
+                    needed = [n for n in archive.namelist() if n.startswith(RUNTIME_FOLDERS)]
+                    archive.extractall(target, needed)  # zipfile drops absolute paths, '..'
             self._unzip_dir = target
         return self._unzip_dir
 

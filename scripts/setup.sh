@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set-up from a fresh clone: a virtual environment in .venv with cosim and everything it needs
 # (MPI from the mpich wheel, so `mpiexec` is .venv/bin/mpiexec), then the model library built
-# from fmus/ into build/fmus/. Safe to run again: it only does what is missing or stale.
+# from fmus/ into build/fmus/ (the C models with the system C compiler: cc or gcc, or $CC).
+# Safe to run again: it only does what is missing or stale (an FMU is rebuilt only when its
+# sources, documentation or build tools changed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,23 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from cosim.build import DEFAULT_DOCS, DEFAULT_SOURCES, build_fmu, model_sources
+from cosim.build import library_fmu
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def build_model(tmp_path_factory) -> Callable[[str], Path]:
-    """``build_model("cell")`` builds ``fmus/cell`` (once per session) and returns the FMU."""
+def build_model(tmp_path_factory) -> Callable[..., Path]:
+    """``build_model("cell")`` builds the library FMU of ``fmus/cell`` (the C edition where
+    there is one), ``build_model("cell", python=True)`` its Python edition; once per session,
+    into a temporary folder."""
     out = tmp_path_factory.mktemp("fmus")
-    cache: dict[str, Path] = {}
+    cache: dict[tuple[str, bool], Path] = {}
 
-    def build(name: str) -> Path:
-        if name not in cache:
-            scripts = [s for s in model_sources(DEFAULT_SOURCES) if s.parent.name == name]
-            if not scripts:
-                raise LookupError(f"no model folder fmus/{name}")
-            cache[name] = build_fmu(scripts[0], out, DEFAULT_DOCS / f"{name}.md")
-        return cache[name]
+    def build(name: str, python: bool = False) -> Path:
+        if (name, python) not in cache:
+            cache[name, python] = library_fmu(name, out, python=python)
+        return cache[name, python]
 
     return build

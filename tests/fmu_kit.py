@@ -1,5 +1,6 @@
 """FMUs for the foundation tests: the hand-written C oscillator, variants of its XML, a model
-that fails on purpose, and broken archives.
+that fails on purpose, and broken archives; ``CInstance``, a library C FMU driven like the
+Python edition's class.
 
 Imported as ``fmu_kit`` (tests/ is on sys.path: tests/conftest.py lives there); not collected
 by pytest. ``load_script``/``library_script`` load a Python file (a model script, a build
@@ -16,6 +17,7 @@ import sys
 import textwrap
 import zipfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -247,3 +249,74 @@ def once_per_process_variant(c_fmu: Path, dest: Path) -> Path:
     return rewrite(c_fmu, dest, lambda xml: xml.replace(
         'canBeInstantiatedOnlyOncePerProcess="false"',
         'canBeInstantiatedOnlyOncePerProcess="true"'))
+
+
+@cache
+def _opened(fmu: Path):
+    from fmpy import extract, read_model_description
+
+    description = read_model_description(str(fmu))
+    variables = {v.name: (v.valueReference, v.type) for v in description.modelVariables}
+    return description, extract(str(fmu)), variables
+
+
+class CInstance:
+    """An instance of a library C FMU with the interface of the Python edition's class:
+    parameters and inputs are set as attributes, ``exit_initialization_mode()`` (after an
+    optional ``setup_experiment(start)``), ``do_step(t, h)``, outputs read as attributes.
+
+    Each attribute access is one fmi2Get/Set call through fmpy."""
+
+    def __init__(self, fmu: Path, name: str = "c"):
+        from fmpy.fmi2 import FMU2Slave
+
+        description, unzipped, variables = _opened(Path(fmu))
+        slave = FMU2Slave(guid=description.guid, unzipDirectory=unzipped,
+                          modelIdentifier=description.coSimulation.modelIdentifier,
+                          instanceName=name)
+        slave.instantiate()
+        object.__setattr__(self, "_slave", slave)
+        object.__setattr__(self, "_variables", variables)
+        object.__setattr__(self, "_started", False)
+
+    def setup_experiment(self, start_time: float, stop_time=None, tolerance=None) -> None:
+        self._slave.setupExperiment(startTime=start_time)
+        object.__setattr__(self, "_started", True)
+
+    def exit_initialization_mode(self) -> None:
+        if not self._started:
+            self.setup_experiment(0.0)
+        self._slave.enterInitializationMode()
+        self._slave.exitInitializationMode()
+
+    def do_step(self, current_time: float, step_size: float) -> bool:
+        self._slave.doStep(current_time, step_size)
+        return True
+
+    def free(self) -> None:
+        self._slave.freeInstance()
+
+    def __getattr__(self, name: str):
+        if name not in self._variables:
+            raise AttributeError(name)
+        reference, kind = self._variables[name]
+        if kind == "Real":
+            return self._slave.getReal([reference])[0]
+        if kind == "String":
+            return self._slave.getString([reference])[0].decode()
+        if kind == "Boolean":
+            return self._slave.getBoolean([reference])[0]
+        return self._slave.getInteger([reference])[0]
+
+    def __setattr__(self, name: str, value) -> None:
+        if name not in self._variables:
+            raise AttributeError(f"the FMU has no variable '{name}'")
+        reference, kind = self._variables[name]
+        if kind == "Real":
+            self._slave.setReal([reference], [float(value)])
+        elif kind == "String":
+            self._slave.setString([reference], [str(value)])
+        elif kind == "Boolean":
+            self._slave.setBoolean([reference], [bool(value)])
+        else:
+            self._slave.setInteger([reference], [int(value)])

@@ -108,7 +108,7 @@ instances:
   o0: {fmu: osc}
   o1: {fmu: osc, parameters: {x0: 0.0}}
   o2: {fmu: osc}
-  patch: {fmu: tissue, scale: tissue, parameters: {nx: 40, ny: 40, intrinsic_rate: 70,
+  patch: {fmu: tissue, scale: tissue, parameters: {nx: 120, ny: 120, intrinsic_rate: 70,
                                                    intrinsic_delay: 0}}
 connections: [o0.x -> o1.x_other, o1.x -> o2.x_other, o2.x -> o0.x_other]
 simulation: {start: 0, stop: 0.3, step: 0.001}
@@ -117,7 +117,8 @@ record: {interval: 0.01, variables: [o0.x, o1.x, o2.x, patch.V_electrode]}
 
 
 def test_measured_balance_gives_the_expensive_instance_a_rank_of_its_own(tmp_path):
-    """Declared costs (all 1) put o2 with the 1600-node tissue patch; the pilot measures that
+    """Declared costs (all 1) put o2 with the 14 400-node tissue patch (the compiled tissue:
+    1600 nodes cost about as much as three pythonfmu oscillators); the pilot measures that
     the patch costs more than the three oscillators together. The pilot is not in the results:
     they equal a plain run's."""
     declared = tmp_path / "declared.yaml"

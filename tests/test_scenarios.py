@@ -6,6 +6,7 @@ would expect, with the figures behind it.
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cosim.describe import check_text
@@ -71,3 +72,50 @@ def test_sinus_rhythm_above_the_lower_rate_keeps_the_pacemaker_inhibited(tmp_pat
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))
 def test_every_scenario_checks(name):
     assert "OK" in check_text(SCENARIOS / name)
+
+
+def test_the_closed_loop_stays_finite_at_the_threshold(tmp_path):
+    """The flagship paced at 2.118 V / 0.1 ms, just at the capture threshold of the cell's
+    earlier, fast calibration (restored here: τ_in 0.008, τ_out 0.16 ms, g_load 6.2, V_peak
+    15 mV, lead coupling 32): the old substep control jumped to thousands of mV and turned the
+    tissue NaN for good. Every recorded value is now finite and V stays in the model's
+    range."""
+    text = (SCENARIOS / "vvi_complete_av_block.yaml").read_text()
+    text = text.replace("parameters: {mode: 2, lower_rate: 60.0}",
+                        "parameters: {mode: 2, lower_rate: 60.0, v_amplitude: 2.118, "
+                        "v_pulse_width: 0.1}").replace("stop: 20.0", "stop: 4.0")
+    text = text.replace("myocyte: {fmu: cell, scale: cell}",
+                        "myocyte: {fmu: cell, scale: cell, parameters: {tau_in: 0.008, "
+                        "tau_out: 0.16, g_load: 6.2, V_peak: 15.0}}")
+    text = text.replace("lead: {fmu: lead, scale: device}",
+                        "lead: {fmu: lead, scale: device, parameters: {membrane_coupling: 32.0}}")
+    scenario = tmp_path / "threshold.yaml"
+    scenario.write_text(text)
+    report = run_scenario(scenario, tmp_path / "threshold.h5", plot=False)
+    with open_results(report.results) as results:
+        for name in results.variables:
+            assert np.all(np.isfinite(np.asarray(results[name], dtype=float))), name
+        v = np.asarray(results["myocyte.V"])
+    assert -85.5 < v.min() and v.max() < 15.0
+
+
+def test_action_potential_in_the_closed_loop_is_human(tmp_path):
+    """The paced myocyte as the scenarios run it (flagship, loaded by the tissue around it):
+    APD90 250–350 ms at 60 /min (human ventricle at 1 Hz; ten Tusscher & Panfilov 2006), shorter
+    at 120 /min (restitution), overshoot +20…+45 mV (TP06 about +35; it was +9.5 mV)."""
+    text = (SCENARIOS / "vvi_complete_av_block.yaml").read_text().replace(
+        "stop: 20.0", "stop: 5.0").replace("myocyte.V, myocyte.beat_count",
+                                            "myocyte.V, myocyte.beat_count, myocyte.apd90")
+    apd = {}
+    for rate in (60, 120):
+        scenario = tmp_path / f"rate{rate}.yaml"
+        scenario.write_text(text.replace("parameters: {mode: 2, lower_rate: 60.0}",
+                                         f"parameters: {{mode: 2, lower_rate: {rate}.0, "
+                                         "upper_rate: 150.0}"))
+        report = run_scenario(scenario, tmp_path / f"rate{rate}.h5", plot=False)
+        with open_results(report.results) as results:
+            apd[rate] = float(np.asarray(results["myocyte.apd90"])[-1])
+            v, t = np.asarray(results["myocyte.V"]), np.asarray(results.time)
+        assert 20.0 <= v[t > 2.0].max() <= 45.0
+    assert 250.0 <= apd[60] <= 350.0
+    assert apd[120] < apd[60] - 10.0

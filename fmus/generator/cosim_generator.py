@@ -35,19 +35,21 @@ PARAMETERS_REAL = {
     "v_sensitivity": 2.5, "a_sensitivity": 0.75,
     "v_amplitude": 3.5, "v_pulse_width": 0.4, "a_amplitude": 3.5, "a_pulse_width": 0.4,
     "battery_capacity": 1.0, "static_current": 5.0,
-    "impedance_low": 200.0, "impedance_high": 2000.0,
+    "impedance_low": 200.0, "impedance_high": 2000.0, "impedance_change": 0.3,
 }
 INPUTS = {"V_sense_v": 0.0, "V_sense_a": 0.0, "lead_impedance": 500.0}
 OUTPUTS_REAL = ("V_pace_v", "pulse_width_v", "V_pace_a", "pulse_width_a", "last_vv_interval",
                 "last_aa_interval", "pacing_rate", "impedance_alert_time",
                 "battery_charge_used", "battery_longevity")
 OUTPUTS_INT = ("marker", "vp_count", "vs_count", "vr_count", "ap_count", "as_count", "ar_count",
-               "impedance_alert")
+               "impedance_alert", "impedance_alert_kind")
+# Why the impedance alert latched (impedance_alert_kind).
+ALERT_NONE, ALERT_HIGH, ALERT_LOW, ALERT_RISE, ALERT_DROP = 0, 1, 2, 3, 4
 # Everything do_step changes: saved and restored by the FMU state functions.
 STATE = INPUTS.keys() | set(OUTPUTS_REAL) | set(OUTPUTS_INT) | {
     "_start", "_last_v", "_last_a", "_v_sensed", "_a_sensed", "_v_refractory", "_a_refractory",
     "_v_blank", "_a_blank", "_above_v", "_above_a", "_phase_av", "_av_start", "_av_sensed",
-    "_check_at", "_pending_vt", "_pulse_charge"}
+    "_check_at", "_pending_vt", "_pulse_charge", "_last_impedance"}
 
 
 class Generator(Fmi2Slave):
@@ -61,6 +63,7 @@ class Generator(Fmi2Slave):
         "v_sensitivity": "mV", "a_sensitivity": "mV", "v_amplitude": "V", "v_pulse_width": "ms",
         "a_amplitude": "V", "a_pulse_width": "ms", "battery_capacity": "A*h",
         "static_current": "uA", "impedance_low": "ohm", "impedance_high": "ohm",
+        "impedance_change": "1",
         "V_sense_v": "mV", "V_sense_a": "mV", "lead_impedance": "ohm",
         "V_pace_v": "V", "pulse_width_v": "ms", "V_pace_a": "V", "pulse_width_a": "ms",
         "last_vv_interval": "ms", "last_aa_interval": "ms", "pacing_rate": "1/min",
@@ -115,6 +118,8 @@ class Generator(Fmi2Slave):
             raise ValueError(f"unknown mode {self.mode}; codes {MODE_NAMES}")
         if not 0.0 < self.lower_rate <= self.upper_rate:
             raise ValueError("need 0 < lower_rate <= upper_rate")
+        if not self.impedance_change > 0.0:
+            raise ValueError("impedance_change must be positive (a fraction, e.g. 0.3)")
         if not 0.0 <= self.hysteresis_rate < self.lower_rate:
             raise ValueError("hysteresis_rate must be 0 (off) or below lower_rate")
         if self.battery_capacity <= 0.0 or self.static_current <= 0.0:
@@ -145,6 +150,7 @@ class Generator(Fmi2Slave):
         self._check_at = NEVER
         self._pending_vt = 0.0
         self._pulse_charge = 0.0
+        self._last_impedance = 0.0  # ohm: the previous measurement (0: none yet)
         for name in OUTPUTS_REAL + OUTPUTS_INT:
             setattr(self, name, 0)
         self.impedance_alert_time = -1.0
@@ -284,15 +290,25 @@ class Generator(Fmi2Slave):
 
     # ----------------------------------------------------------- lead, battery
     def _check_impedance(self, t0: float) -> None:
-        """After a pulse: pulse charge V*t/R with the measured R, and the impedance alert."""
+        """After a pulse: pulse charge V*t/R with the measured R, and the impedance alert: R
+        outside [impedance_low, impedance_high], or changed abruptly (by more than
+        impedance_change of the previous measurement)."""
         if self._pending_vt == 0.0 or t0 < self._check_at:
             return
         resistance = self.lead_impedance
         self._pulse_charge += 1000.0 * self._pending_vt / max(resistance, MIN_IMPEDANCE)  # uC
         self._pending_vt = 0.0
-        outside = not self.impedance_low <= resistance <= self.impedance_high
-        if outside and not self.impedance_alert:
+        previous, self._last_impedance = self._last_impedance, resistance
+        if self.impedance_alert:
+            return
+        kind = ALERT_NONE
+        if not self.impedance_low <= resistance <= self.impedance_high:
+            kind = ALERT_LOW if resistance < self.impedance_low else ALERT_HIGH
+        elif previous > 0.0 and abs(resistance - previous) > self.impedance_change * previous:
+            kind = ALERT_RISE if resistance > previous else ALERT_DROP
+        if kind != ALERT_NONE:
             self.impedance_alert = 1
+            self.impedance_alert_kind = kind
             self.impedance_alert_time = t0 / 1000.0
 
     def _update_battery(self, t: float) -> None:

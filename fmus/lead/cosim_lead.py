@@ -7,13 +7,15 @@ With R_s = R_conductor + R_tissue, the interface voltage charges as
     v_c(t) = v_∞ (1 − exp(−t/τ)),  v_∞ = V R_F / (R_s + R_F),  τ = C_H R_s R_F / (R_s + R_F)
 and the current is I(t) = (V − v_c(t)) / R_s. An insulation breach adds a shunt R_shunt from
 the conductor to the body, which the generator also drives (Thevenin equivalent for the tip).
-The current density reaching the membrane under the electrode is the mean tip current times
-``membrane_coupling`` (µA/cm² per mA, calibrated: see docs/models/lead.md); capture is decided
-by the cell model, not here.
+A pulse longer than the communication step is delivered over several steps: in each, the mean
+tip current over that step's part of the pulse, for that part's duration (``stim_width``, from
+the step's start). The current density reaching the membrane under the electrode is the tip
+current times ``membrane_coupling`` (µA/cm² per mA, calibrated: see docs/models/lead.md);
+capture is decided by the cell model, not here. The noise fault draws from SplitMix64 (Steele,
+Lea & Flood 2014), the same sequence as the C edition (lead.c).
 """
 
 import math
-import random
 
 from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, Integer, Real
 
@@ -24,7 +26,7 @@ PARAMETERS = {  # name: (default, unit, description)
     "R_tissue": (450.0, "ohm", "tissue spreading resistance at the tip"),
     "C_H": (20.0, "uF", "Helmholtz (double-layer) capacitance of the tip"),
     "R_F": (10000.0, "ohm", "Faradaic resistance of the interface"),
-    "membrane_coupling": (32.0, "uA/cm**2/mA", "membrane current density per mA of tip current"),
+    "membrane_coupling": (83.3, "uA/cm**2/mA", "membrane current density per mA of tip current"),
     "sense_gain": (1.0, "1", "fraction of the electrogram reaching the sense amplifier"),
     "fault_time": (1.0e9, "s", "time at which the fault starts"),
     "R_fracture": (5000.0, "ohm", "conductor resistance once fractured"),
@@ -34,6 +36,18 @@ PARAMETERS = {  # name: (default, unit, description)
     "noise_rate": (15.0, "1/s", "noise: mean rate of spurious spikes"),
     "noise_amplitude": (6.0, "mV", "noise: spike amplitude"),
 }
+MASK64 = (1 << 64) - 1
+PULSE_END = 1e-9  # ms: less of a pulse than this left is none (rounding of summed steps)
+
+
+def uniform(state: int) -> tuple[int, float]:
+    """SplitMix64: (next state, a double uniform in [0, 1)), as lead.c computes it."""
+    state = (state + 0x9E3779B97F4A7C15) & MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    z ^= z >> 31
+    return state, (z >> 11) * (1.0 / 9007199254740992.0)
 
 
 class Lead(Fmi2Slave):
@@ -90,14 +104,16 @@ class Lead(Fmi2Slave):
                                        variability=Fmi2Variability.discrete,
                                        initial=Fmi2Initial.calculated,
                                        description="1 once the fault has started"))
-        self._rng = random.Random(1)
+        self._random_state = 1
+        self._pulse = [0.0, 0.0, 0.0]  # the pulse being delivered: volts, width, ms delivered
 
     def exit_initialization_mode(self):
         if self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault}; known: {FAULTS}")
         if min(self.R_conductor, self.R_tissue, self.C_H, self.R_F) <= 0:
             raise ValueError("circuit elements must be positive")
-        self._rng = random.Random(self.seed)
+        self._random_state = self.seed & MASK64
+        self._pulse = [0.0, 0.0, 0.0]
         self.impedance = self.R_conductor + self.R_tissue
 
     def circuit(self, active: bool) -> tuple[float, float, float, float, float]:
@@ -116,9 +132,8 @@ class Lead(Fmi2Slave):
                 gain *= self.dislodged_factor
         return r_cond, shunt, self.R_tissue, coupling, gain
 
-    def pulse(self, volts: float, width_ms: float, active: bool) -> tuple[float, float, float,
-                                                                          float]:
-        """(impedance Ω, leading-edge mA, mean tip mA, delivered charge µC) of one pulse."""
+    def thevenin(self, volts: float, active: bool) -> tuple[float, float, float, float]:
+        """(v_th V, r_s Ω, v_inf V, tau ms): the tip circuit a pulse of ``volts`` drives."""
         r_cond, shunt, r_tissue, _, _ = self.circuit(active)
         if math.isinf(shunt):
             v_th, r_th = volts, r_cond
@@ -127,8 +142,23 @@ class Lead(Fmi2Slave):
         r_s = r_th + r_tissue
         v_inf = v_th * self.R_F / (r_s + self.R_F)
         tau = self.C_H * 1e-6 * r_s * self.R_F / (r_s + self.R_F) * 1000.0  # ms
+        return v_th, r_s, v_inf, tau
+
+    def mean_tip(self, volts: float, start: float, end: float, active: bool) -> float:
+        """Mean tip current (A) from ``start`` to ``end`` ms into a pulse of ``volts``."""
+        v_th, r_s, v_inf, tau = self.thevenin(volts, active)
+        length = max(end - start, 1e-6)
+        return ((v_th - v_inf) + v_inf * tau / length * (math.exp(-start / tau)
+                                                         - math.exp(-end / tau))) / r_s
+
+    def pulse(self, volts: float, width_ms: float, active: bool) -> tuple[float, float, float,
+                                                                          float, float]:
+        """(impedance Ω, leading-edge mA, mean tip mA, delivered charge µC, tip edge A) of one
+        pulse."""
+        r_cond, shunt, r_tissue, _, _ = self.circuit(active)
+        v_th, r_s, _, _ = self.thevenin(volts, active)
         width = max(width_ms, 1e-6)
-        mean_tip = ((v_th - v_inf) + v_inf * tau / width * (1.0 - math.exp(-width / tau))) / r_s
+        mean_tip = self.mean_tip(volts, 0.0, width, active)
         tip_edge = v_th / r_s
         edge = volts / (r_cond + (r_tissue if math.isinf(shunt)
                                   else shunt * r_tissue / (shunt + r_tissue)))
@@ -139,19 +169,26 @@ class Lead(Fmi2Slave):
         active = self.fault != 0 and current_time + step_size > self.fault_time
         self.fault_active = 1 if active else 0
         _, _, _, coupling, gain = self.circuit(active)
-        if self.V_pace_v > 0.0 and self.pulse_width_v > 0.0:
-            impedance, edge, mean_tip, charge, _ = self.pulse(self.V_pace_v,
-                                                              self.pulse_width_v, active)
+        if self.V_pace_v > 0.0 and self.pulse_width_v > 0.0:  # a pulse starts with this step
+            impedance, edge, _, charge, _ = self.pulse(self.V_pace_v, self.pulse_width_v, active)
             self.impedance, self.I_lead, self.charge = impedance, edge, charge
-            self.I_stim = mean_tip * coupling
-            self.stim_width = self.pulse_width_v
+            self._pulse = [self.V_pace_v, self.pulse_width_v, 0.0]
+        volts, width, elapsed = self._pulse
+        if width - elapsed > PULSE_END:  # the pulse, or what remains of it, in this step
+            end = width if width - (elapsed + 1000.0 * step_size) < PULSE_END \
+                else elapsed + 1000.0 * step_size
+            self.I_stim = 1000.0 * self.mean_tip(volts, elapsed, end, active) * coupling
+            self.stim_width = end - elapsed
+            self._pulse[2] = end
         else:
             self.I_stim = 0.0
             self.stim_width = 0.0
         noise = 0.0
         if active and self.fault == 5:
-            if self._rng.random() < self.noise_rate * step_size:
-                noise = self.noise_amplitude * (1.0 if self._rng.random() < 0.5 else -1.0)
+            self._random_state, draw = uniform(self._random_state)
+            if draw < self.noise_rate * step_size:
+                self._random_state, sign = uniform(self._random_state)
+                noise = self.noise_amplitude * (1.0 if sign < 0.5 else -1.0)
         self.V_sense = gain * self.egm + noise
         return True
 
@@ -159,13 +196,13 @@ class Lead(Fmi2Slave):
         state = {name: getattr(self, name) for name in (
             "I_stim", "stim_width", "I_lead", "charge", "impedance", "V_sense", "fault_active",
             "V_pace_v", "pulse_width_v", "egm")}
-        version, internal, gauss = self._rng.getstate()
-        state["rng"] = [version, list(internal), gauss]
+        state["random_state"] = self._random_state
+        state["pulse"] = list(self._pulse)
         return state
 
     def _set_fmu_state(self, state):
         for name, value in state.items():
-            if name != "rng":
+            if name not in ("random_state", "pulse"):
                 setattr(self, name, value)
-        version, internal, gauss = state["rng"]
-        self._rng.setstate((version, tuple(internal), gauss))
+        self._random_state = state["random_state"]
+        self._pulse = list(state["pulse"])

@@ -23,7 +23,7 @@ from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, In
 V_QUIET = 0.01  # every node below this (1 mV above rest) and no input: quiescent
 FRONT_RATE = 0.005  # 1/ms (0.5 mV/ms): a faster depolarisation anywhere selects the fine step
 SIGNALS = ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm", "egm_bipolar",
-           "activation_time_far", "cv_measured")  # inputs and outputs, saved with the state
+           "activation_time_far", "cv_measured", "substeps")  # inputs and outputs, saved
 V_ACT = 0.5  # a node is "depolarised" / "activated" above this (-35 mV at the defaults)
 
 
@@ -73,7 +73,7 @@ class Tissue(Fmi2Slave):
              "stim_width": "ms", "V_electrode": "mV", "egm": "mV", "egm_bipolar": "mV",
              "activation_time_far": "s", "cv_measured": "m/s"}
     OUTPUT_DEPENDENCIES = {"V_electrode": [], "activation": [], "egm": [], "egm_bipolar": [],
-                           "activation_time_far": [], "cv_measured": []}
+                           "activation_time_far": [], "cv_measured": [], "substeps": []}
     CAN_GET_AND_SET_STATE = True
 
     def __init__(self, **kwargs):
@@ -116,6 +116,7 @@ class Tissue(Fmi2Slave):
         self.egm_bipolar = 0.0
         self.activation_time_far = -1.0
         self.cv_measured = 0.0
+        self.substeps = 0.0
         for name in ("nx", "ny", "electrode_x", "electrode_y", "intrinsic_x", "intrinsic_y"):
             self.register_variable(Integer(name, causality=Fmi2Causality.parameter,
                                            variability=Fmi2Variability.fixed))
@@ -137,6 +138,10 @@ class Tissue(Fmi2Slave):
                      "cv_measured"):
             self.register_variable(Real(name, causality=Fmi2Causality.output,
                                         initial=Fmi2Initial.calculated))
+        self.register_variable(Real("substeps", causality=Fmi2Causality.output,
+                                    initial=Fmi2Initial.calculated,
+                                    description="substeps taken since initialisation (a work "
+                                                "counter)"))
         self._ready = False
 
     # ------------------------------------------------------------------ initialisation
@@ -169,10 +174,14 @@ class Tissue(Fmi2Slave):
         far_x = nx - 1 if ex <= (nx - 1) / 2 else 0
         far_y = ny - 1 if ey <= (ny - 1) / 2 else 0
         self._far = far_y * nx + far_x
-        dist = np.hypot(ix - sx, iy - sy) * dx
+        dist = np.sqrt((ix - sx) ** 2 + (iy - sy) ** 2) * dx  # integers: exact under the root
         self._site = np.flatnonzero(dist <= max(self.intrinsic_radius, 0.0) + 1e-9)
-        self._probes = (ey * nx + nx // 4, ey * nx + (3 * nx) // 4)
-        self._probe_dist = ((3 * nx) // 4 - nx // 4) * dx
+        # CV probes on the electrode row, a quarter and three quarters of the way from the
+        # electrode to the far end (both on one side: a wave from the electrode passes them
+        # in turn, wherever the electrode sits)
+        reach, side = abs(far_x - ex), 1 if far_x >= ex else -1
+        self._probes = (ey * nx + ex + side * (reach // 4), ey * nx + ex + side * (3 * reach // 4))
+        self._probe_dist = (3 * reach // 4 - reach // 4) * dx
         # phi = -(1/4pi) k sum D grad v . grad(1/r) dA = +(k dA/4pi) v . (L_D / D_long)(1/r)
         operator = laplacian(nx, ny, dx, self.D_long, self.D_trans)
         scale = self._dv * self.egm_gain * dx**2 / (4.0 * math.pi * self.D_long)
@@ -189,7 +198,7 @@ class Tissue(Fmi2Slave):
         self._bipolar_at_quiet = 0.0
         self._origin = 1000.0 * self.intrinsic_delay  # ms: time of intrinsic beat k = 0
         self._site_seen = -1.0  # ms: last activation of the intrinsic site already handled
-        self._substeps = 0  # work counter (not state): substeps taken since initialisation
+        self.substeps = 0.0  # work counter: substeps taken since initialisation
         self._ready = True
         self._outputs()
 
@@ -310,7 +319,7 @@ class Tissue(Fmi2Slave):
             else:
                 up = None
             t += dt
-            self._substeps += 1
+            self.substeps += 1.0
         if abs(vs) < V_QUIET and v.max() < V_QUIET:
             self._quiet = True
             self._quiet_time = 0.0

@@ -1,5 +1,7 @@
 """Cell FMU (Mitchell–Schaeffer 2003 myocyte under the electrode) against published figures."""
 
+import math
+
 import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
@@ -12,7 +14,58 @@ def load():
     return kit.library_script("cell")
 
 
-def paced(bcl_ms: int, beats: int, current=60.0, width=1.0, **parameters):
+@pytest.fixture(params=["python", "c"])
+def new_cell(request, build_model):
+    """Makes uninitialised cells of one edition: the Python class, or the C FMU through fmpy."""
+    if request.param == "python":
+        return lambda: load().Cell(instance_name="t")
+    fmu = build_model("cell")
+    return lambda: kit.CInstance(fmu)
+
+
+def response(new_cell, current: float, width: float, parameters: dict, steps: int = 40,
+             step: float = 1e-3):
+    """(beats, lowest V, highest V) of a cell stimulated once at t = 0."""
+    cell = new_cell()
+    for name, value in parameters.items():
+        setattr(cell, name, value)
+    cell.exit_initialization_mode()
+    lowest, highest = math.inf, -math.inf
+    for k in range(steps):
+        cell.I_stim, cell.stim_width = (current, width) if k == 0 else (0.0, 0.0)
+        cell.do_step(k * step, step)
+        lowest, highest = min(lowest, cell.V), max(highest, cell.V)
+    beats = cell.beat_count
+    if hasattr(cell, "free"):
+        cell.free()
+    return beats, lowest, highest
+
+
+# The calibration before the AP and chronaxie fixes: fast kinetics, where the old substep
+# control blew up (with the slower defaults it happens not to).
+FAST = {"tau_in": 0.008, "tau_out": 0.16, "g_load": 6.2, "V_peak": 15.0}
+
+
+@pytest.mark.parametrize("kinetics", ["defaults", "fast"])
+@pytest.mark.parametrize("width", [0.1, 0.4, 1.0])
+def test_no_blow_up_near_threshold(new_cell, width, kinetics):
+    """Stimuli across 0.9–1.1 × the threshold current (61 amplitudes; the old substep control
+    let V reach −1600 and +2900 mV 0.3 % below threshold with the fast kinetics): V stays
+    finite and within the model's range, V_rest to V_peak, at 0.1, 0.4 and 1.0 ms."""
+    parameters = FAST if kinetics == "fast" else {}
+    v_peak = parameters.get("V_peak", 40.0)
+    low, high = 0.0, 1000.0
+    for _ in range(30):  # threshold current, Python edition (the editions agree bit for bit)
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if response(lambda: load().Cell(instance_name="b"),
+                                              middle, width, parameters)[0] else (middle, high)
+    for fraction in np.linspace(0.9, 1.1, 61):
+        beats, lowest, highest = response(new_cell, fraction * high, width, parameters)
+        assert -85.5 < lowest and highest < v_peak, (fraction, lowest, highest)
+        assert beats == (fraction >= 1.0)
+
+
+def paced(bcl_ms: int, beats: int, current=150.0, width=1.0, **parameters):
     cell = load().Cell(instance_name="t")
     for name, value in parameters.items():
         setattr(cell, name, value)
@@ -26,17 +79,21 @@ def paced(bcl_ms: int, beats: int, current=60.0, width=1.0, **parameters):
 
 
 def test_resting_potential_and_peak():
-    """Rest −85 mV as TP06's human epicardial cell (Am J Physiol 2006, ≈ −85 mV); the
-    overshoot of the two-variable model stays below V_peak = +15 mV (TP06: ≈ +35 mV; a known
-    simplification of the model, documented; with the electrotonic load it is about +4 mV)."""
+    """Rest −85 mV and an overshoot of about +35 mV, as TP06's human epicardial cell (ten
+    Tusscher & Panfilov 2006, Am J Physiol 291:H1088). The unloaded cell peaks at +34 mV
+    (V_peak = +40 mV, calibrated); loaded toward tissue held at rest it peaks lower (the
+    closed loop, where the tissue depolarises with it: test_scenarios.py)."""
     cell, trace = paced(1000, 2)
     assert min(trace) == pytest.approx(-85.0, abs=0.5)
-    assert 0.0 < max(trace) <= 15.0
     assert trace[-1] == pytest.approx(-85.0, abs=1.0)
+    assert 0.0 < max(trace) < cell.V_peak
+    _, unloaded = paced(1000, 2, g_load=0.0)
+    assert 25.0 <= max(unloaded) <= 45.0
 
 
 def test_apd90_at_1hz_in_the_human_range():
-    """APD90 at BCL 1000 ms: human ventricle about 250–350 ms (references.md, TP06).
+    """APD90 at BCL 1000 ms: human ventricle about 250–350 ms (ten Tusscher & Panfilov
+    2006, Am J Physiol 291:H1088, and the measurements it cites).
 
     The membrane's own action potential (g_load = 0). Loaded toward tissue held at rest it is
     shorter (≈ 173 ms); in the closed loop, where the tissue node depolarises with the cell,
@@ -67,7 +124,7 @@ def test_rosenbrock_euler_matches_an_lsoda_solution():
     the threshold current at 0.4 ms agree with an independent LSODA solution of the same
     equations within 1 % and 2 %."""
     cell, trace = paced(1000, 1)
-    t, v = ms_oracle(cell, 60.0, 1.0, 500.0)
+    t, v = ms_oracle(cell, 150.0, 1.0, 500.0)
     up = np.flatnonzero((v[:-1] < 0.45) & (v[1:] >= 0.45))[0]
     level = 0.1 * v.max()
     down = up + np.flatnonzero((v[up:-1] >= level) & (v[up + 1:] < level))[0]
@@ -89,24 +146,44 @@ def test_rosenbrock_euler_matches_an_lsoda_solution():
     assert ms_oracle(cell, 1.02 * high, 0.4, 60.0)[1].max() > 0.45
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: the loaded MS patch needs a fast "
-                   "inward current (tau_in 0.008 ms) to stay excitable against g_load, so its "
-                   "upstroke reaches about 1100 V/s; see docs/models/cell.md")
-def test_upstroke_velocity_as_tp06():
-    """Max dV/dt of the human epicardial cell about 300–350 V/s (TP06, references.md)."""
-    cell = load().Cell(instance_name="t")
+def upstroke_velocity(cell) -> float:
+    """Max dV/dt (V/s) of the membrane's own upstroke: 10 µs steps, a 0.2 ms stimulus of
+    twice its threshold, dV/dt taken after the stimulus ends (its current is not the cell's)."""
     cell.exit_initialization_mode()
     previous, fastest = cell.V, 0.0
-    for k in range(200):  # 10 µs steps, 1 ms stimulus of 60 µA/cm²
-        cell.I_stim = 60.0 if k < 100 else 0.0
+    for k in range(500):
+        cell.I_stim, cell.stim_width = (250.0 if k < 20 else 0.0), 0.0
         cell.do_step(k * 1e-5, 1e-5)
-        fastest, previous = max(fastest, (cell.V - previous) / 0.01), cell.V
+        if k >= 20:
+            fastest = max(fastest, (cell.V - previous) / 0.01)
+        previous = cell.V
     assert cell.beat_count == 1
-    assert 250.0 <= fastest <= 400.0
+    return fastest
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: the unloaded cell's upstroke reaches "
+                   "about 490 V/s (τ_in 0.027 ms; it was 1100 V/s); 300–350 V/s would need "
+                   "τ_in ≈ 0.045 ms, with which the patch is not excitable against the load that "
+                   "gives the clinical chronaxie (docs/models/cell.md)")
+def test_upstroke_velocity_as_tp06(new_cell):
+    """Max dV/dt of the isolated human epicardial cell about 300–350 V/s (ten Tusscher &
+    Panfilov 2006): the unloaded cell (g_load = 0)."""
+    cell = new_cell()
+    cell.g_load = 0.0
+    assert 300.0 <= upstroke_velocity(cell) <= 350.0
+
+
+def test_upstroke_velocity_halved_by_the_calibration(new_cell):
+    """The unloaded upstroke is now about 490 V/s (1100 V/s before τ_in went 0.008 → 0.027 ms)
+    and, loaded by tissue at rest, slower still: what is left of the limitation above."""
+    unloaded = new_cell()
+    unloaded.g_load = 0.0
+    assert 450.0 <= upstroke_velocity(unloaded) <= 600.0
+    assert upstroke_velocity(new_cell()) < 450.0
 
 
 def test_restitution_shorter_apd_at_faster_pacing():
-    """APD90 shorter at faster pacing (TP06 restitution, references.md)."""
+    """APD90 shorter at faster pacing (ten Tusscher & Panfilov 2006: restitution)."""
     slow, _ = paced(1000, 4, g_load=0.0)
     fast, _ = paced(500, 8, g_load=0.0)
     assert fast.apd90 < slow.apd90 - 10.0

@@ -2,7 +2,7 @@
 
 Nominal values (lower rate 60 /min, upper tracking rate 120 /min, paced AV delay 150 ms,
 3.5 V / 0.4 ms, sensitivities 2.5 / 0.75 mV, VRP and PVARP 250 ms, cross-blanking 30 ms) are
-those of manufacturers' manuals listed in /work/shared/references.md; the mode behaviour is the
+those of manufacturers' physician manuals (docs/models/generator.md); the mode behaviour is the
 NASPE/BPEG code (Bernstein et al. 2002, PACE 25:260). Most tests drive the Python class directly
 with a 1 ms step (events are resolved to the step, so pace times are exact on this grid).
 """
@@ -253,6 +253,42 @@ def test_impedance_alert_latches_with_its_time():
     assert g.impedance_alert == 1 and g.impedance_alert_time == pytest.approx(3.001)  # latched
 
 
+@pytest.fixture(params=["python", "c"])
+def make_edition(request, build_model):
+    """``make_edition(mode, **params)``: an initialised generator of one edition (the Python
+    class, or the C FMU through fmpy)."""
+    def make_c(mode: str, **params):
+        g = kit.CInstance(build_model("generator"))
+        g.mode_name = mode
+        for name, value in params.items():
+            setattr(g, name, value)
+        g.exit_initialization_mode()
+        return g
+    return make if request.param == "python" else make_c
+
+
+@pytest.mark.parametrize(("after", "kind"), [(1600.0, 3), (300.0, 4), (2500.0, 1),
+                                             (150.0, 2), (600.0, 0), (360.0, 0)])
+def test_impedance_alert_on_abrupt_relative_change(make_edition, after, kind):
+    """Devices alert on an abrupt change of the pacing impedance, not only outside fixed
+    limits (a rise by more than about 30 % suggests conductor fracture: Ellenbogen et al.
+    2017): 500 → 1600 Ω (+220 %, inside 200–2000 Ω) and 500 → 300 Ω (−40 %) raise the alert,
+    as do 2500 and 150 Ω (the limits); +20 % and −28 % do not. impedance_alert_kind says why
+    (1 high, 2 low, 3 abrupt rise, 4 abrupt drop)."""
+    g = make_edition("VVI")
+    run(g, 3500, impedance=lambda t: 500.0 if t < 2500 else after)
+    assert g.impedance_alert == (kind != 0) and g.impedance_alert_kind == kind
+    assert g.impedance_alert_time == (pytest.approx(3.001) if kind else -1.0)
+
+
+def test_gradual_impedance_drift_raises_no_alert(make_edition):
+    """Lead maturation: +5 % per measurement, 500 → 930 Ω over 13 pulses, never abrupt."""
+    g = make_edition("VVI")
+    run(g, 13500, impedance=lambda t: 500.0 * 1.05 ** (t // 1000))
+    assert g.impedance_alert == 0 and g.impedance_alert_kind == 0
+    assert g.vp_count == 13
+
+
 def test_low_impedance_alert_only_on_measured_pulses():
     g = make("VVI")
     run(g, 999, impedance=lambda t: 100.0)  # insulation breach, but no pulse yet
@@ -271,7 +307,7 @@ def test_battery_drain_is_v_t_over_r_and_grows_with_amplitude():
         assert g.battery_charge_used == pytest.approx(5.0 * 10.5 + pulse_charge, rel=1e-9)
         used[amplitude], longevity[amplitude] = g.battery_charge_used, g.battery_longevity
         mean_drain = g.battery_charge_used / 10.5  # uA
-        # references.md: longevity (years) ~ 114 x capacity (Ah) / mean drain (uA)
+        # manuals: longevity (years) ~ 114 x capacity (Ah) / mean drain (uA)
         assert g.battery_longevity == pytest.approx(114.0 * 1.0 / mean_drain, rel=2e-3)
     assert used[5.0] - used[2.5] == pytest.approx(10 * 2.5 * 0.4e-3 / 500.0 * 1e6)
     assert longevity[5.0] < longevity[2.5]

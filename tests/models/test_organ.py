@@ -1,9 +1,10 @@
 """Tests of the organ FMU (left heart + systemic circulation, time-varying elastance).
 
-Published comparators (references.md): healthy adult at rest, Guyton & Hall: arterial pressure
-about 120/80 mmHg, EDV about 120 mL, ESV about 50 mL, SV 60-80 mL, EF 55-70 %, CO 4.5-6 L/min
-at 60-80 /min. Verification: volume conservation, closed-form contraction lag, the asystolic
-loop settling at its mean filling pressure, substep convergence, FMU state round trips.
+Published comparators: healthy adult at rest (Guyton & Hall, Textbook of Medical Physiology):
+arterial pressure about 120/80 mmHg, EDV about 120 mL, ESV about 50 mL, SV 60-80 mL, EF
+55-70 %, CO 4.5-6 L/min at 60-80 /min. Verification: volume conservation, closed-form
+contraction lag, the asystolic loop settling at its mean filling pressure, substep
+convergence, FMU state round trips.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def steady() -> dict[int, tuple[object, list[dict[str, float]]]]:
 
 @pytest.mark.parametrize("rate", [60, 75])
 def test_healthy_adult_at_rest_within_published_ranges(steady, rate):
-    """Guyton & Hall (references.md): 120/80 mmHg, EDV ~120, ESV ~50, SV 60-80, EF 55-70 %."""
+    """Guyton & Hall: 120/80 mmHg, EDV ~120, ESV ~50, SV 60-80, EF 55-70 %."""
     model, published = steady[rate]
     last = published[-1]
     assert 100.0 <= last["P_sys"] <= 140.0

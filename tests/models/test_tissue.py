@@ -2,7 +2,7 @@
 
 Comparators: the continuum front speed of the Mitchell-Schaeffer (Nagumo-type) reaction,
 c = sqrt(D/(2 tau_in)) (v+ - 2 v-) (an independent analytic oracle); human ventricular
-conduction velocity along fibres 0.5-0.7 m/s and across 0.2-0.3 m/s (references.md: Niederer
+conduction velocity along fibres 0.5-0.7 m/s and across 0.2-0.3 m/s (Niederer
 et al. 2011, Phil Trans R Soc A 369:4331, whose sigma_t/sigma_l ratio sets D_trans/D_long);
 a single Mitchell-Schaeffer cell integrated with scipy's solve_ivp (Mitchell & Schaeffer 2003,
 Bull Math Biol 65:767); clinical ventricular R wave amplitude 5-20 mV.
@@ -106,7 +106,7 @@ def test_bipolar_electrogram_rejects_far_field_more_with_a_shorter_ring_spacing(
 
 
 def test_cv_along_fibre_at_defaults_is_physiological():
-    """Default fibre: CV 0.5-0.7 m/s (references.md, Niederer 2011: about 0.65 m/s)."""
+    """Default fibre: CV 0.5-0.7 m/s (Niederer et al. 2011: about 0.65 m/s)."""
     tissue = make(g_coupling=0.0)
     run(tissue, 0.1, stimuli=[(0.005, 300.0, 2.0)])
     assert 0.5 <= tissue.cv_measured <= 0.7
@@ -133,6 +133,22 @@ def test_anisotropy_long_faster_than_trans():
     assert 0.5 <= cv_long <= 0.7
     assert 0.15 <= cv_trans <= 0.3
     assert 2.0 <= cv_long / cv_trans <= 3.2
+
+
+@pytest.mark.parametrize("edition", ["python", "c"])
+def test_cv_measured_with_the_electrode_in_the_centre_of_a_sheet(build_model, edition):
+    """The probes sit on the electrode row between the electrode and the far edge (they were at
+    nx/4 and 3nx/4, symmetric about a central electrode: the wave reached both at once and
+    cv_measured stayed 0). Paced at the centre of a 41 x 41 sheet: the CV along the fibres,
+    0.5–0.7 m/s (Niederer et al. 2011), as in the fibre."""
+    parameters = {"nx": 41, "ny": 41, "electrode_x": 20, "electrode_y": 20, "g_coupling": 0.0}
+    tissue = MODEL.Tissue(instance_name="t") if edition == "python" \
+        else kit.CInstance(build_model("tissue"))
+    for name, value in parameters.items():
+        setattr(tissue, name, value)
+    tissue.exit_initialization_mode()
+    run(tissue, 0.06, stimuli=[(0.0, 400.0, 2.0)])
+    assert 0.5 <= tissue.cv_measured <= 0.7
 
 
 def _apd90(t: np.ndarray, v: np.ndarray) -> float:
