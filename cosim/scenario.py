@@ -21,6 +21,7 @@ import yaml
 from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
 from cosim.execution import CALL_TIMEOUT, Event, Settings, steps_between
+from cosim.fmu import COUPLED_TYPES
 from cosim.graph import SCALES, CouplingGraph, Source, parse_port
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
@@ -591,11 +592,12 @@ def _expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Prob
             fmu = graph.fmu(name)
             if variable == "*":
                 chosen = [v.name for v in fmu.variables.values() if v.causality == "output"
-                          and v.type != "String"]
+                          and v.type in COUPLED_TYPES]
             elif variable in fmu.variables:
-                if fmu.variables[variable].type == "String":
-                    problems.append(source.problem(f"'{pattern}' is a String; only numbers "
-                                                   "are recorded"))
+                if fmu.variables[variable].type not in COUPLED_TYPES:
+                    problems.append(source.problem(
+                        f"'{pattern}' is a {fmu.variables[variable].type}; only numbers, "
+                        "Booleans and enumerations are recorded"))
                     continue
                 chosen = [variable]
             else:
