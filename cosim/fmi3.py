@@ -38,7 +38,6 @@ from cosim.fmu import (
     CO_SIMULATION,
     FMU,
     MODEL_EXCHANGE,
-    SCHEDULED_EXECUTION,
     Instance,
     Variable,
     _prefer_host_pythonfmu,
@@ -86,7 +85,7 @@ class Instance3(Instance):
     # -- lifecycle -------------------------------------------------------------------------
     def instantiate(self) -> None:
         """Load the binary and create the FMI 3 instance (``fmi3Instantiate…``)."""
-        from fmpy.fmi3 import FMU3Model, FMU3ScheduledExecution, FMU3Slave
+        from fmpy.fmi3 import FMU3Model, FMU3Slave
 
         self._require("created", "instantiate")
         platform = _platform_tuple()
@@ -97,8 +96,7 @@ class Instance3(Instance):
                 file=str(self.fmu.path), key=self.name,
                 hint=f"export or compile the FMU for {platform}"))
         _prefer_host_pythonfmu(self.fmu.unzip_dir())
-        loader = {CO_SIMULATION: FMU3Slave, MODEL_EXCHANGE: FMU3Model,
-                  SCHEDULED_EXECUTION: FMU3ScheduledExecution}[self.interface]
+        loader = FMU3Slave if self.interface == CO_SIMULATION else FMU3Model
         try:
             self._slave = loader(guid=self.fmu.guid, unzipDirectory=str(self.fmu.unzip_dir()),
                                  modelIdentifier=self.fmu.interfaces[self.interface],
@@ -127,18 +125,13 @@ class Instance3(Instance):
                 self._environment, _log_callback())
             function = "fmi3InstantiateModelExchange"
         else:
-            component, function = self._instantiate_scheduled(resources)
+            raise SimulationError("scheduled execution is not run", instance=self.name)
         if not component:
             raise SimulationError(f"{function} returned NULL", instance=self.name,
                                   function=function, log=list(self.log))
         self._component = component
         self._slave.component = component
         self.phase = "instantiated"
-
-    def _instantiate_scheduled(self, resources: bytes) -> tuple[Any, str]:
-        """Overridden by ``cosim.scheduled.ScheduledInstance``."""
-        raise SimulationError("scheduled execution is run by cosim.scheduled",
-                              instance=self.name)
 
     def setup_experiment(self, start: float, stop: float | None = None) -> None:
         """FMI 3 has no setupExperiment: the times go to ``fmi3EnterInitializationMode``."""

@@ -45,6 +45,7 @@ INT_TYPES = (INTEGER, BOOLEAN, ENUMERATION, *FMI3_INT_TYPES)  # coupled as float
 COUPLED_TYPES = (*FLOAT_TYPES, *INT_TYPES)  # String, Binary, Clock: set, never coupled
 CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION = (
     "co-simulation", "model-exchange", "scheduled-execution")
+INTERFACES = (CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION)
 MAX_UNPACKED_BYTES = 4 * 1024**3  # refuse archives that would unpack to more (zip bombs)
 RUNTIME_FOLDERS = ("binaries/", "resources/")  # what an instance needs of the archive
 

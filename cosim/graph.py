@@ -20,7 +20,15 @@ import networkx as nx
 import numpy as np
 
 from cosim.errors import Problem, ScenarioError
-from cosim.fmu import COUPLED_TYPES, FLOAT_TYPES, FMU, INT_TYPES, read_fmu
+from cosim.fmu import (
+    COUPLED_TYPES,
+    FLOAT_TYPES,
+    FMU,
+    INT_TYPES,
+    SCHEDULED_EXECUTION,
+    read_fmu,
+)
+from cosim.instances import default_interface
 from cosim.units import conversion
 
 if TYPE_CHECKING:
@@ -98,6 +106,15 @@ class CouplingGraph:
                 f"the FMU {fmu.model_name} has no {interface} interface",
                 f"it has: {', '.join(fmu.interfaces)}"))
             interface = None
+        if (interface or default_interface(fmu)) == SCHEDULED_EXECUTION:
+            self._problems.append(source.problem(
+                f"the FMU {fmu.model_name} ({fmu.path.name}) "
+                + ("offers only scheduled execution" if len(fmu.interfaces) == 1 else
+                   "was asked to run as scheduled execution")
+                + " (FMI 3 model partitions activated by clocks): cosim does not run "
+                "scheduled execution",
+                "run its co-simulation or model exchange interface, or export the model "
+                "with one of them (docs/fmi.md says why scheduled execution is left out)"))
         self.graph.add_node(name, fmu=fmu, scale=scale, parameters=dict(parameters or {}),
                             cost=float(cost), source=source, order=len(self.graph),
                             isolation=isolation, interface=interface, solver=solver)

@@ -2,8 +2,9 @@
 
 ``new_instance(fmu, name, interface, solver)``: FMI 2.0 co-simulation → ``cosim.fmu.Instance``;
 FMI 3.0 co-simulation → ``cosim.fmi3.Instance3``; model exchange (FMI 2 or 3) →
-``cosim.model_exchange.ModelExchange`` (integrated by ``solver``); scheduled execution →
-``cosim.scheduled.ScheduledInstance``. All have the methods of ``cosim.fmu.Instance``.
+``cosim.model_exchange.ModelExchange`` (integrated by ``solver``). All have the methods of
+``cosim.fmu.Instance``. Scheduled execution is not run (``CouplingGraph.add_instance`` refuses
+it; ``docs/fmi.md`` says why).
 ``cosim.isolation.make_instance`` calls it (directly, or in a child process).
 """
 
@@ -32,9 +33,7 @@ def new_instance(fmu: FMU, name: str, interface: str | None = None, solver: Any 
 
         return ModelExchange(fmu, name, solver)
     if interface == SCHEDULED_EXECUTION:
-        from cosim.scheduled import ScheduledInstance
-
-        return ScheduledInstance(fmu, name)
+        raise ValueError(f"{name}: scheduled execution is not run (docs/fmi.md)")
     if fmu.fmi3:
         from cosim.fmi3 import Instance3
 
