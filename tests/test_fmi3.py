@@ -61,7 +61,7 @@ def test_read_fmu_reads_fmi3_types_arrays_and_display_units(arrays):
     assert (fmu.variables["y"].unit, fmu.variables["y"].display_unit) == ("m", "mm")
     assert fmu.dependencies["y"] == ("u",) and fmu.dependencies["count"] == ()
     text = fmu_text(arrays)
-    assert "(FMI 3.0; co-simulation)" in text
+    assert "(FMI 3.0 co-simulation)" in text
     assert "y                        Float64[n] [m, shown in mm]" in text
     assert "structuralParameters:" in text and "Binary   = 0a0b0c" in text
 

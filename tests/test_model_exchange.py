@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from test_mpi import cosim, datasets
 
-from cosim.describe import fmu_text
+from cosim.describe import check_text, fmu_text
 from cosim.errors import ScenarioError
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
@@ -91,10 +91,10 @@ def test_isolated_model_exchange_equals_in_process(c_test_fmu, tmp_path):
 
 def test_info_describes_model_exchange_and_fmi3_co_simulation(c_test_fmu):
     text = fmu_text(c_test_fmu("ball3"))
-    assert "(FMI 3.0; co-simulation, model-exchange)" in text
+    assert "(FMI 3.0 co-simulation, model-exchange)" in text
     assert "model exchange: 2 continuous states, 1 event indicators" in text
     assert "co-simulation: event mode, early return" in text
-    assert "(FMI 2.0; co-simulation, model-exchange)" in fmu_text(c_test_fmu("ball2"))
+    assert "(FMI 2.0 co-simulation, model-exchange)" in fmu_text(c_test_fmu("ball2"))
 
 
 def scenario_file(folder, body: str):
@@ -202,4 +202,7 @@ def test_fmi2_fmi3_and_model_exchange_mixed_give_identical_results_at_1_and_2_ra
     np.testing.assert_allclose(data["cs3.h"], data["cs2.h"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(data["me3.h"], data["cs3.h"], rtol=0, atol=1e-4)
     assert data["cs3.bounces"][-1] >= 3
+    text = check_text(path)
+    assert "FMI versions: 2.0 (me2, cs2), 3.0 (source, sink, me3, cs3)" in text
+    assert "model exchange, integrated by a solver: me2 (cvode), me3 (cvode)" in text
     assert data["sink.not_flag"][0] == 1 and data["sink.not_flag"][-1] == 0  # the alarm arrived
