@@ -3,7 +3,9 @@
 Two objects:
 
 - ``FMU``: what a file declares (variables, units, direct dependencies, capabilities), read
-  without loading its binary. ``read_fmu(path)`` checks the archive before anything else.
+  without loading its binary. ``read_fmu(path)`` checks the archive before anything else; it
+  reads FMI 2.0 and 3.0 (``cosim.fmi3`` runs the FMI 3 ones) and every interface an FMU
+  offers (co-simulation, model exchange: ``cosim.model_exchange``; scheduled execution).
 - ``Instance``: one named instance of an FMU. Its lifecycle is
   ``instantiate → setup_experiment → enter_initialization_mode → exit_initialization_mode →
   do_step … → terminate → free`` (``close()`` does the last two, safely, in any state).
@@ -36,7 +38,14 @@ from cosim.units import UnitDefinition, define, from_fmpy
 
 FMI_STATUS = ("ok", "warning", "discard", "error", "fatal", "pending")
 REAL, INTEGER, BOOLEAN, STRING, ENUMERATION = "Real", "Integer", "Boolean", "String", "Enumeration"
-INT_TYPES = (INTEGER, BOOLEAN, ENUMERATION)
+FLOAT64_TYPES = (REAL, "Float64")  # FMI 2 Real, FMI 3 Float64: the signal array's own type
+FLOAT_TYPES = (*FLOAT64_TYPES, "Float32")
+FMI3_INT_TYPES = ("Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64")
+INT_TYPES = (INTEGER, BOOLEAN, ENUMERATION, *FMI3_INT_TYPES)  # coupled as float64 values
+COUPLED_TYPES = (*FLOAT_TYPES, *INT_TYPES)  # String, Binary, Clock: set, never coupled
+CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION = (
+    "co-simulation", "model-exchange", "scheduled-execution")
+INTERFACES = (CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION)
 MAX_UNPACKED_BYTES = 4 * 1024**3  # refuse archives that would unpack to more (zip bombs)
 RUNTIME_FOLDERS = ("binaries/", "resources/")  # what an instance needs of the archive
 
@@ -54,6 +63,8 @@ class Variable:
     unit: str | None
     description: str
     start: Any
+    dimensions: tuple[int | str, ...] = ()  # FMI 3 arrays: a size, or a structural parameter
+    display_unit: str | None = None
 
 
 @dataclass
@@ -75,7 +86,28 @@ class FMU:
     platforms: tuple[str, ...]
     description: Any = field(repr=False, default=None)  # fmpy's ModelDescription
     only_once_per_process: bool = False  # canBeInstantiatedOnlyOncePerProcess
+    interfaces: dict[str, str] = field(default_factory=dict)  # interface -> modelIdentifier
     _unzip_dir: Path | None = field(default=None, repr=False)
+
+    @property
+    def fmi3(self) -> bool:
+        return self.fmi_version.startswith("3.")
+
+    def shape(self, name: str, parameters: Mapping[str, Any] | None = None
+              ) -> tuple[int, ...]:
+        """The shape of variable ``name`` (``()``: a scalar); a dimension given by a
+        structural parameter takes its value from ``parameters``, else its start value."""
+        shape = []
+        for dimension in self.variables[name].dimensions:
+            if isinstance(dimension, str):
+                value = (parameters or {}).get(dimension, self.variables[dimension].start)
+                dimension = int(value)
+            shape.append(dimension)
+        return tuple(shape)
+
+    def size(self, name: str, parameters: Mapping[str, Any] | None = None) -> int:
+        """How many values variable ``name`` holds (1 for a scalar)."""
+        return int(np.prod(self.shape(name, parameters), dtype=np.int64))
 
     def unit_of(self, name: str) -> UnitDefinition | None:
         """The unit definition of a variable (None: no unit declared)."""
@@ -139,13 +171,18 @@ def read_fmu(path: str | Path) -> FMU:
         raise FMUError(Problem(f"invalid modelDescription.xml: {error}".strip(), file=where,
                                hint="run `fmpy validate` on it; ask its exporter to fix it"
                                )) from None
-    if md.coSimulation is None:
-        raise FMUError(Problem("the FMU does not support co-simulation (model exchange only)",
-                               file=where, hint="export it as a co-simulation FMU"))
-    if not md.fmiVersion.startswith("2."):
-        raise FMUError(Problem(f"FMI {md.fmiVersion} FMUs are not supported yet",
-                               file=where, hint="export the model as FMI 2.0 co-simulation"))
-    identifier = md.coSimulation.modelIdentifier
+    if not md.fmiVersion.startswith(("2.", "3.")):
+        raise FMUError(Problem(f"FMI {md.fmiVersion} FMUs are not supported",
+                               file=where, hint="export the model as FMI 2.0 or 3.0"))
+    interfaces = {kind: node.modelIdentifier for kind, node in (
+        (CO_SIMULATION, md.coSimulation), (MODEL_EXCHANGE, md.modelExchange),
+        (SCHEDULED_EXECUTION, md.scheduledExecution)) if node is not None}
+    if not interfaces:
+        raise FMUError(Problem("the FMU declares no interface (co-simulation, model exchange "
+                               "or scheduled execution)", file=where,
+                               hint="export it again with an interface"))
+    main = md.coSimulation or md.modelExchange or md.scheduledExecution
+    identifier = main.modelIdentifier
     platforms = tuple(sorted({n.split("/")[1] for n in names
                               if n.startswith("binaries/") and n.count("/") >= 2
                               and n.split("/")[2]}))
@@ -159,7 +196,10 @@ def read_fmu(path: str | Path) -> FMU:
             initial=v.initial, unit=(v.unit or (v.declaredType.unit if v.declaredType
                                                  and hasattr(v.declaredType, "unit")
                                                  else None)) or None,
-            description=v.description or "", start=v.start)
+            description=v.description or "", start=v.start,
+            dimensions=tuple(int(d.start) if d.variable is None else d.variable.name
+                             for d in v.dimensions),
+            display_unit=v.displayUnit or None)
     inputs = [v.name for v in md.modelVariables if v.causality == "input"]
     dependencies: dict[str, tuple[str, ...]] = {}
     for unknown in md.outputs:  # no ``dependencies`` attribute: depends on every input
@@ -176,11 +216,12 @@ def read_fmu(path: str | Path) -> FMU:
                model_name=md.modelName, model_identifier=identifier, guid=md.guid,
                generation_tool=md.generationTool or "", variables=variables, units=units,
                dependencies=dependencies,
-               can_get_and_set_state=bool(md.coSimulation.canGetAndSetFMUstate),
-               can_handle_variable_step=bool(
-                   md.coSimulation.canHandleVariableCommunicationStepSize),
+               can_get_and_set_state=bool(main.canGetAndSetFMUstate),
+               can_handle_variable_step=bool(getattr(
+                   main, "canHandleVariableCommunicationStepSize", False)),
                platforms=platforms, description=md,
-               only_once_per_process=bool(md.coSimulation.canBeInstantiatedOnlyOncePerProcess))
+               only_once_per_process=bool(main.canBeInstantiatedOnlyOncePerProcess),
+               interfaces=interfaces)
 
 
 def _prefer_host_pythonfmu(unzip_dir: Path) -> None:
@@ -205,11 +246,16 @@ def _platform() -> str:
 
 
 class Instance:
-    """One instance of an FMU, driven through the FMI 2.0 co-simulation C API."""
+    """One instance of an FMU, driven through the FMI 2.0 co-simulation C API.
 
-    def __init__(self, fmu: FMU, name: str):
+    ``interface=MODEL_EXCHANGE`` instantiates the model exchange interface instead (no
+    ``do_step``: ``cosim.model_exchange.ModelExchange`` integrates it).
+    """
+
+    def __init__(self, fmu: FMU, name: str, interface: str = CO_SIMULATION):
         self.fmu = fmu
         self.name = name
+        self.interface = interface
         self.log: deque[str] = deque(maxlen=50)
         self.phase = "created"  # created, instantiated, initializing, stepping, terminated, freed
         self.time: float | None = None
@@ -221,7 +267,7 @@ class Instance:
     # -- lifecycle -------------------------------------------------------------------------
     def instantiate(self) -> None:
         """Load the binary and create the FMI component."""
-        from fmpy.fmi2 import FMU2Slave
+        from fmpy.fmi2 import FMU2Model, FMU2Slave
 
         self._require("created", "instantiate")
         platform = _platform()
@@ -232,10 +278,11 @@ class Instance:
                 file=str(self.fmu.path), key=self.name,
                 hint=f"export or compile the FMU for {platform}"))
         _prefer_host_pythonfmu(self.fmu.unzip_dir())
+        exchange = self.interface == MODEL_EXCHANGE
         try:
-            self._slave = FMU2Slave(guid=self.fmu.guid, unzipDirectory=str(self.fmu.unzip_dir()),
-                                    modelIdentifier=self.fmu.model_identifier,
-                                    instanceName=self.name)
+            self._slave = (FMU2Model if exchange else FMU2Slave)(
+                guid=self.fmu.guid, unzipDirectory=str(self.fmu.unzip_dir()),
+                modelIdentifier=self.fmu.interfaces[self.interface], instanceName=self.name)
         except Exception as error:
             raise FMUError(Problem(f"cannot load the FMU's binary: {error}",
                                    file=str(self.fmu.path), key=self.name,
@@ -247,7 +294,7 @@ class Instance:
         _release_pythonfmu_state_at_exit(dll)
         self._fn = {name: getattr(dll, name) for name in self._slave._functions}
         component = self._fn["fmi2Instantiate"](
-            self.name.encode(), 1, self.fmu.guid.encode(),
+            self.name.encode(), 0 if exchange else 1, self.fmu.guid.encode(),
             (self.fmu.unzip_dir() / "resources").as_uri().encode(),
             ctypes.byref(callbacks), 0, 1)  # logging on: errors need their reason
         if not component:
@@ -434,7 +481,7 @@ class Instance:
         if status == 0:
             return
         if status == 1:
-            self.log.append(f"[warning] {function} returned fmi2Warning")
+            self.log.append(f"[warning] {function} returned a warning")
             return
         raise self._failure(function, status, None, time)
 

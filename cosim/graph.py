@@ -17,9 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
+import numpy as np
 
 from cosim.errors import Problem, ScenarioError
-from cosim.fmu import FMU, INT_TYPES, REAL, read_fmu
+from cosim.fmu import (
+    COUPLED_TYPES,
+    FLOAT_TYPES,
+    FMU,
+    INT_TYPES,
+    SCHEDULED_EXECUTION,
+    read_fmu,
+)
+from cosim.instances import default_interface
 from cosim.units import conversion
 
 if TYPE_CHECKING:
@@ -74,9 +83,12 @@ class CouplingGraph:
     # -- building -----------------------------------------------------------------------------
     def add_instance(self, name: str, fmu: FMU | str | Path, *, scale: str = "other",
                      parameters: Mapping[str, Any] | None = None, cost: float = 1.0,
-                     source: Source = Source(), isolation: Isolation | None = None) -> None:
+                     source: Source = Source(), isolation: Isolation | None = None,
+                     interface: str | None = None, solver: Any = None) -> None:
         """Add an FMU instance; problems are kept for ``check()``. ``isolation``: where it
-        runs (``cosim.isolation``; None: in the master's process)."""
+        runs (``cosim.isolation``; None: in the master's process); ``interface``: which of the
+        FMU's interfaces (None: co-simulation if it has one); ``solver``: how a model
+        exchange instance is integrated (``cosim.model_exchange.Solver``)."""
         if name in self.graph:
             self._problems.append(source.problem(f"instance '{name}' is declared twice",
                                                  "give every instance its own name"))
@@ -89,9 +101,23 @@ class CouplingGraph:
         if scale not in SCALES:
             self._problems.append(source.problem(f"unknown scale '{scale}'",
                                                  f"use one of {', '.join(SCALES)}"))
+        if interface is not None and interface not in fmu.interfaces:
+            self._problems.append(source.problem(
+                f"the FMU {fmu.model_name} has no {interface} interface",
+                f"it has: {', '.join(fmu.interfaces)}"))
+            interface = None
+        if (interface or default_interface(fmu)) == SCHEDULED_EXECUTION:
+            self._problems.append(source.problem(
+                f"the FMU {fmu.model_name} ({fmu.path.name}) "
+                + ("offers only scheduled execution" if len(fmu.interfaces) == 1 else
+                   "was asked to run as scheduled execution")
+                + " (FMI 3 model partitions activated by clocks): cosim does not run "
+                "scheduled execution",
+                "run its co-simulation or model exchange interface, or export the model "
+                "with one of them (docs/fmi.md says why scheduled execution is left out)"))
         self.graph.add_node(name, fmu=fmu, scale=scale, parameters=dict(parameters or {}),
                             cost=float(cost), source=source, order=len(self.graph),
-                            isolation=isolation)
+                            isolation=isolation, interface=interface, solver=solver)
         for parameter, value in (parameters or {}).items():
             problem = self._check_start_value(name, parameter, value, source)
             if problem:
@@ -137,10 +163,19 @@ class CouplingGraph:
         if not _types_compatible(out_var.type, in_var.type):
             self._problems.append(source.problem(
                 f"type mismatch: {output} is {out_var.type}, {input} is {in_var.type}",
-                "connect Real to Real; Integer and Boolean may feed Real or each other"))
+                "connect Real/Float to Real/Float; integers, enumerations and Booleans may "
+                "feed numbers of any type; String, Binary and Clock variables are not coupled"))
+            return
+        out_shape, in_shape = self.shape(src, out_var.name), self.shape(dst, in_var.name)
+        if out_shape != in_shape:
+            self._problems.append(source.problem(
+                f"shape mismatch: {output} is {_shape_text(out_shape)}, {input} is "
+                f"{_shape_text(in_shape)}",
+                "connect arrays of the same dimensions (set the structural parameters that "
+                "size them to match)"))
             return
         scale, shift = 1.0, 0.0
-        if out_var.type == REAL and in_var.type == REAL:
+        if out_var.type in FLOAT_TYPES and in_var.type in FLOAT_TYPES:
             factor = conversion(src_fmu.unit_of(out_var.name), dst_fmu.unit_of(in_var.name))
             if factor is None:
                 self._problems.append(source.problem(
@@ -167,6 +202,20 @@ class CouplingGraph:
 
     def fmu(self, instance: str) -> FMU:
         return self.graph.nodes[instance]["fmu"]
+
+    def shape(self, instance: str, variable: str) -> tuple[int, ...]:
+        """The shape of ``instance.variable`` (``()``: a scalar), sized by the instance's
+        structural parameters."""
+        node = self.graph.nodes[instance]
+        return node["fmu"].shape(variable, node["parameters"])
+
+    def interface(self, instance: str) -> str | None:
+        """The FMU interface ``instance`` runs (None: the FMU's default)."""
+        return self.graph.nodes[instance]["interface"]
+
+    def solver(self, instance: str) -> Any:
+        """How a model exchange ``instance`` is integrated (None: the default solver)."""
+        return self.graph.nodes[instance]["solver"]
 
     def isolation(self, instance: str) -> Isolation | None:
         """Where ``instance`` was asked to run (None: in the master's process)."""
@@ -254,21 +303,44 @@ class CouplingGraph:
             return source.problem(
                 f"the FMU {fmu.model_name} of '{instance}' has no variable '{name}'"
                 + _suggest(name, settable), f"settable: {', '.join(settable)}")
-        if var.causality not in ("parameter", "input") and var.initial not in ("exact", "approx"):
+        if var.causality not in ("parameter", "input", "structuralParameter") and \
+                var.initial not in ("exact", "approx"):
             return source.problem(
                 f"'{instance}.{name}' is {var.causality} and cannot be set",
                 "set parameters, inputs or variables with a start value")
-        expected = {"Real": (int, float), "Integer": (int,), "Enumeration": (int,),
-                    "Boolean": (bool,), "String": (str,)}[var.type]
-        if isinstance(value, bool) and var.type != "Boolean" or not isinstance(value, expected):
-            return source.problem(
-                f"'{instance}.{name}' is {var.type}, got {type(value).__name__} {value!r}",
-                f"give a {var.type} value")
+        expected = ((int, float) if var.type in FLOAT_TYPES else (bool,)
+                    if var.type == "Boolean" else (str,) if var.type == "String" else
+                    (bytes, str) if var.type == "Binary" else (int,))
+        if var.dimensions:
+            shape = fmu.shape(name, self.graph.nodes[instance]["parameters"])
+            try:
+                values = np.asarray(value, dtype=object)
+            except ValueError:
+                values = np.empty(0, dtype=object)
+            if values.shape != shape:
+                return source.problem(
+                    f"'{instance}.{name}' is an array of shape {_shape_text(shape)}, got "
+                    f"{value!r}", f"give a list of {_shape_text(shape)} values")
+            items = list(values.flat)
+        else:
+            items = [value]
+        for item in items:
+            if isinstance(item, bool) and var.type != "Boolean" or not isinstance(
+                    item, expected):
+                return source.problem(
+                    f"'{instance}.{name}' is {var.type}, got {type(item).__name__} {item!r}",
+                    f"give a {var.type} value")
         return None
 
 
 def _types_compatible(source: str, target: str) -> bool:
-    return source == target or (source in INT_TYPES and target in (REAL, *INT_TYPES))
+    if source not in COUPLED_TYPES or target not in COUPLED_TYPES:
+        return False
+    return (source in FLOAT_TYPES and target in FLOAT_TYPES) or source in INT_TYPES
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "a scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
 
 
 def _suggest(name: str, candidates) -> str:

@@ -48,6 +48,7 @@ import numpy as np
 
 from cosim.errors import FMUError, Problem, SimulationError
 from cosim.fmu import FMU, Instance
+from cosim.instances import new_instance
 from cosim.isolation_child import (
     CALL,
     FAILED,
@@ -98,12 +99,14 @@ class Isolation:
         return self.mode == "process"
 
 
-def make_instance(fmu: FMU, name: str, isolation: Isolation | None = None
+def make_instance(fmu: FMU, name: str, isolation: Isolation | None = None,
+                  interface: str | None = None, solver: Any = None
                   ) -> Instance | ProcessInstance:
-    """The instance factory: in this process, or in a child process."""
+    """The instance factory: in this process, or in a child process; ``interface`` and
+    ``solver``: how it runs (``cosim.instances.new_instance``)."""
     if isolation is not None and isolation.process:
-        return ProcessInstance(fmu, name, isolation)
-    return Instance(fmu, name)
+        return ProcessInstance(fmu, name, isolation, interface, solver)
+    return new_instance(fmu, name, interface, solver)
 
 
 def isolation_by_instance(graph) -> dict[str, Isolation | None]:
@@ -218,13 +221,16 @@ class ProcessInstance:
     while it is built; ``instantiate`` waits for it to be ready.
     """
 
-    def __init__(self, fmu: FMU, name: str, isolation: Isolation):
+    def __init__(self, fmu: FMU, name: str, isolation: Isolation, interface: str | None = None,
+                 solver: Any = None):
         if not hasattr(os, "memfd_create"):
             raise SimulationError("isolation: process needs Linux (memfd, prctl); here FMUs "
                                   "can only run in cosim's process", instance=name)
         self.fmu = fmu
         self.name = name
         self.isolation = isolation
+        self.interface, self.solver = interface, solver
+        self.structural: dict[str, Any] = {}  # structural parameters set (array sizes)
         self.log: deque[str] = deque(maxlen=50)
         self.phase = "created"
         self.time: float | None = None
@@ -243,7 +249,8 @@ class ProcessInstance:
             raise SimulationError(f"instantiate() called in phase '{self.phase}', needs "
                                   "'created'", instance=self.name)
         fmu = dataclasses.replace(self.fmu, _unzip_dir=None)
-        self._request(OPEN, pickle.dumps((fmu, self.name)), "open", self.time)
+        self._request(OPEN, pickle.dumps((fmu, self.name, self.interface, self.solver)), "open",
+                      self.time)
         self._call("instantiate")
 
     def setup_experiment(self, start: float, stop: float | None = None) -> None:
@@ -281,6 +288,8 @@ class ProcessInstance:
     # -- values by name ----------------------------------------------------------------------
     def set(self, values: Mapping[str, Any]) -> None:
         self._call("set", dict(values))
+        self.structural.update({n: v for n, v in values.items()
+                                if self.fmu.variables[n].causality == "structuralParameter"})
 
     def get(self, names: Iterable[str]) -> dict[str, Any]:
         names = list(names)
@@ -294,15 +303,16 @@ class ProcessInstance:
     def bind(self, inputs: Sequence[str], outputs: Sequence[str], output_buffer: np.ndarray
              ) -> np.ndarray:
         """As ``Instance.bind``; the returned input buffer is memory shared with the child."""
-        size = HEADER_BYTES + 8 * (len(inputs) + len(outputs))
+        inputs_size = sum(self.fmu.size(n, self.structural) for n in inputs)
+        size = HEADER_BYTES + 8 * (inputs_size + len(output_buffer))
         os.ftruncate(self._child.shared, size)
         memory = mmap.mmap(self._child.shared, size)
         self._marker = memoryview(memory)[:4].cast("i")
-        shared_inputs = np.frombuffer(memory, np.float64, len(inputs), HEADER_BYTES)
-        self._shared_outputs = np.frombuffer(memory, np.float64, len(outputs),
-                                             HEADER_BYTES + 8 * len(inputs))
+        shared_inputs = np.frombuffer(memory, np.float64, inputs_size, HEADER_BYTES)
+        self._shared_outputs = np.frombuffer(memory, np.float64, len(output_buffer),
+                                             HEADER_BYTES + 8 * inputs_size)
         self._output_buffer = output_buffer
-        self._call("bind", list(inputs), list(outputs))
+        self._call("bind", list(inputs), list(outputs), inputs_size, len(output_buffer))
         return shared_inputs
 
     def set_inputs(self) -> None:

@@ -11,9 +11,10 @@ and its memory live here only: whatever it does, the parent's process stays as i
 The wire (little-endian; this module only defines it, ``cosim.isolation`` speaks it too):
 
 - request: ``REQUEST`` (operation, flags, payload size), then the payload. ``OPEN``: a pickle of
-  ``(FMU, instance name)`` (the parent is trusted); ``CALL``: JSON ``{"method", "args"}`` for
-  the instance's lifecycle and by-name methods; ``STEP``: ``STEP_ARGS`` (time, step size);
-  ``OUTPUTS``: nothing. Flag ``INPUTS_CHANGED``: set the inputs from shared memory first.
+  ``(FMU, instance name, interface, solver)`` (the parent is trusted); ``CALL``: JSON
+  ``{"method", "args"}`` for the instance's lifecycle and by-name methods; ``STEP``:
+  ``STEP_ARGS`` (time, step size); ``OUTPUTS``: nothing. Flag ``INPUTS_CHANGED``: set the
+  inputs from shared memory first.
 - reply: ``REPLY`` (status ``OK``/``FAILED``, payload size), then JSON. The parent trusts
   nothing in a reply: it is parsed as JSON (never unpickled) with a size limit.
 - shared memory (a memfd sized by ``bind``): an int32 naming the FMI call in progress during a
@@ -133,10 +134,10 @@ class _Host:
             return None
         return {"log": self.instance.log.take()}
 
-    def open(self, fmu, name: str) -> None:
-        from cosim.fmu import Instance
+    def open(self, fmu, name: str, interface: str | None, solver) -> None:
+        from cosim.instances import new_instance
 
-        self.instance = Instance(fmu, name)
+        self.instance = new_instance(fmu, name, interface, solver)
         self.instance.log = _Tap()
 
     def call(self, method: str, args: list) -> dict:
@@ -165,15 +166,16 @@ class _Host:
         return {"result": result, "phase": instance.phase, "time": instance.time,
                 "log": instance.log.take()}
 
-    def bind(self, inputs: list[str], outputs: list[str]) -> None:
+    def bind(self, inputs: list[str], outputs: list[str], inputs_size: int, outputs_size: int
+             ) -> None:
         import numpy as np
 
-        size = HEADER_BYTES + 8 * (len(inputs) + len(outputs))
+        size = HEADER_BYTES + 8 * (inputs_size + outputs_size)
         memory = mmap.mmap(self.shared, size)
         self.marker = memoryview(memory)[:4].cast("i")
-        self.shared_inputs = np.frombuffer(memory, np.float64, len(inputs), HEADER_BYTES)
-        outputs_view = np.frombuffer(memory, np.float64, len(outputs),
-                                     HEADER_BYTES + 8 * len(inputs))
+        self.shared_inputs = np.frombuffer(memory, np.float64, inputs_size, HEADER_BYTES)
+        outputs_view = np.frombuffer(memory, np.float64, outputs_size,
+                                     HEADER_BYTES + 8 * inputs_size)
         self.inputs = self.instance.bind(inputs, outputs, outputs_view)
 
     def describe(self, error: BaseException) -> dict:

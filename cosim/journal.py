@@ -85,13 +85,15 @@ class Journal:
         _write_json(self.path.with_suffix(".instances.json"), names)
 
     def rows(self, file: str, group: str, datasets: list[str], block_rows: int,
-             rows_in_file: int = 0) -> tuple:
+             rows_in_file: int = 0, widths: list[int] | None = None) -> tuple:
         """Buffers for a recorder's rows, in the journal: ``(time (n,), values (n, columns))``.
 
         ``file``/``group``/``datasets``: where the rows go (dataset paths relative to ``group``;
-        the first is the time). The recorder then keeps ``ROWS`` up to date.
+        the first is the time); ``widths``: columns per dataset after the time (an array's
+        element count; default 1 each). The recorder then keeps ``ROWS`` up to date.
         """
-        columns = len(datasets) - 1
+        widths = [1] * (len(datasets) - 1) if widths is None else list(widths)
+        columns = sum(widths)
         size = HEADER_BYTES + block_rows * (columns + 1) * 8
         if not self._areas or size > len(self._areas[-1]):
             os.ftruncate(self._fd, max(size, os.fstat(self._fd).st_size))
@@ -101,7 +103,7 @@ class Journal:
         self._recorders += 1
         _write_json(self._description(self._recorders), {
             "file": str(Path(file).resolve()), "group": group, "datasets": datasets,
-            "block_rows": block_rows})
+            "block_rows": block_rows, "widths": widths})
         self.position[ROWS] = rows_in_file << ROW_BITS
         self.position[RECORDER] = self._recorders
         area = np.frombuffer(self._areas[-1], dtype=np.float64, offset=HEADER_BYTES,
@@ -146,6 +148,7 @@ class PendingRows:
     rows_in_file: int
     time: object  # numpy arrays: (rows,) and (rows, columns)
     values: object
+    widths: list[int]  # columns per dataset after the time (an array's element count)
 
 
 class JournalReader:
@@ -208,13 +211,15 @@ class JournalReader:
             return None
         state = words[ROWS]
         in_file, buffered = state >> ROW_BITS, state & ((1 << ROW_BITS) - 1)
-        block, columns = description["block_rows"], len(description["datasets"]) - 1
+        widths = description.get("widths") or [1] * (len(description["datasets"]) - 1)
+        block, columns = description["block_rows"], sum(widths)
         area = np.frombuffer(data, dtype=np.float64, offset=HEADER_BYTES,
                              count=block * (columns + 1))
         return PendingRows(file=Path(description["file"]), group=description["group"],
                            datasets=description["datasets"], rows_in_file=in_file,
                            time=area[:buffered].copy(),
-                           values=area[block:].reshape(block, columns)[:buffered].copy())
+                           values=area[block:].reshape(block, columns)[:buffered].copy(),
+                           widths=widths)
 
 
 def _read_json(path: Path):

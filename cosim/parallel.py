@@ -85,7 +85,8 @@ class Exchange:
             src, dst = owner[c.source], owner[c.target]
             if src != dst:
                 key = (level_of[c.source], src, dst)
-                crossing.setdefault(key, set()).add(system.layout.index(c.source, c.output))
+                crossing.setdefault(key, set()).update(
+                    system.layout.indices(c.source, c.output))  # every element of an array
         self.sends: list[list] = [[] for _ in plan.levels]
         self.recvs: list[list] = [[] for _ in plan.levels]
         for (level, src, dst), indices in sorted(crossing.items()):

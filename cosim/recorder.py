@@ -5,7 +5,8 @@ Layout (documented for users in ``docs/results-format.md``)::
     /                       attrs: format, format_version, status, error, provenance
     /time                   float64 (n,), seconds; an HDF5 dimension scale
     /instances/<instance>   attrs: fmu, fmu_sha256, model_name, scale, parameters (JSON)
-    /instances/<instance>/<variable>   float64 (n,), attrs: unit, description, causality, type
+    /instances/<instance>/<variable>   float64 (n,) — (n, *shape) for an FMI 3 array —
+                            attrs: unit, display_unit, description, causality, type
     /verdict                the acceptance criteria and their figures (``cosim.criteria``)
     /members/<id>/…         one such layout per cohort member (``cosim.cohort``)
 
@@ -122,7 +123,7 @@ class Recorder:
         if self.scales:
             self.time.make_scale("time")
         instances = self.group.require_group("instances")
-        index, self.datasets = [], []
+        index, self.datasets, self.columns = [], [], []
         graph, layout = run.graph, run.layout
         for name in run.system.local:
             variables = settings.record.get(name, ())
@@ -138,15 +139,20 @@ class Recorder:
             group.attrs["parameters"] = json.dumps(run.parameters.get(name, {}))
             for variable in variables:
                 var = fmu.variables[variable]
-                dataset = group.create_dataset(variable, shape=(0,), **options)
+                shape = layout.shapes[name][variable]  # () for a scalar
+                dataset = group.create_dataset(variable, **_array_options(options, shape))
                 dataset.attrs["unit"] = var.unit or ""
+                if var.display_unit:
+                    dataset.attrs["display_unit"] = var.display_unit
                 dataset.attrs["description"] = var.description
                 dataset.attrs["causality"] = var.causality
                 dataset.attrs["type"] = var.type
                 if self.scales:
                     dataset.dims[0].attach_scale(self.time)
                 self.datasets.append(dataset)
-                index.append(layout.index(name, variable))
+                slots = layout.indices(name, variable)
+                self.columns.append((len(index), len(index) + len(slots), shape))
+                index.extend(slots)
         self.index = np.array(index, dtype=np.intp)
         if self.journal is None:
             self.buffer = np.empty((self.block_rows, len(index)))
@@ -155,7 +161,8 @@ class Recorder:
         else:
             names = [self.time.name] + [dataset.name for dataset in self.datasets]
             self.time_buffer, self.buffer = self.journal.rows(
-                self.group.file.filename, self.group.name, names, self.block_rows)
+                self.group.file.filename, self.group.name, names, self.block_rows,
+                widths=[stop - start for start, stop, _ in self.columns])
             self.rows_state = self.journal.position[ROWS:ROWS + 1]
         self.group.file.flush()  # the datasets exist on disk before the first step
 
@@ -197,9 +204,10 @@ class Recorder:
             self.time.resize((stop,))
             self.time[start:stop] = self.time_buffer[:rows]
             block = self.buffer[:rows]
-            for column, dataset in enumerate(self.datasets):
-                dataset.resize((stop,))
-                dataset[start:stop] = block[:, column]
+            for (first, last, shape), dataset in zip(self.columns, self.datasets, strict=True):
+                dataset.resize((stop, *shape))
+                dataset[start:stop] = block[:, first:last].reshape(rows, *shape) if shape \
+                    else block[:, first]
             self.group.file.flush()
         except (OSError, RuntimeError) as error:
             raise _write_error(self.group.file.filename, error) from None
@@ -214,6 +222,12 @@ class Recorder:
                 f"the disk holding the results file {self.group.file.filename} is full "
                 f"({free / 1e6:.1f} MB left): the run stopped at t = {last:.9g} s; every row "
                 "up to there is in the file")
+
+
+def _array_options(options: dict, shape: tuple[int, ...]) -> dict:
+    """Dataset options for a variable of ``shape``: time first, then the array's dimensions."""
+    return {**options, "shape": (0, *shape), "maxshape": (None, *shape),
+            "chunks": (options["chunks"][0], *shape)}
 
 
 def _free_bytes(path: str) -> int:
@@ -301,12 +315,14 @@ def recover(path: str | Path, pending: PendingRows | None, status: str, error: s
         if pending is not None and len(pending.time):
             start = pending.rows_in_file
             stop = start + len(pending.time)
-            columns = [pending.time] + [pending.values[:, i]
-                                        for i in range(pending.values.shape[1])]
+            edges = np.cumsum([0, *pending.widths])
+            columns = [pending.time] + [pending.values[:, a:b]
+                                        for a, b in zip(edges[:-1], edges[1:], strict=True)]
             for name, values in zip(pending.datasets, columns, strict=True):
                 dataset = file[name]
-                dataset.resize((stop,))
-                dataset[start:stop] = values
+                shape = dataset.shape[1:]
+                dataset.resize((stop, *shape))
+                dataset[start:stop] = values.reshape(len(values), *shape)
         for group in groups:
             file[group].attrs["status"] = status
             file[group].attrs["error"] = error

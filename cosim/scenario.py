@@ -21,9 +21,11 @@ import yaml
 from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
 from cosim.execution import CALL_TIMEOUT, Event, Settings, steps_between
+from cosim.fmu import COUPLED_TYPES, INTERFACES
 from cosim.graph import SCALES, CouplingGraph, Source, parse_port
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
+from cosim.model_exchange import METHODS, Solver
 
 VERSION = 1
 SECTIONS = {
@@ -55,6 +57,8 @@ class InstanceSpec:
     cost: float
     source: Source
     isolation: Isolation | None = None  # None: in cosim's process
+    interface: str | None = None  # None: the FMU's co-simulation interface if it has one
+    solver: Solver | None = None  # how a model exchange instance is integrated
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,8 @@ def _check_instances(section: Any, fmus: dict[str, Path], isolation: Isolation,
     if not isinstance(section, Mapping) or not section:
         check.report(("instances",), "missing or empty", "declare 'name: {fmu: key}' entries")
         return {}
-    allowed = {"fmu", "scale", "parameters", "cost", "description", "isolation"}
+    allowed = {"fmu", "scale", "parameters", "cost", "description", "isolation", "interface",
+               "solver"}
     out = {}
     for name, spec in section.items():
         path = ("instances", name)
@@ -354,9 +359,38 @@ def _check_instances(section: Any, fmus: dict[str, Path], isolation: Isolation,
         if mode not in MODES:
             check.report(path + ("isolation",), f"unknown isolation {mode!r}", _MODES_HINT)
             mode = isolation.mode
+        interface = spec.get("interface")
+        if interface is not None and interface not in INTERFACES:
+            check.report(path + ("interface",), f"unknown interface {interface!r}",
+                         f"one of {', '.join(INTERFACES)}")
+            interface = None
+        solver = _check_solver(spec.get("solver"), path + ("solver",), check)
         out[name] = InstanceSpec(name, fmu, scale, dict(parameters), float(cost),
-                                 check.source(*path), dataclasses.replace(isolation, mode=mode))
+                                 check.source(*path), dataclasses.replace(isolation, mode=mode),
+                                 interface, solver)
     return out
+
+
+def _check_solver(section: Any, path: tuple, check: _Checker) -> Solver | None:
+    """``solver: {method: cvode|euler, relative_tolerance, absolute_tolerance, max_step}``."""
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        check.report(path, "must be a mapping", "solver: {method: cvode, "
+                     "relative_tolerance: 1e-6}")
+        return None
+    check.keys(section, path, {"method", "relative_tolerance", "absolute_tolerance",
+                               "max_step"})
+    method = section.get("method", "cvode")
+    if method not in METHODS:
+        check.report(path + ("method",), f"unknown solver {method!r}",
+                     f"one of {', '.join(METHODS)}")
+        method = "cvode"
+    values = {}
+    for key in ("relative_tolerance", "absolute_tolerance", "max_step"):
+        if key in section:
+            values[key] = check.number(section, path + (key,), positive=True)
+    return Solver(method, **{k: v for k, v in values.items() if v is not None})
 
 
 def _check_parallel(section: Any, check: _Checker) -> dict[str, Any]:
@@ -528,7 +562,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
         try:
             graph.add_instance(spec.name, paths[spec.fmu], scale=spec.scale,
                                parameters=spec.parameters, cost=spec.cost, source=spec.source,
-                               isolation=spec.isolation)
+                               isolation=spec.isolation, interface=spec.interface,
+                               solver=spec.solver)
         except FMUError as error:
             for p in error.problems:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
@@ -591,11 +626,12 @@ def _expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Prob
             fmu = graph.fmu(name)
             if variable == "*":
                 chosen = [v.name for v in fmu.variables.values() if v.causality == "output"
-                          and v.type != "String"]
+                          and v.type in COUPLED_TYPES]
             elif variable in fmu.variables:
-                if fmu.variables[variable].type == "String":
-                    problems.append(source.problem(f"'{pattern}' is a String; only numbers "
-                                                   "are recorded"))
+                if fmu.variables[variable].type not in COUPLED_TYPES:
+                    problems.append(source.problem(
+                        f"'{pattern}' is a {fmu.variables[variable].type}; only numbers, "
+                        "Booleans and enumerations are recorded"))
                     continue
                 chosen = [variable]
             else:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cosim.fmu import INT_TYPES, REAL, Instance
+from cosim.fmu import FLOAT64_TYPES, Instance
 from cosim.graph import CouplingGraph
 from cosim.isolation import ProcessInstance, isolation_by_instance, make_instance
 
@@ -30,25 +30,40 @@ class Layout:
     variables: dict[str, tuple[str, ...]]  # instance -> variables read after each step
     slices: dict[str, slice]
     size: int
+    shapes: dict[str, dict[str, tuple[int, ...]]]  # instance -> variable -> shape (() scalar)
+    offsets: dict[str, dict[str, int]]  # instance -> variable -> first slot
 
     def index(self, instance: str, variable: str) -> int:
-        return self.slices[instance].start + self.variables[instance].index(variable)
+        """The slot of a scalar variable (of an array's first element, row-major)."""
+        return self.offsets[instance][variable]
+
+    def indices(self, instance: str, variable: str) -> range:
+        """Every slot of a variable: one for a scalar, one per element (row-major)."""
+        start = self.offsets[instance][variable]
+        return range(start, start + int(np.prod(self.shapes[instance][variable],
+                                                dtype=np.int64)))
 
 
 def make_layout(graph: CouplingGraph, recorded: Mapping[str, Iterable[str]]) -> Layout:
-    """Read connected outputs and recorded variables, Real ones first, in a fixed order."""
+    """Read connected outputs and recorded variables, Float64 ones first, in a fixed order;
+    an array takes one slot per element."""
     needed: dict[str, set[str]] = {name: set(recorded.get(name, ())) for name in graph.instances}
     for c in graph.connections():
         needed[c.source].add(c.output)
-    variables, slices, offset = {}, {}, 0
+    variables, slices, shapes, offsets, offset = {}, {}, {}, {}, 0
     for name in graph.instances:
         fmu = graph.fmu(name)
-        ordered = sorted(needed[name], key=lambda v: (fmu.variables[v].type != REAL,
-                                                      fmu.variables[v].value_reference, v))
+        ordered = sorted(needed[name], key=lambda v: (
+            fmu.variables[v].type not in FLOAT64_TYPES, fmu.variables[v].value_reference, v))
         variables[name] = tuple(ordered)
-        slices[name] = slice(offset, offset + len(ordered))
-        offset += len(ordered)
-    return Layout(tuple(graph.instances), variables, slices, offset)
+        shapes[name] = {v: graph.shape(name, v) for v in ordered}
+        start = offset
+        offsets[name] = {}
+        for v in ordered:
+            offsets[name][v] = offset
+            offset += int(np.prod(shapes[name][v], dtype=np.int64))
+        slices[name] = slice(start, offset)
+    return Layout(tuple(graph.instances), variables, slices, offset, shapes, offsets)
 
 
 @dataclass
@@ -72,22 +87,23 @@ class System:
         self.local = [n for n in layout.instances if n in set(local)]
         isolation = isolation_by_instance(graph)
         self.instances: dict[str, Instance | ProcessInstance] = {
-            name: make_instance(graph.fmu(name), name, isolation[name]) for name in self.local}
+            name: make_instance(graph.fmu(name), name, isolation[name], graph.interface(name),
+                                graph.solver(name)) for name in self.local}
         self.inputs: dict[str, _Inputs] = {}
         by_target: dict[str, list] = {}
         for c in graph.connections():
             by_target.setdefault(c.target, []).append(c)
         for name in self.local:
             fmu = graph.fmu(name)
-            conns = sorted(by_target.get(name, []),
-                           key=lambda c: (fmu.variables[c.input].type in INT_TYPES, c.input))
-            scale = np.array([c.scale for c in conns])
-            shift = np.array([c.shift for c in conns])
+            conns = sorted(by_target.get(name, []), key=lambda c: (
+                fmu.variables[c.input].type not in FLOAT64_TYPES, c.input))
+            sources = [layout.indices(c.source, c.output) for c in conns]  # arrays: elements
+            scale = np.array([c.scale for c, s in zip(conns, sources, strict=True) for _ in s])
+            shift = np.array([c.shift for c, s in zip(conns, sources, strict=True) for _ in s])
             identity = bool(np.all(scale == 1.0) and np.all(shift == 0.0))
             self.inputs[name] = _Inputs(
                 names=tuple(c.input for c in conns),
-                source_index=np.array([layout.index(c.source, c.output) for c in conns],
-                                      dtype=np.intp),
+                source_index=np.array([i for s in sources for i in s], dtype=np.intp),
                 scale=None if identity else scale, shift=None if identity else shift)
 
     def instantiate(self, name: str, parameters: Mapping[str, Any] | None = None) -> None:

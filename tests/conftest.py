@@ -26,3 +26,21 @@ def build_model(tmp_path_factory) -> Callable[..., Path]:
         return cache[name, python]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def c_test_fmu(tmp_path_factory) -> Callable[[str], Path]:
+    """``c_test_fmu("arrays")`` compiles tests/fixtures/fmi3/<name> (once per session)."""
+    import fmu_kit  # tests/fmu_kit.py
+
+    build = fmu_kit.load_script(REPO_ROOT / "tests" / "fixtures" / "fmi3" / "build.py",
+                                "fmi3_fixtures_build")
+    out = tmp_path_factory.mktemp("c_test_fmus")
+    cache: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in cache:
+            cache[name] = build.build_fmu(name, out)
+        return cache[name]
+
+    return make

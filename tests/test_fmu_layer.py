@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from pathlib import Path
 
@@ -173,10 +172,6 @@ def broken(kind: str, c_fmu: Path, folder: Path) -> Path:
     elif kind == "schema":  # an attribute value the FMI 2.0 schema does not allow
         kit.rewrite(c_fmu, path, lambda xml: xml.replace('causality="input"',
                                                          'causality="sideways"'))
-    elif kind == "model-exchange-only":
-        kit.rewrite(c_fmu, path, lambda xml: re.sub(
-            r"<CoSimulation.*?/>", '<ModelExchange modelIdentifier="c_oscillator"/>', xml,
-            flags=re.S))
     return path
 
 
@@ -185,7 +180,6 @@ BROKEN = {
     "truncated": "not a readable FMU (zip archive)",
     "no-model-description": "the archive has no modelDescription.xml",
     "schema": "invalid modelDescription.xml",
-    "model-exchange-only": "the FMU does not support co-simulation",
 }
 
 
