@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cosim.fmu import read_fmu
 from cosim.isolation import isolation_by_instance
-from cosim.master import make_plan
+from cosim.master import SETTLE, make_plan
 from cosim.scenario import build, load_scenario
 
 
@@ -91,6 +91,10 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
         lines.append(f"  {c}{conv}")
     lines.append(f"{settings.algorithm} levels: "
                  + " | ".join(", ".join(level) for level in plan.levels))
+    settled = [stage.instances for stage in plan.step if stage.action == SETTLE]
+    if settled:
+        lines.append("then settled (direct feedthrough): "
+                     + " | ".join(", ".join(names) for names in settled))
     if owner:
         lines.append(f"partition over {ranks} ranks cuts {cut_edges(graph, owner)} of "
                      f"{len(graph.connections())} connections")

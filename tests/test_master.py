@@ -303,3 +303,18 @@ def test_busy_seconds_go_to_the_instance_whose_calls_took_them(fmus, monkeypatch
     execution.run([SlowM2()])
     # steps 0, 4, 8 timed: 3 × 0.5 s, times 4
     assert execution.master.busy == {"m1": 0.0, "m2": 6.0}
+
+
+def test_cosim_graph_shows_the_settle_stages(fmus, tmp_path):
+    from cosim.describe import graph_text
+
+    scenario = tmp_path / "two_mass.yaml"
+    scenario.write_text(f"""\
+version: 1
+fmus: {{mass1: {fmus['mass1']}, mass2: {fmus['mass2']}}}
+instances: {{m2: {{fmu: mass2}}, m1: {{fmu: mass1}}}}
+connections: [m1.x1 -> m2.x1, m1.v1 -> m2.v1, m2.F -> m1.F]
+simulation: {{start: 0, stop: 1, step: 0.001}}
+""")
+    text = graph_text(scenario, tmp_path / "g.dot")
+    assert "jacobi levels: m1, m2\nthen settled (direct feedthrough): m2\n" in text
