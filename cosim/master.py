@@ -237,7 +237,8 @@ class FixedStepMaster:
 
         self._initial = localized(plan.initial, 0)
         self._start = localized(plan.start, len(plan.initial))
-        self._step = localized(plan.step, len(plan.initial) + len(plan.start))
+        self._step_stages = localized(plan.step, len(plan.initial) + len(plan.start))
+        self._step: list[tuple] = []  # the same with each gatherer, once the system is bound
         self._seconds = dict.fromkeys(system.local, 0.0)
         self._ones = np.ones(len(system.signals))  # signals · 1 is finite iff all signals are
 
@@ -251,8 +252,14 @@ class FixedStepMaster:
         self._seconds = dict.fromkeys(self._seconds, 0.0)
 
     def initialize(self, stop: float | None) -> None:
-        """Consistent initialisation: the ``initial`` stages, then the ``start`` stages."""
+        """Consistent initialisation: the ``initial`` stages, then the ``start`` stages (the
+        system is instantiated and bound)."""
         system, position, codes = self.system, self.position, self.call_codes
+        gatherers = system.gatherers
+        self._step = [(index, action == STEP,
+                       [(gatherers[instance.name], instance, *call_codes)
+                        for instance, *call_codes in calls])
+                      for index, action, calls in self._step_stages]
         for name, instance in system.instances.items():
             position[journal.CALL] = codes[name][0]
             instance.setup_experiment(self.start, stop)
@@ -285,17 +292,17 @@ class FixedStepMaster:
             return
         time = self.start + n * self.step_size
         step_size, exchange, ended = self.step_size, self.exchange, self.ended
-        gather, position, slot = self.system.gather, self.position, journal.CALL
-        for index, action, calls in self._step:
-            for instance, set_code, _, _ in self._running(calls) if ended else calls:
+        position, slot = self.position, journal.CALL
+        for index, steps, calls in self._step:
+            for gather, _, set_code, _, _ in self._running(calls) if ended else calls:
                 position[slot] = set_code
-                gather(instance.name)
-            if action == STEP:
-                for instance, _, step_code, _ in calls:
+                gather()
+            if steps:
+                for _, instance, _, step_code, _ in calls:
                     position[slot] = step_code
                     if instance.do_step(time, step_size):
                         ended.append(instance.name)
-            for instance, _, _, get_code in calls:
+            for _, instance, _, _, get_code in calls:
                 position[slot] = get_code
                 instance.get_outputs()
             position[slot] = 0
@@ -307,25 +314,25 @@ class FixedStepMaster:
         """``step`` (same calls, same order) adding each instance's seconds to ``busy``."""
         time = self.start + n * self.step_size
         step_size, exchange, ended = self.step_size, self.exchange, self.ended
-        gather, clock, seconds = self.system.gather, perf_counter, self._seconds
+        clock, seconds = perf_counter, self._seconds
         position, slot = self.position, journal.CALL
-        for index, action, calls in self._step:
+        for index, steps, calls in self._step:
             then = clock()
-            for instance, set_code, _, _ in self._running(calls) if ended else calls:
+            for gather, instance, set_code, _, _ in self._running(calls) if ended else calls:
                 position[slot] = set_code
-                gather(instance.name)
+                gather()
                 now = clock()
                 seconds[instance.name] += now - then
                 then = now
-            if action == STEP:
-                for instance, _, step_code, _ in calls:
+            if steps:
+                for _, instance, _, step_code, _ in calls:
                     position[slot] = step_code
                     if instance.do_step(time, step_size):
                         ended.append(instance.name)
                     now = clock()
                     seconds[instance.name] += now - then
                     then = now
-            for instance, _, _, get_code in calls:
+            for _, instance, _, _, get_code in calls:
                 position[slot] = get_code
                 instance.get_outputs()
                 now = clock()
@@ -338,7 +345,7 @@ class FixedStepMaster:
 
     def _running(self, calls: list[tuple]) -> list[tuple]:
         """``calls`` without the instances that ended (their inputs may no longer be set)."""
-        return [call for call in calls if call[0].name not in self.ended]
+        return [call for call in calls if call[1].name not in self.ended]
 
     def _check_finite(self, time: float) -> None:
         """Stop at the first value that is not finite, in data-flow order (its producer)."""
