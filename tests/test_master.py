@@ -21,6 +21,7 @@ import pytest
 from scipy.linalg import expm
 
 from cosim.build import build_fmu
+from cosim.errors import SimulationError
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
 from cosim.master import SETTLE, STEP, Stage, make_plan
@@ -270,6 +271,18 @@ def test_an_fmu_that_ends_the_simulation_ends_the_run_normally(fmus, tmp_path, a
             assert a["stop.echo"][-1] == a["stop.echo"][-2] != b["stop.echo"][-1]
         else:  # stepped after m1, from u = x1(0.26)
             assert a["stop.echo"][-1] == b["stop.echo"][-1]
+
+
+def test_a_refused_step_with_an_error_logged_is_a_failure_not_an_end(tmp_path):
+    """pythonfmu answers "terminated" to every step its model refuses (do_step returning
+    False): with an error in the FMU's log that is a failure, named with the log."""
+    failing = build_fmu(Path(__file__).parent / "mpi" / "failing_model.py", tmp_path)
+    graph = CouplingGraph()
+    graph.add_instance("pump", failing, parameters={"fail_time": 0.05})
+    with pytest.raises(SimulationError) as caught:
+        Execution(graph, Settings(0.0, 1.0, 0.01)).run()
+    assert "instance 'pump', t = 0.05 s: the FMU could not complete a step" in str(caught.value)
+    assert "the pump model diverged (on purpose)" in str(caught.value)
 
 
 # -- busy seconds ---------------------------------------------------------------------------
