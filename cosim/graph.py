@@ -218,14 +218,18 @@ class CouplingGraph:
         group hold the previous step's values).
         """
         order = {n: self.graph.nodes[n]["order"] for n in self.graph}
-        direct = nx.DiGraph()
-        direct.add_nodes_from(self.graph)
-        for c in self.connections():
-            if any(c.input in inputs for inputs in self.fmu(c.target).dependencies.values()):
-                direct.add_edge(c.source, c.target)
+        direct = [(c.source, c.target) for c in self.connections()
+                  if any(c.input in inputs for inputs in self.fmu(c.target).dependencies.values())]
         sequence = []
         for group in _in_data_flow_order(nx.DiGraph(self.graph), order):
-            for inner in _in_data_flow_order(direct.subgraph(group), order):
+            if len(group) == 1:
+                sequence.extend(group)
+                continue
+            members = set(group)
+            inside = nx.DiGraph()
+            inside.add_nodes_from(group)
+            inside.add_edges_from((s, t) for s, t in direct if s in members and t in members)
+            for inner in _in_data_flow_order(inside, order):
                 sequence.extend(inner)
         return sequence
 

@@ -124,83 +124,95 @@ def make_plan(graph: CouplingGraph, algorithm: str) -> Plan:
     connections = graph.connections()
     everyone = (Stage(READ, tuple(graph.instances)),)
     behind = [c for c in connections if level_of[c.source] >= level_of[c.target]]
+    initial = DataFlow(graph, connections, initial=True)
+    stepping = DataFlow(graph, connections, initial=False)
     return Plan(
         algorithm,
-        initial=everyone + settle_stages(graph, connections, initial=True, passes=INIT_PASSES),
-        start=everyone + settle_stages(graph, connections, initial=False, passes=0),
+        initial=everyone + initial.settle_stages(connections, passes=INIT_PASSES),
+        start=everyone + stepping.settle_stages(connections, passes=0),
         step=(tuple(Stage(STEP, tuple(names)) for names in levels)
-              + settle_stages(graph, behind, initial=False, passes=0)))
+              + stepping.settle_stages(behind, passes=0)))
 
 
-def settle_stages(graph: CouplingGraph, changed: Iterable[Connection], *, initial: bool,
-                  passes: int) -> tuple[Stage, ...]:
-    """``settle`` stages after the connections ``changed`` got new source values.
+class DataFlow:
+    """The graph of variables of a coupling graph, in strongly connected groups.
 
-    On the graph of variables (a connection: output → input; inside an instance, input →
-    output where the output depends on it directly, per ``dependencies`` or, ``initial``, per
-    ``initial_dependencies``), a value is *stale* when it comes through a changed connection
-    or from a stale value. An instance settles at stage k (1, 2, …; stage 0 is the one before,
-    which read every output it needs) for each stale input it needs, k being one more than the
-    stage at which the value feeding that input is final. It needs the inputs its outputs
-    depend on; ``initial``: every connected input (all connections must hold before the FMUs
-    leave initialisation mode). An algebraic loop (a cycle of this graph) is settled ``passes``
-    times, all its instances together in each stage; ``passes = 0`` leaves it as it is.
+    Edges: each of ``connections`` (the graph's), output → input; inside an instance, input →
+    output where the output depends on the input directly (``dependencies``, or
+    ``initial_dependencies`` with ``initial``). A group of more than one variable is an
+    algebraic loop.
     """
-    changed = set(changed)
-    flow = nx.DiGraph()
-    for c in graph.connections():
-        flow.add_edge(("out", c.source, c.output), ("in", c.target, c.input), changed=c in changed)
-    for name in graph.instances:
-        fmu = graph.fmu(name)
-        depends = fmu.initial_dependencies if initial else fmu.dependencies
-        for output, inputs in depends.items():
-            for input_name in inputs:
-                flow.add_edge(("in", name, input_name), ("out", name, output), changed=False)
-    condensed = nx.condensation(flow)
-    group_of = condensed.graph["mapping"]
-    members: dict[int, list] = {}
-    for node, group in group_of.items():
-        members.setdefault(group, []).append(node)
-    final: dict[int, int] = {}  # stale group -> stage at which its values are final
-    settles: dict[str, set[int]] = {}
-    for group in nx.topological_sort(condensed):
-        nodes = members[group]
-        loop = len(nodes) > 1  # no variable feeds itself directly
-        earliest, stale = 0, False  # the first stage at which the group can be settled
-        for node in nodes:
-            for source in flow.predecessors(node):
-                data = flow.edges[source, node]
-                before = final.get(group_of[source])
-                if group_of[source] == group:
-                    stale = stale or data["changed"]
-                    continue
-                if before is None and not data["changed"]:
-                    continue
-                stale = True
-                kind = node[0]
-                # an input is set one stage after its source is final; an output is read in
-                # the stage that sets the input it depends on
-                earliest = max(earliest, (before or 0) + (1 if kind == "in" else 0))
-        if not stale:
-            continue
-        if loop:
-            if passes == 0:
+
+    def __init__(self, graph: CouplingGraph, connections: Iterable[Connection], *,
+                 initial: bool):
+        self.instances = tuple(graph.instances)
+        self.initial = initial
+        flow = nx.DiGraph()
+        for c in connections:
+            flow.add_edge(("out", c.source, c.output), ("in", c.target, c.input))
+        for name in self.instances:
+            fmu = graph.fmu(name)
+            for output, inputs in (fmu.initial_dependencies if initial
+                                   else fmu.dependencies).items():
+                for input_name in inputs:
+                    flow.add_edge(("in", name, input_name), ("out", name, output))
+        self.sources = {node: tuple(flow.pred[node]) for node in flow}
+        self.feeds_output = {node for node in flow if node[0] == "in" and flow.succ[node]}
+        condensed = nx.condensation(flow)
+        self.group_of: dict[tuple, int] = condensed.graph["mapping"]
+        members: dict[int, list] = {}
+        for node, group in self.group_of.items():
+            members.setdefault(group, []).append(node)
+        self.groups = [members[g] for g in nx.topological_sort(condensed)]
+        self.group_of = {node: i for i, nodes in enumerate(self.groups) for node in nodes}
+
+    def settle_stages(self, changed: Iterable[Connection], *, passes: int
+                      ) -> tuple[Stage, ...]:
+        """``settle`` stages after the connections ``changed`` got new source values.
+
+        A value is *stale* when it comes through a changed connection or from a stale value.
+        An instance settles at stage k (1, 2, …; stage 0 is the one before, which read every
+        output) for each stale input it needs, k being one more than the stage at which the
+        value feeding that input is final. It needs the inputs its outputs depend on; with
+        ``initial``, every connected input (all connections hold before the FMUs leave
+        initialisation mode). An algebraic loop is settled ``passes`` times, all its instances
+        together in each stage; ``passes = 0`` leaves it as it is.
+        """
+        changed_edges = {(("out", c.source, c.output), ("in", c.target, c.input))
+                         for c in changed}
+        group_of, final = self.group_of, {}  # stale group -> stage at which it is final
+        settles: dict[str, set[int]] = {}
+        for group, nodes in enumerate(self.groups):
+            earliest, stale = 0, False  # the first stage at which the group can be settled
+            for node in nodes:
+                for source in self.sources[node]:
+                    edge_changed = (source, node) in changed_edges
+                    if group_of[source] == group:
+                        stale = stale or edge_changed
+                        continue
+                    before = final.get(group_of[source])
+                    if before is None and not edge_changed:
+                        continue
+                    stale = True
+                    # an input is set one stage after its source is final; an output is read
+                    # in the stage that sets the input it depends on
+                    earliest = max(earliest, (before or 0) + (node[0] == "in"))
+            if not stale:
                 continue
-            first = max(earliest, 1)
-            owners = {name for kind, name, _ in nodes if kind == "in"}
-            for name in owners:
-                settles.setdefault(name, set()).update(range(first, first + passes))
-            final[group] = first + passes - 1
-            continue
-        kind, name, variable = nodes[0]
-        final[group] = earliest
-        needed = initial or any(flow.has_edge(nodes[0], ("out", name, o))
-                                for o in graph.fmu(name).dependencies)
-        if kind == "in" and needed:
-            settles.setdefault(name, set()).add(earliest)
-    stages = max((max(s) for s in settles.values()), default=0)
-    return tuple(Stage(SETTLE, tuple(n for n in graph.instances if k in settles.get(n, ())))
-                 for k in range(1, stages + 1))
+            if len(nodes) > 1:  # a loop (no variable feeds itself directly)
+                if passes:
+                    first = max(earliest, 1)
+                    for name in {name for kind, name, _ in nodes if kind == "in"}:
+                        settles.setdefault(name, set()).update(range(first, first + passes))
+                    final[group] = first + passes - 1
+                continue
+            final[group] = earliest
+            node = nodes[0]
+            if node[0] == "in" and (self.initial or node in self.feeds_output):
+                settles.setdefault(node[1], set()).add(earliest)
+        stages = max((max(s) for s in settles.values()), default=0)
+        return tuple(Stage(SETTLE, tuple(n for n in self.instances if k in settles.get(n, ())))
+                     for k in range(1, stages + 1))
 
 
 def _no_exchange(stage: int) -> None:
