@@ -230,7 +230,7 @@ def test_a_value_that_is_not_finite_stops_the_run_naming_it(fmus, tmp_path, caps
 
 # -- correctness 5: an FMU that ends the simulation -----------------------------------------
 def stopper_scenario(fmus: dict[str, Path], folder: Path, algorithm: str, t_end: float,
-                     stop: float = 1.0) -> Path:
+                     stop: float = 1.0, isolation: str = "none") -> Path:
     scenario = folder / f"stopper_{algorithm}_{stop:g}.yaml"
     scenario.write_text(f"""\
 version: 1
@@ -239,7 +239,7 @@ fmus: {{mass1: {fmus['mass1']}, mass2: {fmus['mass2']}, stopper: {fmus['stopper'
 instances:
   m1: {{fmu: mass1}}
   m2: {{fmu: mass2}}
-  stop: {{fmu: stopper, parameters: {{t_end: {t_end}}}}}
+  stop: {{fmu: stopper, isolation: {isolation}, parameters: {{t_end: {t_end}}}}}
 connections: [m1.x1 -> m2.x1, m1.v1 -> m2.v1, m2.F -> m1.F, m1.x1 -> stop.u]
 simulation: {{start: 0, stop: {stop}, step: 0.01, algorithm: {algorithm}}}
 record: ['*.*', m2.x2]
@@ -247,14 +247,18 @@ record: ['*.*', m2.x2]
     return scenario
 
 
-@pytest.mark.parametrize("algorithm", ["jacobi", "gauss-seidel"])
-def test_an_fmu_that_ends_the_simulation_ends_the_run_normally(fmus, tmp_path, algorithm):
+@pytest.mark.parametrize(("algorithm", "isolation"), [("jacobi", "none"),
+                                                      ("gauss-seidel", "none"),
+                                                      ("jacobi", "process")])
+def test_an_fmu_that_ends_the_simulation_ends_the_run_normally(fmus, tmp_path, algorithm,
+                                                               isolation):
     """stop ends the simulation at 0.255 s, inside the step 0.25 → 0.26: that step completes
     for the others (same values as a run to 0.26), the point 0.26 is the last one recorded,
     and the file says why. stop's input is not set after it ended (FMI 2.0 forbids it; this
-    FMU refuses it): under Jacobi its echo (direct feedthrough) keeps its last value."""
-    ended = run_scenario(stopper_scenario(fmus, tmp_path, algorithm, 0.255), tmp_path / "a.h5",
-                         plot=False)
+    FMU refuses it): under Jacobi its echo (direct feedthrough) keeps its last value. The
+    same in its own process (isolation: process)."""
+    ended = run_scenario(stopper_scenario(fmus, tmp_path, algorithm, 0.255,
+                                          isolation=isolation), tmp_path / "a.h5", plot=False)
     plain = run_scenario(stopper_scenario(fmus, tmp_path, algorithm, 5.0, stop=0.26),
                          tmp_path / "b.h5", plot=False)
     with open_results(ended.results) as a, open_results(plain.results) as b:
