@@ -387,6 +387,8 @@ class Instance:
         self._inputs = _Port(self, [self._variable(n) for n in inputs],
                              np.zeros(len(inputs)))
         self._outputs = _Port(self, [self._variable(n) for n in outputs], output_buffer)
+        self.set_inputs = self._inputs.set  # from now on one call each, not two (hot path)
+        self.get_outputs = self._outputs.get
         return self._inputs.values
 
     def set_inputs(self) -> None:
