@@ -409,10 +409,9 @@ class Instance:
         """
         status = self._fn["fmi2DoStep"](self._component, time, step, 1)
         if status:
-            if status == 2 and self._terminated() and not self._logged_error():
-                self.phase = "ended"
-                self.ended_at = self._last_successful_time(time + step)
-                self.time = self.ended_at
+            ended_at = self._ended_at(time + step) if status == 2 else None
+            if ended_at is not None:
+                self.phase, self.ended_at, self.time = "ended", ended_at, ended_at
                 return True
             if status == 2:
                 raise self._failure("fmi2DoStep", status,
@@ -439,22 +438,19 @@ class Instance:
                     self._fn["fmi2FreeFMUstate"](self._component, ctypes.byref(state)))
 
     # -- internals --------------------------------------------------------------------------
-    def _terminated(self) -> bool:
-        """``fmi2GetBooleanStatus(fmi2Terminated)``; False if the FMU cannot answer."""
-        value = ctypes.c_int(0)
+    def _ended_at(self, end: float) -> float | None:
+        """After ``fmi2Discard``: where the FMU ended the simulation (its
+        ``fmi2LastSuccessfulTime``, ``end`` if it cannot tell), None if it did not say
+        ``fmi2Terminated`` or logged an error."""
+        flag, reached = ctypes.c_int(0), ctypes.c_double(end)
         status = self._fn["fmi2GetBooleanStatus"](self._component, FMI2_TERMINATED,
-                                                  ctypes.byref(value))
-        return status <= 1 and bool(value.value)
-
-    def _logged_error(self) -> bool:
-        return any(line.startswith(("[error]", "[fatal]")) for line in self.log)
-
-    def _last_successful_time(self, default: float) -> float:
-        """``fmi2GetRealStatus(fmi2LastSuccessfulTime)``; ``default`` if the FMU cannot answer."""
-        value = ctypes.c_double(default)
+                                                  ctypes.byref(flag))
+        if status > 1 or not flag.value or any(line.startswith(("[error]", "[fatal]"))
+                                               for line in self.log):
+            return None
         status = self._fn["fmi2GetRealStatus"](self._component, FMI2_LAST_SUCCESSFUL_TIME,
-                                               ctypes.byref(value))
-        return value.value if status <= 1 else default
+                                               ctypes.byref(reached))
+        return reached.value if status <= 1 else end
 
     def _variable(self, name: str) -> Variable:
         try:
