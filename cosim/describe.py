@@ -7,7 +7,7 @@ from pathlib import Path
 from cosim.fmu import MODEL_EXCHANGE, read_fmu
 from cosim.instances import default_interface
 from cosim.isolation import isolation_by_instance
-from cosim.master import make_plan
+from cosim.master import SETTLE, make_plan
 from cosim.model_exchange import Solver
 from cosim.scenario import build, load_scenario
 
@@ -116,6 +116,10 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
         lines.append(f"  {c}{conv}")
     lines.append(f"{settings.algorithm} levels: "
                  + " | ".join(", ".join(level) for level in plan.levels))
+    settled = [stage.instances for stage in plan.step if stage.action == SETTLE]
+    if settled:
+        lines.append("then settled (direct feedthrough): "
+                     + " | ".join(", ".join(names) for names in settled))
     if owner:
         lines.append(f"partition over {ranks} ranks cuts {cut_edges(graph, owner)} of "
                      f"{len(graph.connections())} connections")

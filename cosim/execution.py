@@ -96,6 +96,7 @@ class Execution:
                                       **({"exchange": exchange} if exchange else {}),
                                       time_every=time_every, position=self.position)
         self.step_index = 0
+        self.end_reason = ""  # why the run ended, once it has: see ``run``
         self._events = self._schedule(settings.events)
 
     @property
@@ -103,7 +104,12 @@ class Execution:
         return self.settings.start + self.step_index * self.settings.step
 
     def run(self, observers: Sequence[Observer] = ()) -> None:
-        """Initialise, step to the end, close; observers hear everything."""
+        """Initialise, step to the end, close; observers hear everything.
+
+        The end is the stop time, or the communication point that ends the step in which an
+        FMU ended the simulation itself (terminateSimulation): that point is the last one
+        observers hear. ``end_reason`` says which, before observers hear ``finished``.
+        """
         error: BaseException | None = None
         position, times = self.position, self.position.cast("B").cast("d")
         try:
@@ -121,7 +127,7 @@ class Execution:
                 observer.stepped(0, self.settings.start)
             position[journal.PHASE] = journal.STEPPING
             steps = self.settings.steps
-            step, events = self.master.step, self._events
+            step, events, ended = self.master.step, self._events, self.master.ended
             stepped = [o.stepped for o in observers]
             for n in range(steps):
                 self.step_index = n
@@ -137,7 +143,10 @@ class Execution:
                 time = self.settings.start + (n + 1) * self.settings.step
                 for callback in stepped:
                     callback(n + 1, time)
+                if ended:
+                    break
             position[journal.PHASE] = journal.FINISHING
+            self.end_reason = self._ending()
         except CosimError as caught:
             error = caught
             raise
@@ -151,6 +160,21 @@ class Execution:
             self.system.close()
             for observer in observers:
                 observer.finished(error)
+
+    def _ending(self) -> str:
+        """Why the run ended: the stop time, or the FMUs that ended the simulation."""
+        instances = self.system.instances
+        ended = [f"'{name}' ended the simulation at t = {instances[name].ended_at:.9g} s "
+                 "(terminateSimulation)" for name in self.master.ended]
+        if not ended:
+            return "stop time reached"
+        if len(self.system.local) < len(self.graph.instances):  # the other ranks go on
+            raise SimulationError(
+                f"{ended[0]}: with the instances spread over MPI ranks, the other ranks "
+                "cannot learn it at this step; run this scenario in one process (a cohort "
+                "may run its members on one rank each: parallel: {group_size: 1})",
+                instance=self.master.ended[0], time=self.time)
+        return "; ".join(ended)
 
     def _schedule(self, events: Sequence[Event]) -> dict[int, list[Event]]:
         by_step: dict[int, list[Event]] = {}

@@ -46,6 +46,7 @@ COUPLED_TYPES = (*FLOAT_TYPES, *INT_TYPES)  # String, Binary, Clock: set, never 
 CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION = (
     "co-simulation", "model-exchange", "scheduled-execution")
 INTERFACES = (CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION)
+FMI2_LAST_SUCCESSFUL_TIME, FMI2_TERMINATED = 2, 3  # fmi2StatusKind values
 MAX_UNPACKED_BYTES = 4 * 1024**3  # refuse archives that would unpack to more (zip bombs)
 RUNTIME_FOLDERS = ("binaries/", "resources/")  # what an instance needs of the archive
 
@@ -81,6 +82,7 @@ class FMU:
     variables: dict[str, Variable]
     units: dict[str, UnitDefinition]
     dependencies: dict[str, tuple[str, ...]]  # output -> inputs it feeds through directly
+    initial_dependencies: dict[str, tuple[str, ...]]  # the same in initialisation mode
     can_get_and_set_state: bool
     can_handle_variable_step: bool
     platforms: tuple[str, ...]
@@ -210,12 +212,21 @@ def read_fmu(path: str | Path) -> FMU:
     for v in md.modelVariables:
         if v.causality == "output" and v.name not in dependencies:
             dependencies[v.name] = tuple(inputs)
+    # InitialUnknowns: an output listed without ``dependencies`` depends on every known, inputs
+    # included; an output not listed has its start value (initial exact or approx)
+    initial_dependencies = {name: () for name, v in variables.items() if v.causality == "output"}
+    for unknown in md.initialUnknowns:
+        if unknown.variable.causality == "output":
+            deps = unknown.dependencies
+            initial_dependencies[unknown.variable.name] = (
+                tuple(inputs) if deps is None else tuple(d.name for d in deps
+                                                         if d.causality == "input"))
     with open(path, "rb") as stream:
         sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
     return FMU(path=path.resolve(), sha256=sha256, fmi_version=md.fmiVersion,
                model_name=md.modelName, model_identifier=identifier, guid=md.guid,
                generation_tool=md.generationTool or "", variables=variables, units=units,
-               dependencies=dependencies,
+               dependencies=dependencies, initial_dependencies=initial_dependencies,
                can_get_and_set_state=bool(main.canGetAndSetFMUstate),
                can_handle_variable_step=bool(getattr(
                    main, "canHandleVariableCommunicationStepSize", False)),
@@ -257,8 +268,10 @@ class Instance:
         self.name = name
         self.interface = interface
         self.log: deque[str] = deque(maxlen=50)
-        self.phase = "created"  # created, instantiated, initializing, stepping, terminated, freed
+        # created, instantiated, initializing, stepping, ended (by the FMU), terminated, freed
+        self.phase = "created"
         self.time: float | None = None
+        self.ended_at: float | None = None  # when the FMU ended the simulation itself
         self._slave = None
         self._component = None
         self._inputs: _Port | None = None
@@ -323,7 +336,7 @@ class Instance:
         self.phase = "stepping"
 
     def terminate(self) -> None:
-        if self.phase in ("initializing", "stepping"):
+        if self.phase in ("initializing", "stepping", "ended"):
             self.phase = "terminated"
             self._check("fmi2Terminate", self._fn["fmi2Terminate"](self._component))
 
@@ -421,6 +434,8 @@ class Instance:
         self._inputs = _Port(self, [self._variable(n) for n in inputs],
                              np.zeros(len(inputs)))
         self._outputs = _Port(self, [self._variable(n) for n in outputs], output_buffer)
+        self.set_inputs = self._inputs.set  # from now on one call each, not two (hot path)
+        self.get_outputs = self._outputs.get
         return self._inputs.values
 
     def set_inputs(self) -> None:
@@ -429,18 +444,29 @@ class Instance:
     def get_outputs(self) -> None:
         self._outputs.get()
 
-    def do_step(self, time: float, step: float) -> None:
-        """``fmi2DoStep`` from ``time`` over ``step``; a discarded step is an error here."""
+    def do_step(self, time: float, step: float) -> bool | None:
+        """``fmi2DoStep`` from ``time`` over ``step``; True when the FMU ended the simulation.
+
+        An FMU that sets terminateSimulation answers ``fmi2Discard`` and then
+        ``fmi2GetBooleanStatus(fmi2Terminated)`` = true: an end, not an error. ``ended_at`` is
+        then its ``fmi2LastSuccessfulTime`` (the end of the step if it cannot tell), and until it
+        is terminated only its values may be read (FMI 2.0 state *stepFailed*). Any other
+        discarded step is an error, and so is an end after the FMU logged an error (pythonfmu
+        answers "terminated" to every step its model refused).
+        """
         status = self._fn["fmi2DoStep"](self._component, time, step, 1)
-        if status > 1:
+        if status:
+            ended_at = self._ended_at(time + step) if status == 2 else None
+            if ended_at is not None:
+                self.phase, self.ended_at, self.time = "ended", ended_at, ended_at
+                return True
             if status == 2:
                 raise self._failure("fmi2DoStep", status,
                                     f"the FMU could not complete a step of {step:g} s "
                                     "(fmi2Discard); try a smaller step", time)
             self._check("fmi2DoStep", status, time)
-        elif status == 1:
-            self._check("fmi2DoStep", status, time)
         self.time = time + step
+        return None
 
     # -- FMU state (rollback, checkpoints) ----------------------------------------------------
     def get_state(self) -> ctypes.c_void_p:
@@ -459,6 +485,20 @@ class Instance:
                     self._fn["fmi2FreeFMUstate"](self._component, ctypes.byref(state)))
 
     # -- internals --------------------------------------------------------------------------
+    def _ended_at(self, end: float) -> float | None:
+        """After ``fmi2Discard``: where the FMU ended the simulation (its
+        ``fmi2LastSuccessfulTime``, ``end`` if it cannot tell), None if it did not say
+        ``fmi2Terminated`` or logged an error."""
+        flag, reached = ctypes.c_int(0), ctypes.c_double(end)
+        status = self._fn["fmi2GetBooleanStatus"](self._component, FMI2_TERMINATED,
+                                                  ctypes.byref(flag))
+        if status > 1 or not flag.value or any(line.startswith(("[error]", "[fatal]"))
+                                               for line in self.log):
+            return None
+        status = self._fn["fmi2GetRealStatus"](self._component, FMI2_LAST_SUCCESSFUL_TIME,
+                                               ctypes.byref(reached))
+        return reached.value if status <= 1 else end
+
     def _variable(self, name: str) -> Variable:
         try:
             return self.fmu.variables[name]

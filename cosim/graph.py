@@ -259,18 +259,28 @@ class CouplingGraph:
     def gauss_seidel_order(self) -> list[str]:
         """Instances so that each one runs after the instances feeding it, where possible.
 
-        Cycles are broken by declaration order: inside a strongly connected group the instance
-        declared first runs first, so its inputs from the group come from the previous step.
+        Groups of instances that feed each other in a cycle run in data-flow order. Inside such
+        a group, an instance whose outputs depend directly on an input (ModelStructure
+        ``dependencies``) runs after the instance feeding that input, so that those outputs are
+        computed from the values of the current step; only what is left of a cycle is broken
+        by declaration order (the instance declared first runs first, its inputs from the
+        group hold the previous step's values).
         """
         order = {n: self.graph.nodes[n]["order"] for n in self.graph}
-        condensed = nx.condensation(nx.DiGraph(self.graph))
-        members = condensed.graph["mapping"]
-        groups: dict[int, list[str]] = {}
-        for node, group in members.items():
-            groups.setdefault(group, []).append(node)
-        sequence = nx.lexicographical_topological_sort(
-            condensed, key=lambda g: min(order[n] for n in groups[g]))
-        return [n for g in sequence for n in sorted(groups[g], key=order.get)]
+        direct = [(c.source, c.target) for c in self.connections()
+                  if any(c.input in inputs for inputs in self.fmu(c.target).dependencies.values())]
+        sequence = []
+        for group in _in_data_flow_order(nx.DiGraph(self.graph), order):
+            if len(group) == 1:
+                sequence.extend(group)
+                continue
+            members = set(group)
+            inside = nx.DiGraph()
+            inside.add_nodes_from(group)
+            inside.add_edges_from((s, t) for s, t in direct if s in members and t in members)
+            for inner in _in_data_flow_order(inside, order):
+                sequence.extend(inner)
+        return sequence
 
     def check(self) -> list[Problem]:
         """Every problem found while building (empty: the graph can run)."""
@@ -331,6 +341,18 @@ class CouplingGraph:
                     f"'{instance}.{name}' is {var.type}, got {type(item).__name__} {item!r}",
                     f"give a {var.type} value")
         return None
+
+
+def _in_data_flow_order(graph: nx.DiGraph, order: dict[str, int]) -> list[list[str]]:
+    """The strongly connected groups of ``graph`` in topological order, each in declaration
+    order; groups that do not depend on each other in declaration order."""
+    condensed = nx.condensation(graph)
+    groups: dict[int, list[str]] = {}
+    for node, group in condensed.graph["mapping"].items():
+        groups.setdefault(group, []).append(node)
+    sequence = nx.lexicographical_topological_sort(
+        condensed, key=lambda g: min(order[n] for n in groups[g]))
+    return [sorted(groups[g], key=order.get) for g in sequence]
 
 
 def _types_compatible(source: str, target: str) -> bool:

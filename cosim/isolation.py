@@ -69,7 +69,8 @@ MODES = ("none", "process")
 DEFAULT_TIMEOUT = 60.0  # seconds one FMI call into a child process may take
 CLOSE_TIMEOUT = 10.0  # at most this long for terminate + free when closing
 MEMORY_NEAR_LIMIT = 0.8  # a failure with the peak memory above this share of the limit
-PHASES = ("created", "instantiated", "initializing", "stepping", "terminated", "freed", "fatal")
+PHASES = ("created", "instantiated", "initializing", "stepping", "ended", "terminated", "freed",
+          "fatal")
 # what a method call does in FMI terms, for messages
 FUNCTIONS = {"instantiate": "fmi2Instantiate", "setup_experiment": "fmi2SetupExperiment",
              "enter_initialization_mode": "fmi2EnterInitializationMode",
@@ -234,6 +235,7 @@ class ProcessInstance:
         self.log: deque[str] = deque(maxlen=50)
         self.phase = "created"
         self.time: float | None = None
+        self.ended_at: float | None = None  # when the FMU ended the simulation itself
         self._child = _Child(name, isolation.memory_mb)
         weakref.finalize(self, self._child.stop)
         self._ready = False  # the child said it is ready (its imports are done)
@@ -325,11 +327,20 @@ class ProcessInstance:
             self._outputs_fresh = True
         self._output_buffer[:] = self._shared_outputs
 
-    def do_step(self, time: float, step: float) -> None:
-        """Set changed inputs, ``fmi2DoStep`` and read the outputs: one round trip."""
-        self._exchange(STEP, STEP_ARGS.pack(time, step), "fmi2DoStep", time)
+    def do_step(self, time: float, step: float) -> bool | None:
+        """Set changed inputs, ``fmi2DoStep`` and read the outputs: one round trip. True when
+        the FMU ended the simulation (as ``Instance.do_step``)."""
+        reply = self._request(STEP, STEP_ARGS.pack(time, step), "fmi2DoStep", time)
         self.time = time + step
         self._outputs_fresh = True
+        if reply is None:
+            return None
+        self._take_log(reply)
+        if not isinstance(reply.get("ended_at"), (float, int)):
+            return None
+        self.phase, self.ended_at = "ended", float(reply["ended_at"])
+        self.time = self.ended_at
+        return True
 
     # -- FMU state ---------------------------------------------------------------------------
     def get_state(self) -> ChildState:

@@ -98,8 +98,10 @@ class _Host:
                     self.inputs[:] = self.shared_inputs
                     self.instance.set_inputs()
                 if operation == STEP:
-                    self.step(*STEP_ARGS.unpack(payload))
+                    ended = self.step(*STEP_ARGS.unpack(payload))
                     result = self.news()
+                    if ended:  # the FMU ended the simulation (terminateSimulation)
+                        result = {**(result or {}), "ended_at": self.instance.ended_at}
                 elif operation == OUTPUTS:
                     self.marker[0] = 3
                     self.instance.get_outputs()
@@ -120,13 +122,15 @@ class _Host:
             if operation == CALL and request["method"] in ("close", "free"):
                 return
 
-    def step(self, time: float, step: float) -> None:
+    def step(self, time: float, step: float) -> bool | None:
+        """``do_step`` then ``get_outputs``; True when the FMU ended the simulation."""
         marker, instance = self.marker, self.instance
         marker[0] = 2
-        instance.do_step(time, step)
+        ended = instance.do_step(time, step)
         marker[0] = 3
         instance.get_outputs()
         marker[0] = 0
+        return ended
 
     def news(self) -> dict | None:
         """New FMU log lines for the parent, if any (None keeps a step's reply empty)."""

@@ -1,39 +1,86 @@
 """Master algorithms: fixed-step Jacobi and Gauss-Seidel, defined on the coupling graph.
 
-A ``Plan`` is a list of *levels*: instances in one level do not feed each other within a step,
-so they can step in any order or on different MPI ranks. Within a step, each level gathers its
-inputs (from the signal array), steps, and writes its outputs; then ``exchange(level)`` makes the
-values it produced available to other processes (a no-op in one process).
+A ``Plan`` is a sequence of *stages*. A stage is a set of instances that all do the same thing,
+first every instance's ``fmi2SetReal`` of its inputs (gathered from the signal array as it was
+when the stage began), then its own call(s), then ``exchange(stage)`` makes the values the
+stage produced available to other processes (a no-op in one process). No instance of a stage
+sees another's value of the same stage, so the arithmetic is the same however the instances
+are spread over processes. Three actions:
 
-- Jacobi: one level with every instance; all inputs come from the previous communication point.
-- Gauss-Seidel: instances in ``CouplingGraph.gauss_seidel_order()``; an instance is placed one
-  level after the latest instance that feeds it and comes earlier in that order, so it sees
-  values of the current step. Feedback edges (later → earlier) carry the previous step's value.
+- ``step``: set inputs, ``fmi2DoStep``, get outputs;
+- ``settle``: set inputs, get outputs (no time passes): makes the outputs that depend directly
+  on inputs (ModelStructure ``dependencies``) agree with the current inputs;
+- ``read``: get outputs.
+
+A run meets the plan's stages in this order:
+
+1. **initial** (in initialisation mode): ``read`` every instance, then ``settle`` stages in
+   data-flow order over the InitialUnknowns dependencies, until every connection holds; where
+   outputs and inputs form a cycle (an algebraic loop) its instances settle ``INIT_PASSES``
+   times (fixed-point iteration, a fixed count so that every partition does the same work);
+2. **start** (after ``fmi2ExitInitializationMode``): ``read`` every instance, then the settle
+   stages of a Jacobi step (below), so that the outputs at the start time are consistent;
+3. **step** (every communication step, t → t + h):
+
+   - Jacobi: one ``step`` stage with every instance: all inputs hold the values of t;
+   - Gauss-Seidel: ``step`` stages in ``CouplingGraph.gauss_seidel_order()`` (data flow; an
+     instance whose outputs depend directly on an input runs after the instance feeding it);
+     an instance steps one stage after the latest instance earlier in that order feeding it,
+     so it sees that instance's values at t + h; inputs fed by an instance in the same or a
+     later stage hold the values of t;
+
+   then ``settle`` stages: every instance whose outputs depend directly on an input that
+   still holds a value of t sets that input to its value at t + h and reads its outputs
+   again, in data-flow order. So every output at t + h is computed from the inputs at t + h:
+   after ``step(n)`` each connection into a direct-feedthrough input holds, and the outputs
+   are those of the states they belong to (an ideal zero-order-hold co-simulation; Broman et
+   al., "Determinate composition of FMUs for co-simulation", EMSOFT 2013, propagate values in
+   the same order). Inputs without direct feedthrough keep the value they were stepped with
+   until the next step sets them. An algebraic loop is not settled after a step: its inputs
+   keep the values they were stepped with (a one-step delay), as ``cosim check`` warns.
 
 Because the plan depends only on the graph, results do not depend on how instances are split
-over processes. The algorithm knows nothing about files or MPI: the ``exchange`` callable is
-handed in.
+over processes. The algorithm knows nothing about files or MPI: ``exchange`` is handed in.
 
-Call order: ``initialize(start, stop)`` → ``step(n)`` for n = 0 … N-1 → (the caller closes the
-system). Communication point n is ``start + n * step_size``, never an accumulated sum.
+Call order: ``initialize(stop)`` → ``step(n)`` for n = 0 … N-1 → (the caller closes the system).
+Communication point n is ``start + n * step_size``, never an accumulated sum. After each of
+them the signal array is checked for values that are not finite (NaN, ±inf): the run stops
+there, naming the first such value in data-flow order. An FMU that ends the simulation itself
+(terminateSimulation) is listed in ``ended``; the step still completes for the others, and the
+caller ends the run at that communication point.
 
-The master also adds up, per instance, the seconds its calls take (gather, step, outputs):
-``busy``. A timed step costs one clock read per call, about 0.6 µs per instance (10 % of the
-cheapest C FMU's step), so only every ``time_every``-th step is timed and ``busy`` is scaled up
-from those: every step under MPI (balance), every 16th in one process (reports).
+The master also adds up, per instance, the seconds its calls take: ``busy``. A timed step costs
+one clock read per call, about 0.6 µs per instance (10 % of the cheapest C FMU's step), so only
+every ``time_every``-th step is timed and ``busy`` is scaled up from those: every step under MPI
+(balance), every 16th in one process (reports).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
 
+import networkx as nx
+import numpy as np
+
 from cosim import journal
-from cosim.graph import CouplingGraph
+from cosim.errors import SimulationError
+from cosim.graph import Connection, CouplingGraph
 from cosim.system import System
 
 ALGORITHMS = ("jacobi", "gauss-seidel")
+STEP, SETTLE, READ = "step", "settle", "read"
+INIT_PASSES = 3  # settle passes over an algebraic loop in initialisation mode
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Instances doing ``action`` (``step``, ``settle`` or ``read``) before one exchange."""
+
+    action: str
+    instances: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -41,35 +88,134 @@ class Plan:
     """What runs in which order; computed from the graph only."""
 
     algorithm: str
-    levels: tuple[tuple[str, ...], ...]
-    init_passes: int
+    initial: tuple[Stage, ...]  # in initialisation mode
+    start: tuple[Stage, ...]  # after it, at the start time
+    step: tuple[Stage, ...]  # every communication step
 
-    def level_of(self) -> dict[str, int]:
-        return {name: i for i, level in enumerate(self.levels) for name in level}
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """Every stage, in the order a run meets them: ``exchange(i)`` follows stage i."""
+        return self.initial + self.start + self.step
+
+    @property
+    def levels(self) -> tuple[tuple[str, ...], ...]:
+        """The instances of each ``step`` stage: who steps together, in order."""
+        return tuple(stage.instances for stage in self.step if stage.action == STEP)
 
 
 def make_plan(graph: CouplingGraph, algorithm: str) -> Plan:
-    """The levels of ``algorithm`` ("jacobi" or "gauss-seidel") on ``graph``."""
+    """The stages of ``algorithm`` ("jacobi" or "gauss-seidel") on ``graph``."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm '{algorithm}'; use one of {ALGORITHMS}")
     order = graph.gauss_seidel_order()
-    cyclic = len(graph.algebraic_loops()) > 0
-    init_passes = 3 if cyclic else 1  # fixed, so every partition does the same arithmetic
     if algorithm == "jacobi":
-        return Plan(algorithm, (tuple(order),), init_passes)
-    position = {name: i for i, name in enumerate(order)}
-    level: dict[str, int] = {}
-    for name in order:
-        feeding = [level[s] for s, _ in graph.graph.in_edges(name)
-                   if s != name and position[s] < position[name]]
-        level[name] = 1 + max(feeding) if feeding else 0
-    levels = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for name in order:
-        levels[level[name]].append(name)
-    return Plan(algorithm, tuple(tuple(group) for group in levels), init_passes)
+        levels = [order]
+    else:
+        position = {name: i for i, name in enumerate(order)}
+        level: dict[str, int] = {}
+        for name in order:
+            feeding = [level[s] for s, _ in graph.graph.in_edges(name)
+                       if s != name and position[s] < position[name]]
+            level[name] = 1 + max(feeding) if feeding else 0
+        levels = [[] for _ in range(max(level.values(), default=-1) + 1)]
+        for name in order:
+            levels[level[name]].append(name)
+    level_of = {name: i for i, names in enumerate(levels) for name in names}
+    connections = graph.connections()
+    everyone = (Stage(READ, tuple(graph.instances)),)
+    behind = [c for c in connections if level_of[c.source] >= level_of[c.target]]
+    initial = DataFlow(graph, connections, initial=True)
+    stepping = DataFlow(graph, connections, initial=False)
+    return Plan(
+        algorithm,
+        initial=everyone + initial.settle_stages(connections, passes=INIT_PASSES),
+        start=everyone + stepping.settle_stages(connections, passes=0),
+        step=(tuple(Stage(STEP, tuple(names)) for names in levels)
+              + stepping.settle_stages(behind, passes=0)))
 
 
-def _no_exchange(level: int) -> None:
+class DataFlow:
+    """The graph of variables of a coupling graph, in strongly connected groups.
+
+    Edges: each of ``connections`` (the graph's), output → input; inside an instance, input →
+    output where the output depends on the input directly (``dependencies``, or
+    ``initial_dependencies`` with ``initial``). A group of more than one variable is an
+    algebraic loop.
+    """
+
+    def __init__(self, graph: CouplingGraph, connections: Iterable[Connection], *,
+                 initial: bool):
+        self.instances = tuple(graph.instances)
+        self.initial = initial
+        flow = nx.DiGraph()
+        for c in connections:
+            flow.add_edge(("out", c.source, c.output), ("in", c.target, c.input))
+        for name in self.instances:
+            fmu = graph.fmu(name)
+            for output, inputs in (fmu.initial_dependencies if initial
+                                   else fmu.dependencies).items():
+                for input_name in inputs:
+                    flow.add_edge(("in", name, input_name), ("out", name, output))
+        self.sources = {node: tuple(flow.pred[node]) for node in flow}
+        self.feeds_output = {node for node in flow if node[0] == "in" and flow.succ[node]}
+        condensed = nx.condensation(flow)
+        self.group_of: dict[tuple, int] = condensed.graph["mapping"]
+        members: dict[int, list] = {}
+        for node, group in self.group_of.items():
+            members.setdefault(group, []).append(node)
+        self.groups = [members[g] for g in nx.topological_sort(condensed)]
+        self.group_of = {node: i for i, nodes in enumerate(self.groups) for node in nodes}
+
+    def settle_stages(self, changed: Iterable[Connection], *, passes: int
+                      ) -> tuple[Stage, ...]:
+        """``settle`` stages after the connections ``changed`` got new source values.
+
+        A value is *stale* when it comes through a changed connection or from a stale value.
+        An instance settles at stage k (1, 2, …; stage 0 is the one before, which read every
+        output) for each stale input it needs, k being one more than the stage at which the
+        value feeding that input is final. It needs the inputs its outputs depend on; with
+        ``initial``, every connected input (all connections hold before the FMUs leave
+        initialisation mode). An algebraic loop is settled ``passes`` times, all its instances
+        together in each stage; ``passes = 0`` leaves it as it is.
+        """
+        changed_edges = {(("out", c.source, c.output), ("in", c.target, c.input))
+                         for c in changed}
+        group_of, final = self.group_of, {}  # stale group -> stage at which it is final
+        settles: dict[str, set[int]] = {}
+        for group, nodes in enumerate(self.groups):
+            earliest, stale = 0, False  # the first stage at which the group can be settled
+            for node in nodes:
+                for source in self.sources[node]:
+                    edge_changed = (source, node) in changed_edges
+                    if group_of[source] == group:
+                        stale = stale or edge_changed
+                        continue
+                    before = final.get(group_of[source])
+                    if before is None and not edge_changed:
+                        continue
+                    stale = True
+                    # an input is set one stage after its source is final; an output is read
+                    # in the stage that sets the input it depends on
+                    earliest = max(earliest, (before or 0) + (node[0] == "in"))
+            if not stale:
+                continue
+            if len(nodes) > 1:  # a loop (no variable feeds itself directly)
+                if passes:
+                    first = max(earliest, 1)
+                    for name in {name for kind, name, _ in nodes if kind == "in"}:
+                        settles.setdefault(name, set()).update(range(first, first + passes))
+                    final[group] = first + passes - 1
+                continue
+            final[group] = earliest
+            node = nodes[0]
+            if node[0] == "in" and (self.initial or node in self.feeds_output):
+                settles.setdefault(node[1], set()).add(earliest)
+        stages = max((max(s) for s in settles.values()), default=0)
+        return tuple(Stage(SETTLE, tuple(n for n in self.instances if k in settles.get(n, ())))
+                     for k in range(1, stages + 1))
+
+
+def _no_exchange(stage: int) -> None:
     return None
 
 
@@ -84,56 +230,71 @@ class FixedStepMaster:
         self.start = start
         self.step_size = step_size
         self.exchange = exchange
-        local = set(system.local)
-        self.local_levels = [[system.instances[n] for n in level if n in local]
-                             for level in plan.levels]
-        self.local_names = [[n for n in level if n in local] for level in plan.levels]
         self.time_every = time_every
-        self._seconds = [[0.0] * len(level) for level in self.local_levels]
+        self.ended: list[str] = []  # instances that ended the simulation (terminateSimulation)
         # before each FMI call, its code goes into the CALL slot of ``position`` (a supervisor
         # reads it: which instance crashed or hangs in which call; cosim.journal)
         self.position = journal.private_position() if position is None else position
         number = {name: i for i, name in enumerate(system.layout.instances)}
         self.call_codes = {name: tuple(journal.call_code(number[name], call)
                                        for call in range(4)) for name in system.local}
-        self._calls = [[(instance, *self.call_codes[instance.name][1:]) for instance in level]
-                       for level in self.local_levels]
+        local = set(system.local)
+
+        def localized(stages: tuple[Stage, ...], offset: int) -> list[tuple]:
+            """(exchange index, action, [(instance, set, step, get call codes)]) per stage."""
+            return [(offset + i, stage.action,
+                     [(system.instances[n], *self.call_codes[n][1:])
+                      for n in stage.instances if n in local])
+                    for i, stage in enumerate(stages)]
+
+        self._initial = localized(plan.initial, 0)
+        self._start = localized(plan.start, len(plan.initial))
+        self._step_stages = localized(plan.step, len(plan.initial) + len(plan.start))
+        self._step: list[tuple] = []  # the same with each gatherer, once the system is bound
+        self._seconds = dict.fromkeys(system.local, 0.0)
+        self._ones = np.ones(len(system.signals))  # signals · 1 is finite iff all signals are
 
     @property
     def busy(self) -> dict[str, float]:
         """Seconds each local instance's calls have taken in ``step`` so far (estimated from
         every ``time_every``-th step)."""
-        return {instance.name: seconds * self.time_every
-                for level, times in zip(self.local_levels, self._seconds, strict=True)
-                for instance, seconds in zip(level, times, strict=True)}
+        return {name: seconds * self.time_every for name, seconds in self._seconds.items()}
 
     def reset_busy(self) -> None:
-        self._seconds = [[0.0] * len(level) for level in self.local_levels]
+        self._seconds = dict.fromkeys(self._seconds, 0.0)
 
     def initialize(self, stop: float | None) -> None:
-        """Consistent initialisation: outputs propagated to inputs in plan order."""
+        """Consistent initialisation: the ``initial`` stages, then the ``start`` stages (the
+        system is instantiated and bound)."""
         system, position, codes = self.system, self.position, self.call_codes
+        gatherers = system.gatherers
+        self._step = [(index, action == STEP,
+                       [(gatherers[instance.name], instance, *call_codes)
+                        for instance, *call_codes in calls])
+                      for index, action, calls in self._step_stages]
         for name, instance in system.instances.items():
             position[journal.CALL] = codes[name][0]
             instance.setup_experiment(self.start, stop)
             instance.enter_initialization_mode()
-        for _ in range(self.plan.init_passes):
-            for index, names in enumerate(self.local_names):
-                for name in names:
-                    position[journal.CALL] = codes[name][journal.SET_INPUTS]
-                    system.gather(name)
-                    position[journal.CALL] = codes[name][journal.GET_OUTPUTS]
-                    system.instances[name].get_outputs()
-                position[journal.CALL] = 0
-                self.exchange(index)
+        self._settle(self._initial)
         for name, instance in system.instances.items():
             position[journal.CALL] = codes[name][0]
             instance.exit_initialization_mode()
-        for index, level in enumerate(self.local_levels):  # outputs after initialisation
-            for instance in level:
-                position[journal.CALL] = codes[instance.name][journal.GET_OUTPUTS]
+        self._settle(self._start)
+        position[journal.CALL] = 0
+        self._check_finite(self.start)
+
+    def _settle(self, stages: list[tuple]) -> None:
+        gather, position, slot = self.system.gather, self.position, journal.CALL
+        for index, action, calls in stages:
+            if action == SETTLE:
+                for instance, set_code, _, _ in calls:
+                    position[slot] = set_code
+                    gather(instance.name)
+            for instance, _, _, get_code in calls:
+                position[slot] = get_code
                 instance.get_outputs()
-            position[journal.CALL] = 0
+            position[slot] = 0
             self.exchange(index)
 
     def step(self, n: int) -> None:
@@ -142,47 +303,77 @@ class FixedStepMaster:
             self._timed_step(n)
             return
         time = self.start + n * self.step_size
-        step_size = self.step_size
-        gather, position, slot = self.system.gather, self.position, journal.CALL
-        for index, calls in enumerate(self._calls):
-            for instance, set_code, _, _ in calls:
+        step_size, exchange, ended = self.step_size, self.exchange, self.ended
+        position, slot = self.position, journal.CALL
+        for index, steps, calls in self._step:
+            for gather, _, set_code, _, _ in self._running(calls) if ended else calls:
                 position[slot] = set_code
-                gather(instance.name)
-            for instance, _, step_code, _ in calls:
-                position[slot] = step_code
-                instance.do_step(time, step_size)
-            for instance, _, _, get_code in calls:
+                gather()
+            if steps:
+                for _, instance, _, step_code, _ in calls:
+                    position[slot] = step_code
+                    if instance.do_step(time, step_size):
+                        ended.append(instance.name)
+            for _, instance, _, _, get_code in calls:
                 position[slot] = get_code
                 instance.get_outputs()
             position[slot] = 0
-            self.exchange(index)
+            exchange(index)
+        if not math.isfinite(self.system.signals.dot(self._ones)):
+            self._check_finite(time + step_size)
 
     def _timed_step(self, n: int) -> None:
         """``step`` (same calls, same order) adding each instance's seconds to ``busy``."""
         time = self.start + n * self.step_size
-        step_size = self.step_size
-        gather, clock = self.system.gather, perf_counter
+        step_size, exchange, ended = self.step_size, self.exchange, self.ended
+        clock, seconds = perf_counter, self._seconds
         position, slot = self.position, journal.CALL
-        for index, calls in enumerate(self._calls):
-            seconds = self._seconds[index]
+        for index, steps, calls in self._step:
             then = clock()
-            for i, (instance, set_code, _, _) in enumerate(calls):
+            for gather, instance, set_code, _, _ in self._running(calls) if ended else calls:
                 position[slot] = set_code
-                gather(instance.name)
+                gather()
                 now = clock()
-                seconds[i] += now - then
+                seconds[instance.name] += now - then
                 then = now
-            for i, (instance, _, step_code, _) in enumerate(calls):
-                position[slot] = step_code
-                instance.do_step(time, step_size)
-                now = clock()
-                seconds[i] += now - then
-                then = now
-            for i, (instance, _, _, get_code) in enumerate(calls):
+            if steps:
+                for _, instance, _, step_code, _ in calls:
+                    position[slot] = step_code
+                    if instance.do_step(time, step_size):
+                        ended.append(instance.name)
+                    now = clock()
+                    seconds[instance.name] += now - then
+                    then = now
+            for _, instance, _, _, get_code in calls:
                 position[slot] = get_code
                 instance.get_outputs()
                 now = clock()
-                seconds[i] += now - then
+                seconds[instance.name] += now - then
                 then = now
             position[slot] = 0
-            self.exchange(index)
+            exchange(index)
+        if not math.isfinite(self.system.signals.dot(self._ones)):
+            self._check_finite(time + step_size)
+
+    def _running(self, calls: list[tuple]) -> list[tuple]:
+        """``calls`` without the instances that ended (their inputs may no longer be set)."""
+        return [call for call in calls if call[1].name not in self.ended]
+
+    def _check_finite(self, time: float) -> None:
+        """Stop at the first value that is not finite, in data-flow order (its producer)."""
+        signals, layout = self.system.signals, self.system.layout
+        bad = ~np.isfinite(signals)
+        if not bad.any():
+            return  # the sum overflowed; every value is finite
+        order = [name for stage in self.plan.step for name in stage.instances]
+        for name in dict.fromkeys(order):
+            where = np.flatnonzero(bad[layout.slices[name]])
+            if where.size:
+                variable = layout.variables[name][where[0]]
+                value = signals[layout.slices[name]][where[0]]
+                raise SimulationError(
+                    f"{name}.{variable} = {value} is not finite: the run stops here, before it "
+                    "spreads to every FMU it feeds (an algebraic loop with a gain of 1 or more, "
+                    "a step too large for a stiff coupling, or an FMU driven outside its range; "
+                    "try a smaller step, and see the warnings of `cosim check`)",
+                    instance=name, time=time)

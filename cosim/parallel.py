@@ -1,6 +1,6 @@
 """MPI: running one scenario distributed over ranks, or a cohort of members over rank groups.
 
-Where a value crosses ranks: ``Exchange.__call__`` — after each level of the master's plan, the
+Where a value crosses ranks: ``Exchange.__call__`` — after each stage of the master's plan, the
 signals produced by this rank's instances that another rank's instances read are sent to that
 rank (a plan computed once from the graph, the partition and the signal layout; nothing else
 travels, nothing goes through rank 0).
@@ -69,7 +69,7 @@ def rank() -> int:
 
 
 class Exchange:
-    """Moves the signals that cross ranks after each level of the plan."""
+    """Moves the signals that cross ranks after each stage of the plan."""
 
     def __init__(self, comm, graph: CouplingGraph, plan: Plan, system: System,
                  owner: dict[str, int]):
@@ -79,35 +79,40 @@ class Exchange:
         self.signals = system.signals
         self._waitall = MPI.Request.Waitall
         me = comm.Get_rank()
-        level_of = plan.level_of()
+        stages = plan.stages
+        members = [set(stage.instances) for stage in stages]
         crossing: dict[tuple[int, int, int], set[int]] = {}
         for c in graph.connections():
             src, dst = owner[c.source], owner[c.target]
-            if src != dst:
-                key = (level_of[c.source], src, dst)
-                crossing.setdefault(key, set()).update(
-                    system.layout.indices(c.source, c.output))  # every element of an array
-        self.sends: list[list] = [[] for _ in plan.levels]
-        self.recvs: list[list] = [[] for _ in plan.levels]
-        for (level, src, dst), indices in sorted(crossing.items()):
+            if src == dst:
+                continue
+            for stage, names in enumerate(members):  # every stage that reads c's output
+                if c.source in names:
+                    key = (stage, src, dst)
+                    crossing.setdefault(key, set()).update(
+                        system.layout.indices(c.source, c.output))  # every element of an array
+        self.sends: list[list] = [[] for _ in stages]
+        self.recvs: list[list] = [[] for _ in stages]
+        for (stage, src, dst), indices in sorted(crossing.items()):
             index = np.array(sorted(indices), dtype=np.intp)
             if src == me:
-                self.sends[level].append((dst, index, np.empty(len(index))))
+                self.sends[stage].append((dst, index, np.empty(len(index))))
             elif dst == me:
-                self.recvs[level].append((src, index, np.empty(len(index))))
-        self.values_per_step = sum(len(i) for level in self.sends for _, i, _ in level)
+                self.recvs[stage].append((src, index, np.empty(len(index))))
+        steps = range(len(stages) - len(plan.step), len(stages))
+        self.values_per_step = sum(len(i) for k in steps for _, i, _ in self.sends[k])
         self.seconds = 0.0  # spent here: sending, and waiting for the other ranks' values
 
-    def __call__(self, level: int) -> None:
-        sends, recvs = self.sends[level], self.recvs[level]
+    def __call__(self, stage: int) -> None:
+        sends, recvs = self.sends[stage], self.recvs[stage]
         if not sends and not recvs:
             return
         started = time.perf_counter()
         comm, signals = self.comm, self.signals
-        requests = [comm.Irecv(buffer, source=peer, tag=level) for peer, _, buffer in recvs]
+        requests = [comm.Irecv(buffer, source=peer, tag=stage) for peer, _, buffer in recvs]
         for peer, index, buffer in sends:
             np.take(signals, index, out=buffer)
-            requests.append(comm.Isend(buffer, dest=peer, tag=level))
+            requests.append(comm.Isend(buffer, dest=peer, tag=stage))
         self._waitall(requests)
         for _, index, buffer in recvs:
             signals[index] = buffer

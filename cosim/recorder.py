@@ -110,6 +110,7 @@ class Recorder:
     # -- observer -----------------------------------------------------------------------------
     def started(self, run: Execution) -> None:
         settings = run.settings
+        self.execution = run
         self.every = max(1, int(settings.record_every))
         self.signals = run.system.signals
         steps = settings.steps // self.every + 1
@@ -187,6 +188,8 @@ class Recorder:
             self.group.attrs["status"] = ("interrupted" if isinstance(error, KeyboardInterrupt)
                                           else "failed" if error else "completed")
             self.group.attrs["error"] = "" if error is None else str(error)
+            if error is None:
+                self.group.attrs["end_reason"] = self.execution.end_reason
             self.group.file.flush()
         except (OSError, RuntimeError) as failure:
             if error is None:
@@ -273,6 +276,8 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
             if part.attrs.get("status") == "failed":
                 main.attrs["status"] = "failed"
                 main.attrs["error"] = part.attrs.get("error", "")
+            if "end_reason" in part.attrs:
+                main.attrs["end_reason"] = part.attrs["end_reason"]
             _merge_group(part, main)
             for member_id, member in part.get("members", {}).items():
                 members = main.require_group("members")

@@ -11,7 +11,7 @@ This module knows nothing about algorithms (``cosim.master``), files or MPI.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,8 @@ import numpy as np
 from cosim.fmu import FLOAT64_TYPES, Instance
 from cosim.graph import CouplingGraph
 from cosim.isolation import ProcessInstance, isolation_by_instance, make_instance
+
+FEW_INPUTS = 4  # up to this many inputs (without unit conversion) are copied one by one
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class System:
             name: make_instance(graph.fmu(name), name, isolation[name], graph.interface(name),
                                 graph.solver(name)) for name in self.local}
         self.inputs: dict[str, _Inputs] = {}
+        self.gatherers: dict[str, Callable[[], None]] = {}  # name -> its gather, after bind
         by_target: dict[str, list] = {}
         for c in graph.connections():
             by_target.setdefault(c.target, []).append(c)
@@ -114,25 +117,57 @@ class System:
             instance.set(parameters)
 
     def bind(self) -> None:
-        """Preallocate the per-step buffers (after instantiation)."""
+        """Preallocate the per-step buffers and the gatherers (after instantiation)."""
         for name in self.local:
             inputs = self.inputs[name]
             inputs.buffer = self.instances[name].bind(
                 inputs.names, self.layout.variables[name], self.signals[self.layout.slices[name]])
+            self.gatherers[name] = self._gatherer(name)
 
     def gather(self, name: str) -> None:
         """Copy (and convert) the values feeding ``name``'s inputs, then set them."""
-        inputs = self.inputs[name]
+        self.gatherers[name]()
+
+    def _gatherer(self, name: str) -> Callable[[], None]:
+        """``gather(name)`` as one call without arguments, specialised once.
+
+        A few inputs without unit conversion are copied one by one: ``np.take`` costs about
+        1 µs whatever the count, a copy of one value about 0.1 µs.
+        """
+        inputs, set_inputs = self.inputs[name], self.instances[name].set_inputs
+        signals, buffer, index = self.signals, inputs.buffer, inputs.source_index
         if not inputs.names:
-            return
-        buffer = inputs.buffer
-        np.take(self.signals, inputs.source_index, out=buffer)
-        if inputs.scale is not None:
-            buffer *= inputs.scale
-            buffer += inputs.shift
-        self.instances[name].set_inputs()
+            return _nothing
+        if inputs.scale is None and len(index) == 1:
+            source = int(index[0])
+
+            def copy_one() -> None:
+                buffer[0] = signals[source]
+                set_inputs()
+            return copy_one
+        if inputs.scale is None and len(index) <= FEW_INPUTS:
+            pairs = tuple(enumerate(index.tolist()))
+
+            def copy_few() -> None:
+                for target, source in pairs:
+                    buffer[target] = signals[source]
+                set_inputs()
+            return copy_few
+        scale, shift = inputs.scale, inputs.shift
+
+        def take() -> None:
+            np.take(signals, index, out=buffer)
+            if scale is not None:
+                np.multiply(buffer, scale, out=buffer)
+                np.add(buffer, shift, out=buffer)
+            set_inputs()
+        return take
 
     def close(self) -> None:
         """Terminate and free every instance, whatever state each is in."""
         for instance in self.instances.values():
             instance.close()
+
+
+def _nothing() -> None:
+    return None

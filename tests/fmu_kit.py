@@ -1,6 +1,6 @@
-"""FMUs for the foundation tests: the hand-written C oscillator, variants of its XML, a model
-that fails on purpose, and broken archives; ``CInstance``, a library C FMU driven like the
-Python edition's class.
+"""FMUs for the foundation tests: the hand-written C oscillator, variants of its XML, the small
+C models of the master tests, a model that fails on purpose, and broken archives;
+``CInstance``, a library C FMU driven like the Python edition's class.
 
 Imported as ``fmu_kit`` (tests/ is on sys.path: tests/conftest.py lives there); not collected
 by pytest. ``load_script``/``library_script`` load a Python file (a model script, a build
@@ -23,6 +23,7 @@ from types import ModuleType
 
 TESTS = Path(__file__).resolve().parent
 C_BUILD = TESTS / "fixtures" / "c_oscillator" / "build.py"
+C_MODELS_BUILD = TESTS / "fixtures" / "c_models" / "build.py"
 MODELS = TESTS.parent / "fmus"
 
 
@@ -42,6 +43,12 @@ def library_script(model: str) -> ModuleType:
 def build_c_oscillator(dest: Path) -> Path:
     """The C oscillator FMU (``c_oscillator.fmu``) built with gcc into ``dest``."""
     return load_script(C_BUILD, "c_oscillator_build_kit").build_c_oscillator(Path(dest))
+
+
+def build_c_model(name: str, dest: Path) -> Path:
+    """A small C test FMU of tests/fixtures/c_models (mass1, mass2, gain, stopper) built with
+    gcc into ``dest``."""
+    return load_script(C_MODELS_BUILD, "c_models_build_kit").build_c_model(name, Path(dest))
 
 
 def rewrite(fmu: Path, dest: Path, edit: Callable[[str], str] | None = None,

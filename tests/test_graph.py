@@ -11,7 +11,7 @@ import pytest
 from cosim.errors import ScenarioError
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph, Source
-from cosim.master import make_plan
+from cosim.master import SETTLE, STEP, Stage, make_plan
 from cosim.units import conversion, define
 
 
@@ -187,12 +187,14 @@ def test_algebraic_loop_is_found_through_direct_feedthrough(fmus):
     assert len(loops) == 1
     assert set(loops[0]) == {"p.x", "q.x_other", "q.x", "p.x_other"}
     assert graph.warnings()[0].startswith("algebraic loop (broken by a one-step delay): ")
-    assert make_plan(graph, "jacobi").init_passes == 3
-    # one side without feed-through breaks the loop
+    plan = make_plan(graph, "jacobi")
+    assert plan.step == (Stage(STEP, ("p", "q")),), "a loop is not settled after a step"
+    # one side without feed-through breaks the loop; p's x follows q's x at every point
     graph = graph_of(fmus, p="feedthrough", q="c")
     graph.connect("p.x", "q.x_other")
     graph.connect("q.x", "p.x_other")
-    assert graph.algebraic_loops() == [] and make_plan(graph, "jacobi").init_passes == 1
+    assert graph.algebraic_loops() == []
+    assert make_plan(graph, "jacobi").step == (Stage(STEP, ("q", "p")), Stage(SETTLE, ("p",)))
 
 
 def test_gauss_seidel_order_follows_the_data_flow(fmus):
@@ -257,3 +259,10 @@ def test_partition_on_measured_costs_overrides_the_declared_ones(fmus):
     measured = {"o0": 0.01, "o1": 0.01, "o2": 0.01, "o3": 0.5}
     assert partition(graph, 2) == {"o0": 0, "o1": 0, "o2": 1, "o3": 1}
     assert partition(graph, 2, cost=measured) == {"o0": 0, "o1": 0, "o2": 0, "o3": 1}
+    # test_mpi.py's measured balance: a ring of three and an unconnected expensive patch
+    ring = graph_of(fmus, o0="c", o1="c", o2="c", patch="c")
+    for i in range(3):
+        ring.connect(f"o{i}.x", f"o{(i + 1) % 3}.x_other")
+    assert partition(ring, 2) == {"o0": 0, "o1": 0, "o2": 1, "patch": 1}
+    measured = {"o0": 0.003, "o1": 0.003, "o2": 0.003, "patch": 0.05}
+    assert partition(ring, 2, cost=measured) == {"o0": 0, "o1": 0, "o2": 0, "patch": 1}

@@ -119,3 +119,29 @@ def test_action_potential_in_the_closed_loop_is_human(tmp_path):
         assert 20.0 <= v[t > 2.0].max() <= 45.0
     assert 250.0 <= apd[60] <= 350.0
     assert apd[120] < apd[60] - 10.0
+
+
+@pytest.mark.parametrize(("step", "interval"), [(0.0005, 1000.0), (0.0007, 1000.3)])
+def test_pacing_intervals_are_rounded_up_to_whole_steps(tmp_path, step, interval):
+    """docs/scenario-format.md, `simulation.step`: the generator's timing is resolved to the
+    communication step, and each interval restarts from the step its pace fell in, so a step
+    that does not divide the lower-rate interval (1000 ms) lengthens every interval by the
+    same amount: at 0.7 ms every one is 1000.3 ms (59.98 /min), at 0.5 ms exactly 1000 ms."""
+    scenario = tmp_path / "pacing.yaml"
+    scenario.write_text(f"""\
+version: 1
+name: VVI 60 /min without a heart, at a {step * 1000:g} ms step
+fmus: {{generator: generator}}
+instances:
+  pacemaker: {{fmu: generator, scale: device, parameters: {{mode: 2, lower_rate: 60.0}}}}
+simulation: {{start: 0, stop: 3.5, step: {step}}}
+record: [pacemaker.V_pace_v, pacemaker.last_vv_interval, pacemaker.pacing_rate]
+""")
+    report = run_scenario(scenario, tmp_path / "pacing.h5", plot=False)
+    with open_results(report.results) as res:
+        pacing = res["pacemaker.V_pace_v"] > 0
+        starts = res.time[1:][pacing[1:] & ~pacing[:-1]]
+        assert len(starts) == 3
+        np.testing.assert_allclose(np.diff(starts) * 1000, interval, rtol=0, atol=1e-6)
+        assert res["pacemaker.last_vv_interval"][-1] == pytest.approx(interval, abs=1e-6)
+        assert res["pacemaker.pacing_rate"][-1] == pytest.approx(60000 / interval)
