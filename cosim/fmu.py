@@ -20,9 +20,9 @@ from __future__ import annotations
 import atexit
 import ctypes
 import hashlib
+import re
 import shutil
 import tempfile
-import zipfile
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +31,19 @@ from typing import Any
 
 import numpy as np
 
+from cosim.archive import (
+    MAX_MODEL_DESCRIPTION_BYTES,
+    check_archive,
+    extract_archive,
+    read_member,
+)
 from cosim.errors import FMUError, Problem, SimulationError
 from cosim.units import UnitDefinition, define, from_fmpy
 
 FMI_STATUS = ("ok", "warning", "discard", "error", "fatal", "pending")
 REAL, INTEGER, BOOLEAN, STRING, ENUMERATION = "Real", "Integer", "Boolean", "String", "Enumeration"
 INT_TYPES = (INTEGER, BOOLEAN, ENUMERATION)
-MAX_UNPACKED_BYTES = 4 * 1024**3  # refuse archives that would unpack to more (zip bombs)
+C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RUNTIME_FOLDERS = ("binaries/", "resources/")  # what an instance needs of the archive
 
 
@@ -98,18 +104,20 @@ class FMU:
                         "the FMU file changed after it was checked (its SHA-256 differs)",
                         file=str(self.path), hint="do not replace FMUs while a run starts; "
                         "run again"))
-                stream.seek(0)
                 target = Path(tempfile.mkdtemp(prefix=f"cosim_{self.model_identifier}_"))
                 atexit.register(shutil.rmtree, target, ignore_errors=True)
-                with zipfile.ZipFile(stream) as archive:
-                    needed = [n for n in archive.namelist() if n.startswith(RUNTIME_FOLDERS)]
-                    archive.extractall(target, needed)  # zipfile drops absolute paths, '..'
+                # bounded: never more than declared; only what it needs to run
+                extract_archive(self.path, target, stream, RUNTIME_FOLDERS)
             self._unzip_dir = target
         return self._unzip_dir
 
 
 def read_fmu(path: str | Path) -> FMU:
-    """Read an FMU's model description and check it can run here; loads no binary."""
+    """Read an FMU's model description and check it can run here; loads no binary.
+
+    The archive is judged from its central directory first (``cosim.archive``: sizes,
+    ratios, names), before anything is inflated.
+    """
     from fmpy import read_model_description
 
     path = Path(path)
@@ -118,21 +126,12 @@ def read_fmu(path: str | Path) -> FMU:
         raise FMUError(Problem("no such FMU file", file=where,
                                hint="check the path; relative paths are taken from the "
                                     "scenario file's folder"))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            unpacked = sum(info.file_size for info in archive.infolist())
-            if archive.testzip() is not None:
-                raise zipfile.BadZipFile("a member fails its CRC check")
-    except (zipfile.BadZipFile, OSError) as error:
-        raise FMUError(Problem(f"not a readable FMU (zip archive): {error}", file=where,
-                               hint="the file is damaged or not an FMU; export it again")) from None
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise FMUError(Problem(f"the archive would unpack to {unpacked / 1e9:.1f} GB",
-                               file=where, hint="refused as unsafe; an FMU is rarely above 1 GB"))
+    names = check_archive(path).names
     if "modelDescription.xml" not in names:
         raise FMUError(Problem("the archive has no modelDescription.xml", file=where,
                                hint="an FMU holds modelDescription.xml at its root"))
+    _refuse_doctype(path, read_member(path, "modelDescription.xml",
+                                      MAX_MODEL_DESCRIPTION_BYTES))
     try:
         md = read_model_description(str(path), validate=True)
     except Exception as error:  # fmpy raises plain Exceptions for schema and parse errors
@@ -146,6 +145,12 @@ def read_fmu(path: str | Path) -> FMU:
         raise FMUError(Problem(f"FMI {md.fmiVersion} FMUs are not supported yet",
                                file=where, hint="export the model as FMI 2.0 co-simulation"))
     identifier = md.coSimulation.modelIdentifier
+    if not C_IDENTIFIER.fullmatch(identifier or ""):
+        raise FMUError(Problem(
+            f"modelIdentifier {identifier!r} is not a C identifier", file=where,
+            hint="refused: it names the binary to load (binaries/<platform>/<modelIdentifier>"
+                 ".so), so a path in it would load a file from outside the FMU; the FMI 2.0 "
+                 "schema defines it as a short class name according to C syntax"))
     platforms = tuple(sorted({n.split("/")[1] for n in names
                               if n.startswith("binaries/") and n.count("/") >= 2
                               and n.split("/")[2]}))
@@ -170,6 +175,12 @@ def read_fmu(path: str | Path) -> FMU:
     for v in md.modelVariables:
         if v.causality == "output" and v.name not in dependencies:
             dependencies[v.name] = tuple(inputs)
+    problem = _alias_problem(variables)
+    if problem:
+        raise FMUError(Problem(problem, file=where,
+                               hint="the FMI 2.0 standard lets variables share a value "
+                                    "reference only as aliases of one value, of which at most "
+                                    "one has a start value; ask its exporter to fix it"))
     with open(path, "rb") as stream:
         sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
     return FMU(path=path.resolve(), sha256=sha256, fmi_version=md.fmiVersion,
@@ -181,6 +192,65 @@ def read_fmu(path: str | Path) -> FMU:
                    md.coSimulation.canHandleVariableCommunicationStepSize),
                platforms=platforms, description=md,
                only_once_per_process=bool(md.coSimulation.canBeInstantiatedOnlyOncePerProcess))
+
+
+def base_type(kind: str) -> str:
+    """The FMI 2.0 C type a variable type is read and written with (Enumeration: Integer)."""
+    return INTEGER if kind == ENUMERATION else kind
+
+
+def _alias_problem(variables: Mapping[str, Variable]) -> str | None:
+    """Variables sharing a base type and value reference must be aliases the standard allows:
+    one value, at most one of them with a start value (FMI 2.0, ScalarVariable
+    ``valueReference``; the FMI Library of the FMU Compliance Checker refuses the same)."""
+    by_reference: dict[tuple[str, int], list[Variable]] = {}
+    for v in variables.values():
+        by_reference.setdefault((base_type(v.type), v.value_reference), []).append(v)
+    for (kind, reference), group in sorted(by_reference.items()):
+        started = [v.name for v in group if v.start is not None]
+        if len(started) > 1:
+            return (f"variables {', '.join(repr(n) for n in started)} share the {kind} value "
+                    f"reference {reference} and each has a start value: they are not aliases "
+                    "of one value")
+    return None
+
+
+def _refuse_doctype(path: Path, xml: bytes) -> None:
+    """A model description never needs a DTD; entities could read files or expand to GBs."""
+    from lxml import etree
+
+    declared = _prolog_declares_doctype(xml)
+    if not declared:
+        try:  # any other encoding: lxml tells, without resolving anything
+            parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+            info = etree.fromstring(xml, parser).getroottree().docinfo
+            declared = bool(info.doctype) or info.internalDTD is not None
+        except etree.XMLSyntaxError as error:
+            raise FMUError(Problem(f"invalid modelDescription.xml: {error}", file=str(path),
+                                   hint="ask its exporter to fix it")) from None
+    if declared:
+        raise FMUError(Problem("modelDescription.xml declares a DTD (<!DOCTYPE …>)",
+                               file=str(path), hint="refused: FMI model descriptions have "
+                               "none, and its entities could read other files or expand "
+                               "without bound"))
+
+
+def _prolog_declares_doctype(xml: bytes) -> bool:
+    """Whether ``<!DOCTYPE`` follows the XML declaration, comments and processing
+    instructions before the root element (one linear scan)."""
+    i = 3 if xml.startswith(b"\xef\xbb\xbf") else 0
+    while True:
+        while i < len(xml) and xml[i] in b" \t\r\n":
+            i += 1
+        for opening, closing in ((b"<?", b"?>"), (b"<!--", b"-->")):
+            if xml.startswith(opening, i):
+                end = xml.find(closing, i + len(opening))
+                if end < 0:
+                    return False
+                i = end + len(closing)
+                break
+        else:
+            return xml.startswith(b"<!DOCTYPE", i)
 
 
 def _prefer_host_pythonfmu(unzip_dir: Path) -> None:
