@@ -50,9 +50,16 @@ class Settings:
         return steps_between(self.start, self.stop, self.step)
 
 
+MAX_STEPS = 10**9  # a run of more communication steps is refused (a typo, not a plan)
+
+
 def steps_between(start: float, stop: float, step: float) -> int:
-    """``(stop - start) / step`` as an integer; ValueError if it is not one."""
+    """``(stop - start) / step`` as an integer; ValueError if it is not one, or above
+    ``MAX_STEPS``."""
     count = (stop - start) / step
+    if not math.isfinite(count) or count > MAX_STEPS:
+        raise ValueError(f"stop - start = {stop - start:g} s is {count:.3g} steps of {step:g} s,"
+                         f" more than the limit of {MAX_STEPS:.0e} steps")
     rounded = round(count)
     if rounded < 1 or not math.isclose(count, rounded, rel_tol=1e-9, abs_tol=1e-9):
         raise ValueError(f"stop - start = {stop - start:g} s is not a whole number of "

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
-from cosim.execution import CALL_TIMEOUT, Event, Settings, steps_between
+from cosim.execution import CALL_TIMEOUT, MAX_STEPS, Event, Settings, steps_between
 from cosim.graph import SCALES, CouplingGraph, Source, parse_port
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
+from cosim.scenario_yaml import MAX_BYTES, line_of, read_yaml
 
 VERSION = 1
 SECTIONS = {
@@ -80,70 +80,8 @@ class Scenario:
     sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
 
     def source(self, *path) -> Source:
-        return Source(str(self.file) if self.file else None, _line(self.lines, path),
+        return Source(str(self.file) if self.file else None, line_of(self.lines, path),
                       ".".join(str(p) for p in path) or None)
-
-
-# -- YAML with line numbers -------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def read_yaml(text: str, file: str | None) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML; returns plain data and the line (1-based) of every key path."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ScenarioError(Problem(
-            f"not valid YAML: {getattr(error, 'problem', None) or error}", file=file,
-            line=mark.line + 1 if mark else None,
-            hint="check indentation and that every 'key: value' has a space after the colon"
-        )) from None
-    lines: dict[tuple, int] = {}
-    problems: list[Problem] = []
-
-    def convert(node, path):
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            out = {}
-            for key_node, value_node in node.value:
-                key = loader.construct_object(key_node, deep=True)
-                if key in out:
-                    problems.append(Problem(f"'{key}' appears twice", file=file,
-                                            line=key_node.start_mark.line + 1,
-                                            key=".".join(map(str, path + (key,))),
-                                            hint="YAML keeps only the last one; merge them"))
-                out[key] = convert(value_node, path + (key,))
-                lines[path + (key,)] = key_node.start_mark.line + 1
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [convert(item, path + (i,)) for i, item in enumerate(node.value)]
-        return loader.construct_object(node, deep=True)
-
-    data = convert(node, ()) if node is not None else None
-    if problems:
-        raise ScenarioError(problems)
-    return data, lines
-
-
-def _line(lines: Mapping[tuple, int], path: tuple) -> int | None:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get(())
 
 
 # -- checking the file itself -----------------------------------------------------------------
@@ -154,7 +92,7 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def source(self, *path) -> Source:
-        return Source(self.file, _line(self.lines, path), ".".join(map(str, path)) or None)
+        return Source(self.file, line_of(self.lines, path), ".".join(map(str, path)) or None)
 
     def report(self, path: tuple, message: str, hint: str | None = None) -> None:
         self.problems.append(self.source(*path).problem(message, hint or None))
@@ -174,6 +112,14 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.report(path, f"must be a number, got {value!r}", "e.g. 0.001")
             return None
+        try:
+            finite = math.isfinite(float(value))
+        except OverflowError:
+            finite = False
+        if not finite:
+            self.report(path, f"must be a finite number of seconds, got {str(value)[:20]}",
+                        "numbers beyond ±1.8e308 read as infinite; .inf and .nan are not times")
+            return None
         if positive and value <= 0:
             self.report(path, f"must be positive, got {value:g}", "a step is > 0 seconds")
             return None
@@ -183,9 +129,26 @@ class _Checker:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file (without opening FMUs)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ScenarioError(Problem("no such scenario file", file=str(path)))
-    return parse_scenario(path.read_bytes().decode("utf-8"), path)
+    if not path.is_file():
+        raise ScenarioError(Problem("not a regular file", file=str(path),
+                                    hint="give the path of a scenario .yaml file"))
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ScenarioError(Problem(
+                f"the file holds {size:,} bytes, more than the limit of {MAX_BYTES:,}",
+                file=str(path), hint="a scenario is a short text; put member tables in a "
+                                     "CSV file (cohort: {method: table})"))
+        text = path.read_bytes().decode("utf-8")  # as it is: its hash is provenance
+    except UnicodeDecodeError as error:
+        raise ScenarioError(Problem(f"not UTF-8 text (byte {error.start})", file=str(path),
+                                    hint="save the scenario as UTF-8 text")) from None
+    except OSError as error:
+        raise ScenarioError(Problem(f"cannot read the file: {error.strerror}",
+                                    file=str(path))) from None
+    return parse_scenario(text, path)
 
 
 def parse_scenario(text: str, path: Path | None = None) -> Scenario:
@@ -206,13 +169,14 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     base = path.parent if path else Path.cwd()
 
     fmus, pins = _check_fmus(data.get("fmus"), base, check)
-    settings = _check_simulation(data.get("simulation"), check)
+    simulation = _check_simulation(data.get("simulation"), check)
+    settings = simulation or Settings(0.0, 1.0, 1.0)
     isolation = dataclasses.replace(_check_isolation(data.get("isolation"), check),
                                     timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
     connections = _check_connections(data.get("connections"), check)
     record_patterns, record_every = _check_record(data.get("record"), settings, check)
-    events = _check_events(data.get("events"), check)
+    events = _check_events(data.get("events"), simulation, check)
     criteria = parse_criteria(data.get("criteria"),
                               lambda p, m, h: check.report(("criteria",) + p, m, h))
     cohort = data.get("cohort")
@@ -397,11 +361,11 @@ def _check_connections(section: Any, check: _Checker) -> list[tuple[str, str, So
     return out
 
 
-def _check_simulation(section: Any, check: _Checker) -> Settings:
-    default = Settings(0.0, 1.0, 1.0)
+def _check_simulation(section: Any, check: _Checker) -> Settings | None:
+    """The time grid and algorithm; None (problems reported) when they are wrong."""
     if not isinstance(section, Mapping):
         check.report(("simulation",), "missing", "give start, stop and step in seconds")
-        return default
+        return None
     check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm", "call_timeout"})
     start = check.number(section, ("simulation", "start"), default=0.0)
     stop = check.number(section, ("simulation", "stop"))
@@ -414,16 +378,28 @@ def _check_simulation(section: Any, check: _Checker) -> Settings:
                      f"one of {', '.join(ALGORITHMS)}")
         algorithm = "jacobi"
     if None in (start, stop, step):
-        return default
+        return None
     if stop <= start:
         check.report(("simulation", "stop"), f"stop ({stop:g} s) must be after start "
                      f"({start:g} s)", "stop > start")
-        return default
+        return None
+    count = (stop - start) / step
+    if not math.isfinite(count) or count > MAX_STEPS:
+        check.report(("simulation", "step"), f"{stop - start:g} s in steps of {step:g} s is "
+                     f"{count:.3g} steps, more than the limit of {MAX_STEPS:.0e}",
+                     "check the units: stop and step are in seconds")
+        return None
+    if step < 1e6 * math.ulp(max(abs(start), abs(stop))):
+        check.report(("simulation", "step"), f"a step of {step:g} s is below what floating "
+                     f"point resolves at t = {max(abs(start), abs(stop)):g} s",
+                     "times would be off by more than a millionth of a step; use a larger "
+                     "step or times nearer zero")
+        return None
     try:
         steps_between(start, stop, step)
     except ValueError as error:
         check.report(("simulation", "step"), str(error), "choose a step that divides stop - start")
-        return default
+        return None
     return Settings(start, stop, step, algorithm, call_timeout=call_timeout or CALL_TIMEOUT)
 
 
@@ -464,7 +440,8 @@ def _check_record(section: Any, settings: Settings, check: _Checker
     return patterns, every
 
 
-def _check_events(section: Any, check: _Checker) -> list[tuple[Event, Source]]:
+def _check_events(section: Any, settings: Settings | None, check: _Checker
+                  ) -> list[tuple[Event, Source]]:
     if section is None:
         return []
     if not isinstance(section, list):
@@ -490,6 +467,11 @@ def _check_events(section: Any, check: _Checker) -> list[tuple[Event, Source]]:
                 continue
             by_instance.setdefault(port[0], {})[port[1]] = value
         if time is None:
+            continue
+        if settings is not None and not settings.start <= time < settings.stop:
+            check.report(path + ("time",), f"an event at {time:g} s never happens: the run goes "
+                         f"from {settings.start:g} s to {settings.stop:g} s",
+                         "give a time from start (included) to stop (excluded)")
             continue
         for instance, vals in by_instance.items():
             out.append((Event(time, instance, vals), check.source(*path)))
