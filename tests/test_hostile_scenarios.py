@@ -160,3 +160,52 @@ def test_a_path_that_is_not_a_regular_file_is_not_read(special, folder, capsys):
     path = folder if special == "folder" else Path(special)
     assert cli.main(["check", str(path)]) == 1
     assert one_error(capsys).startswith(f"error: {path}: not a regular file")
+
+
+# -- cohort tables: never echo another file -------------------------------------------------
+def cohort_scenario(folder: Path, table: str) -> Path:
+    path = folder / "cohort.yaml"
+    path.write_text(HEAD + SIMULATION + f"cohort:\n  method: table\n  table: {table}\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_a_table_that_is_not_a_csv_file_is_not_read(folder, capsys):
+    path = cohort_scenario(folder, "/etc/passwd")
+    assert cli.main(["check", str(path)]) == 1
+    err = one_error(capsys)
+    assert "cohort.table: /etc/passwd is not a .csv file" in err and "root:" not in err
+
+
+def test_a_csv_link_to_another_file_is_not_read(folder, tmp_path, capsys):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password: hunter2\n", encoding="utf-8")
+    (folder / "members.csv").unlink(missing_ok=True)
+    (folder / "members.csv").symlink_to(secret)
+    path = cohort_scenario(folder, "members.csv")
+    assert cli.main(["check", str(path)]) == 1
+    err = one_error(capsys)
+    assert f"is not a .csv file (it links to {secret})" in err and "hunter2" not in err
+
+
+def test_a_csv_outside_the_folder_is_not_echoed(folder, tmp_path, capsys):
+    secret = tmp_path / "keys.csv"
+    secret.write_text("api_key=hunter2,x\n1,2\n", encoding="utf-8")
+    path = cohort_scenario(folder, str(secret))
+    assert cli.main(["check", str(path)]) == 1
+    err = one_error(capsys)
+    assert "the first line is not a header of instance.parameter columns (its content is not " \
+           "shown: the file lies outside the scenario's folder)" in err
+    assert "hunter2" not in err and "api_key" not in err
+
+
+def test_a_cohort_csv_outside_the_folder_is_read_and_its_cells_named(folder, tmp_path,
+                                                                     capsys):
+    table = tmp_path / "members.csv"
+    table.write_text("member,left.k\np1,2.0\np2,oops\n", encoding="utf-8")
+    path = cohort_scenario(folder, str(table))
+    assert cli.main(["check", str(path)]) == 1  # a cohort table: quoting its cells is fine
+    assert "row 2 (line 3), column 'left.k': 'oops' is not a finite number" in one_error(capsys)
+    table.write_text("member,left.k\np1,2.0\np2,3.0\n", encoding="utf-8")
+    assert cli.main(["check", str(path)]) == 0
+    assert "cohort of 2 members (table) over left.k" in capsys.readouterr().out
