@@ -1,9 +1,8 @@
-"""The FMU layer: read an FMU file, and run instances of it through the FMI 2.0 C API.
+"""The FMU layer: run instances of an FMU through the FMI 2.0 C API.
 
 Two objects:
 
-- ``FMU``: what a file declares (variables, units, direct dependencies, capabilities), read
-  without loading its binary. ``read_fmu(path)`` checks the archive before anything else.
+- ``FMU``: what a file declares (``cosim.fmu_file``; ``read_fmu`` is re-exported here).
 - ``Instance``: one named instance of an FMU. Its lifecycle is
   ``instantiate → setup_experiment → enter_initialization_mode → exit_initialization_mode →
   do_step … → terminate → free`` (``close()`` does the last two, safely, in any state).
@@ -19,240 +18,35 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import hashlib
-import re
-import shutil
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cosim.archive import (
-    MAX_MODEL_DESCRIPTION_BYTES,
-    check_archive,
-    extract_archive,
-    read_member,
-)
+from cosim.capture import printable
 from cosim.errors import FMUError, Problem, SimulationError
-from cosim.units import UnitDefinition, define, from_fmpy
+from cosim.fmu_file import (
+    BOOLEAN,
+    ENUMERATION,
+    FMU,
+    INT_TYPES,
+    INTEGER,
+    REAL,
+    STRING,
+    Variable,
+    binary_problem,
+    read_fmu,
+)
+
+__all__ = ["BOOLEAN", "ENUMERATION", "FMI_STATUS", "FMU", "INTEGER", "INT_TYPES", "REAL",
+           "STRING", "Instance", "Variable", "read_fmu"]  # the FMU layer's names, in one place
+
+KEEP_MESSAGES = 500  # per instance: the first and the last that many messages are kept
+MAX_MESSAGE = 2000  # characters kept of one message
 
 FMI_STATUS = ("ok", "warning", "discard", "error", "fatal", "pending")
-REAL, INTEGER, BOOLEAN, STRING, ENUMERATION = "Real", "Integer", "Boolean", "String", "Enumeration"
-INT_TYPES = (INTEGER, BOOLEAN, ENUMERATION)
-C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-RUNTIME_FOLDERS = ("binaries/", "resources/")  # what an instance needs of the archive
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One model variable as the FMU declares it."""
-
-    name: str
-    value_reference: int
-    type: str
-    causality: str
-    variability: str
-    initial: str | None
-    unit: str | None
-    description: str
-    start: Any
-
-
-@dataclass
-class FMU:
-    """An FMU file and what its model description declares."""
-
-    path: Path
-    sha256: str
-    fmi_version: str
-    model_name: str
-    model_identifier: str
-    guid: str
-    generation_tool: str
-    variables: dict[str, Variable]
-    units: dict[str, UnitDefinition]
-    dependencies: dict[str, tuple[str, ...]]  # output -> inputs it feeds through directly
-    can_get_and_set_state: bool
-    can_handle_variable_step: bool
-    platforms: tuple[str, ...]
-    description: Any = field(repr=False, default=None)  # fmpy's ModelDescription
-    only_once_per_process: bool = False  # canBeInstantiatedOnlyOncePerProcess
-    _unzip_dir: Path | None = field(default=None, repr=False)
-
-    def unit_of(self, name: str) -> UnitDefinition | None:
-        """The unit definition of a variable (None: no unit declared)."""
-        unit = self.variables[name].unit
-        if not unit:
-            return None
-        return self.units.get(unit) or define(unit) or UnitDefinition(unit, (0,) * 8)
-
-    def unzip_dir(self) -> Path:
-        """The folder the FMU is extracted to (once per process; removed at exit): what it
-        needs to run, its binaries and resources (not its sources or documentation).
-
-        The bytes extracted are the bytes hashed: a file changed since ``read_fmu`` (a pinned
-        SHA-256 was checked then) is refused, not run.
-        """
-        if self._unzip_dir is None:
-            with open(self.path, "rb") as stream:
-                if hashlib.file_digest(stream, "sha256").hexdigest() != self.sha256:
-                    raise FMUError(Problem(
-                        "the FMU file changed after it was checked (its SHA-256 differs)",
-                        file=str(self.path), hint="do not replace FMUs while a run starts; "
-                        "run again"))
-                target = Path(tempfile.mkdtemp(prefix=f"cosim_{self.model_identifier}_"))
-                atexit.register(shutil.rmtree, target, ignore_errors=True)
-                # bounded: never more than declared; only what it needs to run
-                extract_archive(self.path, target, stream, RUNTIME_FOLDERS)
-            self._unzip_dir = target
-        return self._unzip_dir
-
-
-def read_fmu(path: str | Path) -> FMU:
-    """Read an FMU's model description and check it can run here; loads no binary.
-
-    The archive is judged from its central directory first (``cosim.archive``: sizes,
-    ratios, names), before anything is inflated.
-    """
-    from fmpy import read_model_description
-
-    path = Path(path)
-    where = str(path)
-    if not path.is_file():
-        raise FMUError(Problem("no such FMU file", file=where,
-                               hint="check the path; relative paths are taken from the "
-                                    "scenario file's folder"))
-    names = check_archive(path).names
-    if "modelDescription.xml" not in names:
-        raise FMUError(Problem("the archive has no modelDescription.xml", file=where,
-                               hint="an FMU holds modelDescription.xml at its root"))
-    _refuse_doctype(path, read_member(path, "modelDescription.xml",
-                                      MAX_MODEL_DESCRIPTION_BYTES))
-    try:
-        md = read_model_description(str(path), validate=True)
-    except Exception as error:  # fmpy raises plain Exceptions for schema and parse errors
-        raise FMUError(Problem(f"invalid modelDescription.xml: {error}".strip(), file=where,
-                               hint="run `fmpy validate` on it; ask its exporter to fix it"
-                               )) from None
-    if md.coSimulation is None:
-        raise FMUError(Problem("the FMU does not support co-simulation (model exchange only)",
-                               file=where, hint="export it as a co-simulation FMU"))
-    if not md.fmiVersion.startswith("2."):
-        raise FMUError(Problem(f"FMI {md.fmiVersion} FMUs are not supported yet",
-                               file=where, hint="export the model as FMI 2.0 co-simulation"))
-    identifier = md.coSimulation.modelIdentifier
-    if not C_IDENTIFIER.fullmatch(identifier or ""):
-        raise FMUError(Problem(
-            f"modelIdentifier {identifier!r} is not a C identifier", file=where,
-            hint="refused: it names the binary to load (binaries/<platform>/<modelIdentifier>"
-                 ".so), so a path in it would load a file from outside the FMU; the FMI 2.0 "
-                 "schema defines it as a short class name according to C syntax"))
-    platforms = tuple(sorted({n.split("/")[1] for n in names
-                              if n.startswith("binaries/") and n.count("/") >= 2
-                              and n.split("/")[2]}))
-
-    units = {u.name: from_fmpy(u) for u in md.unitDefinitions}
-    variables = {}
-    for v in md.modelVariables:
-        variables[v.name] = Variable(
-            name=v.name, value_reference=int(v.valueReference), type=v.type,
-            causality=v.causality or "local", variability=v.variability or "continuous",
-            initial=v.initial, unit=(v.unit or (v.declaredType.unit if v.declaredType
-                                                 and hasattr(v.declaredType, "unit")
-                                                 else None)) or None,
-            description=v.description or "", start=v.start)
-    inputs = [v.name for v in md.modelVariables if v.causality == "input"]
-    dependencies: dict[str, tuple[str, ...]] = {}
-    for unknown in md.outputs:  # no ``dependencies`` attribute: depends on every input
-        deps = unknown.dependencies
-        dependencies[unknown.variable.name] = (
-            tuple(inputs) if deps is None else tuple(d.name for d in deps
-                                                     if d.causality == "input"))
-    for v in md.modelVariables:
-        if v.causality == "output" and v.name not in dependencies:
-            dependencies[v.name] = tuple(inputs)
-    problem = _alias_problem(variables)
-    if problem:
-        raise FMUError(Problem(problem, file=where,
-                               hint="the FMI 2.0 standard lets variables share a value "
-                                    "reference only as aliases of one value, of which at most "
-                                    "one has a start value; ask its exporter to fix it"))
-    with open(path, "rb") as stream:
-        sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
-    return FMU(path=path.resolve(), sha256=sha256, fmi_version=md.fmiVersion,
-               model_name=md.modelName, model_identifier=identifier, guid=md.guid,
-               generation_tool=md.generationTool or "", variables=variables, units=units,
-               dependencies=dependencies,
-               can_get_and_set_state=bool(md.coSimulation.canGetAndSetFMUstate),
-               can_handle_variable_step=bool(
-                   md.coSimulation.canHandleVariableCommunicationStepSize),
-               platforms=platforms, description=md,
-               only_once_per_process=bool(md.coSimulation.canBeInstantiatedOnlyOncePerProcess))
-
-
-def base_type(kind: str) -> str:
-    """The FMI 2.0 C type a variable type is read and written with (Enumeration: Integer)."""
-    return INTEGER if kind == ENUMERATION else kind
-
-
-def _alias_problem(variables: Mapping[str, Variable]) -> str | None:
-    """Variables sharing a base type and value reference must be aliases the standard allows:
-    one value, at most one of them with a start value (FMI 2.0, ScalarVariable
-    ``valueReference``; the FMI Library of the FMU Compliance Checker refuses the same)."""
-    by_reference: dict[tuple[str, int], list[Variable]] = {}
-    for v in variables.values():
-        by_reference.setdefault((base_type(v.type), v.value_reference), []).append(v)
-    for (kind, reference), group in sorted(by_reference.items()):
-        started = [v.name for v in group if v.start is not None]
-        if len(started) > 1:
-            return (f"variables {', '.join(repr(n) for n in started)} share the {kind} value "
-                    f"reference {reference} and each has a start value: they are not aliases "
-                    "of one value")
-    return None
-
-
-def _refuse_doctype(path: Path, xml: bytes) -> None:
-    """A model description never needs a DTD; entities could read files or expand to GBs."""
-    from lxml import etree
-
-    declared = _prolog_declares_doctype(xml)
-    if not declared:
-        try:  # any other encoding: lxml tells, without resolving anything
-            parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-            info = etree.fromstring(xml, parser).getroottree().docinfo
-            declared = bool(info.doctype) or info.internalDTD is not None
-        except etree.XMLSyntaxError as error:
-            raise FMUError(Problem(f"invalid modelDescription.xml: {error}", file=str(path),
-                                   hint="ask its exporter to fix it")) from None
-    if declared:
-        raise FMUError(Problem("modelDescription.xml declares a DTD (<!DOCTYPE …>)",
-                               file=str(path), hint="refused: FMI model descriptions have "
-                               "none, and its entities could read other files or expand "
-                               "without bound"))
-
-
-def _prolog_declares_doctype(xml: bytes) -> bool:
-    """Whether ``<!DOCTYPE`` follows the XML declaration, comments and processing
-    instructions before the root element (one linear scan)."""
-    i = 3 if xml.startswith(b"\xef\xbb\xbf") else 0
-    while True:
-        while i < len(xml) and xml[i] in b" \t\r\n":
-            i += 1
-        for opening, closing in ((b"<?", b"?>"), (b"<!--", b"-->")):
-            if xml.startswith(opening, i):
-                end = xml.find(closing, i + len(opening))
-                if end < 0:
-                    return False
-                i = end + len(closing)
-                break
-        else:
-            return xml.startswith(b"<!DOCTYPE", i)
-
-
 def _prefer_host_pythonfmu(unzip_dir: Path) -> None:
     """Import the installed pythonfmu before a pythonfmu FMU loads the copy it ships.
 
@@ -280,7 +74,8 @@ class Instance:
     def __init__(self, fmu: FMU, name: str):
         self.fmu = fmu
         self.name = name
-        self.log: deque[str] = deque(maxlen=50)
+        self.log: deque[str] = deque(maxlen=50)  # the last messages, quoted in errors
+        self.messages = MessageLog()  # all it said, bounded: the results file's log
         self.phase = "created"  # created, instantiated, initializing, stepping, terminated, freed
         self.time: float | None = None
         self._slave = None
@@ -294,13 +89,10 @@ class Instance:
         from fmpy.fmi2 import FMU2Slave
 
         self._require("created", "instantiate")
-        platform = _platform()
-        if platform not in self.fmu.platforms:
-            raise FMUError(Problem(
-                f"the FMU has no binary for this platform ({platform}); it has: "
-                + (", ".join(self.fmu.platforms) or "none (source code only?)"),
-                file=str(self.fmu.path), key=self.name,
-                hint=f"export or compile the FMU for {platform}"))
+        problem = binary_problem(self.fmu, _platform())
+        if problem:
+            raise FMUError(Problem(problem.message, file=problem.file, key=self.name,
+                                   hint=problem.hint))
         _prefer_host_pythonfmu(self.fmu.unzip_dir())
         try:
             self._slave = FMU2Slave(guid=self.fmu.guid, unzipDirectory=str(self.fmu.unzip_dir()),
@@ -311,7 +103,7 @@ class Instance:
                                    file=str(self.fmu.path), key=self.name,
                                    hint="the shared library is missing symbols or was built "
                                         "for another system")) from None
-        _LOGS[self.name] = self.log
+        _INSTANCES[self.name] = self
         callbacks = _shared_callbacks()
         dll = self._slave.dll
         _release_pythonfmu_state_at_exit(dll)
@@ -504,9 +296,15 @@ class Instance:
         if status == 0:
             return
         if status == 1:
-            self.log.append(f"[warning] {function} returned fmi2Warning")
+            self._record("warning", function, f"{function} returned fmi2Warning", time)
             return
         raise self._failure(function, status, None, time)
+
+    def _record(self, status: str, category: str, text: str, time: float | None = None
+                ) -> None:
+        """One message from (or about) the FMU: into the log and the recent lines."""
+        self.messages.add(self.time if time is None else time, status, category, text)
+        self.log.append(f"[{status}] {printable(text, MAX_MESSAGE, newlines=True)}")
 
     def _failure(self, function: str, status: int, message: str | None,
                  time: float | None) -> SimulationError:
@@ -514,11 +312,38 @@ class Instance:
         if status == 4:
             self.phase = "fatal"
         text = message or f"{function} failed ({label})"
+        self.messages.add(self.time if time is None else time, label, function, text)
         return SimulationError(text, instance=self.name, function=function,
                                time=self.time if time is None else time, log=list(self.log))
 
 
-_LOGS: dict[str, deque[str]] = {}  # instance name -> its last log messages
+_INSTANCES: dict[str, Instance] = {}  # instance name -> the instance its FMU logs to
+
+
+class MessageLog:
+    """What an FMU said during a run: its log messages and the statuses above ok of its calls,
+    each with the simulation time. The first and the last ``KEEP_MESSAGES`` are kept, each cut
+    at ``MAX_MESSAGE`` characters with control characters escaped; all are counted (an FMU
+    that warns at every step of a long run costs memory for 2 × ``KEEP_MESSAGES`` only)."""
+
+    def __init__(self) -> None:
+        self.head: list[tuple[float, str, str, str]] = []
+        self.tail: deque[tuple[float, str, str, str]] = deque(maxlen=KEEP_MESSAGES)
+        self.count = 0
+
+    def add(self, time: float | None, status: str, category: str, text: str) -> None:
+        self.count += 1
+        entry = (float("nan") if time is None else float(time), status,
+                 printable(category, 100), printable(text, MAX_MESSAGE, newlines=True))
+        (self.head if len(self.head) < KEEP_MESSAGES else self.tail).append(entry)
+
+    def kept(self) -> list[tuple[float, str, str, str]]:
+        """``(time, status, category, message)`` of the messages kept, in order."""
+        return [*self.head, *self.tail]
+
+    @property
+    def dropped(self) -> int:
+        return self.count - len(self.head) - len(self.tail)
 _CALLBACKS: list = []  # the one callbacks struct, kept alive for the life of the process
 
 
@@ -561,9 +386,10 @@ def _log_message(env, instance_name, status, category, message) -> None:
     label = FMI_STATUS[status] if 0 <= status < len(FMI_STATUS) else str(status)
     name = instance_name.decode("utf-8", "replace") if instance_name else ""
     text = message.decode("utf-8", "replace") if message else ""
-    log = _LOGS.get(name)
-    if log is not None:
-        log.append(f"[{label}] {text}")
+    instance = _INSTANCES.get(name)
+    if instance is not None:
+        category = category.decode("utf-8", "replace") if category else ""
+        instance._record(label, category, text)  # noqa: SLF001 - the FMU's own callback
 
 
 def _shared_callbacks():

@@ -11,6 +11,7 @@ every problem found, each located at the scenario line that caused it.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from cosim.errors import Problem, ScenarioError
-from cosim.fmu import FMU, INT_TYPES, REAL, read_fmu
+from cosim.fmu_file import (
+    ENUMERATION,
+    FMU,
+    INT_TYPES,
+    INTEGER,
+    REAL,
+    STRING,
+    Variable,
+    read_fmu,
+)
 from cosim.units import conversion
 
 if TYPE_CHECKING:
@@ -134,6 +144,11 @@ class CouplingGraph:
             return
         (src, out_var), (dst, in_var) = ends
         src_fmu, dst_fmu = self.graph.nodes[src]["fmu"], self.graph.nodes[dst]["fmu"]
+        if STRING in (out_var.type, in_var.type):
+            self._problems.append(source.problem(
+                f"{output} -> {input}: String variables cannot be connected",
+                "connections carry numbers (Real, Integer, Boolean, Enumeration)"))
+            return
         if not _types_compatible(out_var.type, in_var.type):
             self._problems.append(source.problem(
                 f"type mismatch: {output} is {out_var.type}, {input} is {in_var.type}",
@@ -258,13 +273,37 @@ class CouplingGraph:
             return source.problem(
                 f"'{instance}.{name}' is {var.causality} and cannot be set",
                 "set parameters, inputs or variables with a start value")
-        expected = {"Real": (int, float), "Integer": (int,), "Enumeration": (int,),
-                    "Boolean": (bool,), "String": (str,)}[var.type]
-        if isinstance(value, bool) and var.type != "Boolean" or not isinstance(value, expected):
-            return source.problem(
-                f"'{instance}.{name}' is {var.type}, got {type(value).__name__} {value!r}",
-                f"give a {var.type} value")
-        return None
+        return value_problem(f"{instance}.{name}", var, value, source)
+
+
+def value_problem(port: str, var: Variable, value: Any, source: Source) -> Problem | None:
+    """Why ``value`` cannot be set on ``var`` (type, finiteness, 32-bit range, declared bounds,
+    enumeration items); None when it can."""
+    expected = {"Real": (int, float), "Integer": (int,), "Enumeration": (int,),
+                "Boolean": (bool,), "String": (str,)}[var.type]
+    if isinstance(value, bool) and var.type != "Boolean" or not isinstance(value, expected):
+        return source.problem(f"'{port}' is {var.type}, got {type(value).__name__} {value!r}",
+                              f"give a {var.type} value")
+    try:
+        finite = math.isfinite(float(value)) if var.type == REAL else True
+    except OverflowError:
+        finite = False
+    if not finite:
+        return source.problem(f"'{port}' must be a finite number, got {str(value)[:20]}",
+                              ".inf, .nan and numbers beyond ±1.8e308 are not values")
+    if var.type in (INTEGER, ENUMERATION) and not -2**31 <= value < 2**31:
+        return source.problem(f"'{port}' = {str(value)[:20]} does not fit the FMU's 32-bit "
+                              "Integer", "give a value from -2147483648 to 2147483647")
+    if var.type == ENUMERATION and var.items and value not in {v for v, _ in var.items}:
+        return source.problem(f"'{port}' = {value} is not a value of its enumeration",
+                              "one of " + ", ".join(f"{v} ({n})" for v, n in var.items))
+    if var.type in (REAL, INTEGER, ENUMERATION):
+        low = -math.inf if var.minimum is None else var.minimum
+        high = math.inf if var.maximum is None else var.maximum
+        if not low <= value <= high:
+            return source.problem(f"'{port}' = {value:g} is outside [{low:g}, {high:g}], the "
+                                  "range the FMU declares", "give a value in that range")
+    return None
 
 
 def _types_compatible(source: str, target: str) -> bool:

@@ -20,7 +20,8 @@ from typing import Any
 from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
 from cosim.execution import CALL_TIMEOUT, MAX_STEPS, Event, Settings, steps_between
-from cosim.graph import SCALES, CouplingGraph, Source, parse_port
+from cosim.fmu_file import binary_problem
+from cosim.graph import SCALES, CouplingGraph, Source, parse_port, value_problem
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
 from cosim.scenario_yaml import MAX_BYTES, line_of, read_yaml
@@ -516,6 +517,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
                                         key=f"fmus.{spec.fmu}", hint=p.hint))
     problems += _check_pins(scenario, graph, paths)
+    if not problems:
+        _check_binaries(scenario, graph, problems)
     if problems:
         raise ScenarioError(_unique(problems))
     for output, input_, source in scenario.connections:
@@ -530,6 +533,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
                             problems)
     for i, signal in enumerate(scenario.plot):
         _require_signal(signal, scenario.source("plot", i), graph, record, problems)
+    if scenario.cohort is not None:
+        _check_cohort_parameters(scenario, graph, problems)
     if problems:
         raise ScenarioError(_unique(problems))
     settings = dataclasses.replace(scenario.settings,
@@ -557,6 +562,52 @@ def _check_pins(scenario: Scenario, graph: CouplingGraph, paths: dict[str, Path]
                 f"{actual}", "the FMU is not the one pinned: get the right file, or update the "
                 "pin if this version was checked"))
     return problems
+
+
+def _check_binaries(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]) -> None:
+    """Every FMU has a binary for this platform, named after its modelIdentifier."""
+    from fmpy import platform
+
+    seen = set()
+    for spec in scenario.instances.values():
+        if spec.fmu in seen or spec.name not in graph.graph:
+            continue
+        seen.add(spec.fmu)
+        problem = binary_problem(graph.fmu(spec.name), platform)
+        if problem:
+            problems.append(Problem(problem.message, file=spec.source.file,
+                                    line=spec.source.line, key=f"fmus.{spec.fmu}",
+                                    hint=problem.hint))
+
+
+def _check_cohort_parameters(scenario: Scenario, graph: CouplingGraph,
+                             problems: list[Problem]) -> None:
+    """What a cohort sets: settable, numeric variables of declared instances."""
+    from cosim.cohort import sample_cohort
+
+    base = scenario.file.parent if scenario.file else Path.cwd()
+    names = sample_cohort(scenario.cohort, base).names  # parse_scenario checked the mapping
+    for name in names:
+        where = (("cohort", "table") if scenario.cohort.get("method") == "table"
+                 else ("cohort", "parameters", name))
+        source = scenario.source(*where)
+        instance, variable = parse_port(name) or (name, "")
+        if instance not in graph.graph:
+            problems.append(source.problem(f"the cohort sets '{name}': unknown instance "
+                                           f"'{instance}'",
+                                           f"instances: {', '.join(graph.instances)}"))
+            continue
+        fmu = graph.fmu(instance)
+        var = fmu.variables.get(variable)
+        if var is None:
+            problems.append(source.problem(
+                f"the cohort sets '{name}': the FMU {fmu.model_name} has no variable "
+                f"'{variable}'", f"`cosim info {fmu.path.name}` lists its variables"))
+        elif var.type == "String" or (var.causality not in ("parameter", "input")
+                                      and var.initial not in ("exact", "approx")):
+            problems.append(source.problem(
+                f"the cohort sets '{name}', a {var.causality} {var.type} that cannot take "
+                "a drawn number", "a cohort sets numeric parameters, inputs or start values"))
 
 
 def _expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]
@@ -629,6 +680,9 @@ def _check_event(event: Event, source: Source, graph: CouplingGraph,
             problems.append(source.problem(
                 f"'{event.instance}.{name}' cannot change during a run ({var.causality}, "
                 f"{var.variability})", "events may set inputs and tunable parameters"))
+        elif problem := value_problem(f"{event.instance}.{name}", var, event.values[name],
+                                      source):
+            problems.append(problem)
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

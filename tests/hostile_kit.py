@@ -8,12 +8,16 @@ one compressed block for many members: a 3 GiB bomb is written in well under a s
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFLATE, STORED = 8, 0
+CHATTY = Path(__file__).resolve().parent / "fixtures" / "chatty_c"
 
 
 @dataclass
@@ -70,8 +74,69 @@ def write_zip(path: Path, members: list[Member], declared_count: int | None = No
 
 def fmu_members(fmu: Path) -> list[Member]:
     """The members of a real FMU, re-encoded, so hostile members can be added beside them."""
-    import zipfile
-
     with zipfile.ZipFile(fmu) as archive:
         return [plain_member(info.filename, archive.read(info)) for info in archive.infolist()
                 if not info.is_dir()]
+
+
+def build_chatty(dest: Path) -> Path:
+    """``chatty.fmu`` (tests/fixtures/chatty_c) compiled with gcc into ``dest``."""
+    import fmpy
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise RuntimeError("gcc is needed to build the chatty test FMU")
+    dest = Path(dest)
+    binary = dest / "chatty_build" / "chatty.so"
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    headers = Path(fmpy.__file__).parent / "c-code"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-std=c99", "-Wall", "-Wextra",
+                    f"-I{headers}", str(CHATTY / "chatty.c"), "-o", str(binary)],
+                   check=True, capture_output=True)
+    fmu = dest / "chatty.fmu"
+    with zipfile.ZipFile(fmu, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(CHATTY / "modelDescription.xml", "modelDescription.xml")
+        archive.write(binary, "binaries/linux64/chatty.so")
+        archive.write(CHATTY / "chatty.c", "sources/chatty.c")
+    return fmu
+
+
+PRINTING_MODEL = '''
+"""Prints ``lines`` lines with print() at every step (a pythonfmu FMU's stdout)."""
+
+from pythonfmu import Fmi2Causality, Fmi2Slave, Fmi2Variability, Integer, Real
+
+
+class PrintingModel(Fmi2Slave):
+    OUTPUT_DEPENDENCIES = {"y": []}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lines = 10
+        self.y = 0.0
+        self.register_variable(Integer("lines", causality=Fmi2Causality.parameter,
+                                       variability=Fmi2Variability.fixed))
+        self.register_variable(Real("y", causality=Fmi2Causality.output))
+
+    def do_step(self, current_time, step_size):
+        for i in range(self.lines):
+            print(f"printing model: t = {current_time:g}, line {i}")
+        self.y = current_time + step_size
+        return True
+'''
+
+
+def build_printing_model(dest: Path) -> Path:
+    """``PrintingModel.fmu``: a pythonfmu FMU that prints ``lines`` lines per step (built in a
+    subprocess, as ``fmu_kit.build_failing_model``)."""
+    import sys
+
+    source = Path(dest) / "printing_src"
+    source.mkdir(parents=True, exist_ok=True)
+    script = source / "cosim_printing_model_kit.py"
+    script.write_text(PRINTING_MODEL.lstrip(), encoding="utf-8")
+    code = ("import sys; from pathlib import Path; from cosim.build import build_fmu; "
+            "print(build_fmu(Path(sys.argv[1]), Path(sys.argv[2])))")
+    result = subprocess.run([sys.executable, "-c", code, str(script), str(dest)],
+                            capture_output=True, text=True, check=True)
+    return Path(result.stdout.strip().splitlines()[-1])
