@@ -21,12 +21,14 @@ import os
 import select
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 KEEP_LINES = 500
 MAX_LINE = 1000
+DRAIN_SECONDS = 1.0  # after the run, a process the FMU started may go on printing: not waited for
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127, *range(0x80, 0xA0)) if c != 9}
 _CONTROL_BUT_NEWLINE = {c: escaped for c, escaped in _CONTROL.items() if c != 10}
 
@@ -87,8 +89,8 @@ def capture_output() -> Iterator[CapturedOutput]:
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
-        stop.set()  # the drain ends at end of file, or when the pipe stays quiet (a child
-        drain.join()  # process the FMU started may still hold the write end)
+        stop.set()  # the drain ends at end of file, when the pipe stays quiet or after
+        drain.join()  # DRAIN_SECONDS (a process the FMU started may hold the write end)
         os.close(read_end)
 
 
@@ -103,7 +105,10 @@ def _flush() -> None:
 
 def _drain(fd: int, captured: CapturedOutput, stop: threading.Event) -> None:
     pending, skipping = b"", False  # skipping: the rest of a line already cut and counted
-    while True:
+    deadline = None  # once stopped: what is still in the pipe, for at most DRAIN_SECONDS
+    while deadline is None or time.monotonic() < deadline:
+        if deadline is None and stop.is_set():
+            deadline = time.monotonic() + DRAIN_SECONDS
         ready, _, _ = select.select([fd], [], [], 0.05)
         if not ready:
             if stop.is_set():

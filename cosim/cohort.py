@@ -25,8 +25,10 @@ Methods
 - ``grid``: full factorial of the levels; entries are ``{values: [...]}`` or ``{low, high,
   levels}`` (``levels`` evenly spaced points, both ends included). The first parameter varies
   slowest, the last fastest (``itertools.product`` order).
-- ``table``: a CSV file whose header names ``instance.parameter`` columns and optionally a
-  ``member`` column (labels); numbers are read as float, members keep the file's order.
+- ``table``: a ``.csv`` file (by its real path; at most ``MAX_TABLE_BYTES``) whose header names
+  ``instance.parameter`` columns and optionally a ``member`` column (labels); numbers are read
+  as float, members keep the file's order. Messages quote its cells only when the file lies in
+  the scenario's folder or its header is valid: a file from elsewhere is never echoed.
 
 Distributions (allowed keys): ``normal`` (mean, sd; optional low/high truncate it),
 ``lognormal`` (median, sigma: the log of the value is normal with mean ln(median), sd sigma),

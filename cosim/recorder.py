@@ -250,8 +250,8 @@ def write_log(group: h5py.Group, execution: Execution) -> None:
         messages = instance.messages
         if name in instances:
             del instances[name]
-        dataset = instances.create_dataset(
-            name, data=np.array(messages.kept(), dtype=LOG_ENTRY), maxshape=(None,))
+        dataset = instances.create_dataset(name, data=np.array(messages.kept(),
+                                                               dtype=LOG_ENTRY))
         dataset.attrs["messages"] = messages.count
         dataset.attrs["dropped"] = messages.dropped
     output = execution.output
