@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -158,7 +159,7 @@ def read_member(path: Path, name: str, limit: int) -> bytes:
     try:
         with zipfile.ZipFile(path) as archive, archive.open(name) as member:
             data = member.read(limit + 1)
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as error:
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error) as error:
         raise _problem(path, f"member '{_shown(name)}' is damaged: {error}",
                        "the file is damaged or was tampered with; export it again") from None
     if len(data) > limit:
@@ -201,7 +202,7 @@ def _copy_bounded(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
                                          f"the {info.file_size:,} bytes it declares; "
                                          "unpacking stopped")
                 out.write(chunk)
-    except (zipfile.BadZipFile, EOFError, ValueError) as error:
+    except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as error:
         raise _problem(path, f"member '{_shown(info.filename)}' is damaged: {error}",
                        "the file is damaged or was tampered with; export it again") from None
     if written != info.file_size:

@@ -20,6 +20,7 @@ import atexit
 import ctypes
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,10 @@ class Instance:
         if problem:
             raise FMUError(Problem(problem.message, file=problem.file, key=self.name,
                                    hint=problem.hint))
-        _prefer_host_pythonfmu(self.fmu.unzip_dir())
+        try:
+            _prefer_host_pythonfmu(self.fmu.unzip_dir())
+        except FMUError as error:  # a damaged member: name the instance that needed it
+            raise FMUError([replace(p, key=self.name) for p in error.problems]) from None
         try:
             self._slave = FMU2Slave(guid=self.fmu.guid, unzipDirectory=str(self.fmu.unzip_dir()),
                                     modelIdentifier=self.fmu.model_identifier,

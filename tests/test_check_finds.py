@@ -77,6 +77,10 @@ CASES = {
         HEAD.replace("  gen:", "  moved: misnamed.fmu\n  gen:").replace(
             "  pacer:", "  b: {{fmu: moved}}  # <-\n  pacer:") + SIMULATION,
         "fmus.moved", "the FMU has no binaries/linux64/c_oscillator.so"),
+    "damaged binary (found when unpacking)": (
+        HEAD.replace("  gen:", "  broken: damaged.fmu\n  gen:").replace(
+            "  pacer:", "  b: {{fmu: broken}}  # <-\n  pacer:") + SIMULATION,
+        "instances.b", "member 'binaries/linux64/c_oscillator.so' is damaged: "),
     "String connection": (
         HEAD + "  - left.label -> right.tag  # <-\n" + SIMULATION,
         "connections.1", "left.label -> right.tag: String variables cannot be connected"),
@@ -120,6 +124,12 @@ def folder(tmp_path_factory, build_model) -> Path:
     with zipfile.ZipFile(c_fmu) as source, zipfile.ZipFile(with_other_name, "a") as target:
         target.writestr("binaries/linux64/oscillator.so",
                         source.read("binaries/linux64/c_oscillator.so"))
+    damaged = bytearray(c_fmu.read_bytes())  # flip one byte inside the stored binary
+    with zipfile.ZipFile(c_fmu) as archive:
+        info = archive.getinfo("binaries/linux64/c_oscillator.so")
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 40
+    damaged[offset] ^= 0xFF
+    (folder / "damaged.fmu").write_bytes(bytes(damaged))
     (folder / "generator.txt").write_text(str(build_model("generator")), encoding="utf-8")
     return folder
 
