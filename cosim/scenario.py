@@ -1,9 +1,10 @@
 """Scenario files: what to couple and run, described in YAML (``docs/scenario-format.md``).
 
 ``load_scenario(path)`` reads and checks the file itself (keys, types, times) and returns a
-frozen ``Scenario``; ``build(scenario)`` opens the FMUs, builds the ``CouplingGraph`` and checks
-everything against the FMUs' model descriptions. Both collect every problem with its file, line
-and key and raise one ``ScenarioError``; nothing here runs a simulation.
+frozen ``Scenario`` (the YAML itself is read by ``cosim.scenario_yaml``); ``build(scenario)``
+opens the FMUs, builds the ``CouplingGraph`` and checks everything against the FMUs' model
+descriptions (``cosim.scenario_checks``). Both collect every problem with its file, line and key
+and raise one ``ScenarioError``; nothing here runs a simulation.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cosim import scenario_checks as checks
 from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
 from cosim.execution import CALL_TIMEOUT, MAX_STEPS, Event, Settings, steps_between
-from cosim.fmu_file import binary_problem
-from cosim.graph import SCALES, CouplingGraph, Source, parse_port, value_problem
+from cosim.graph import SCALES, CouplingGraph, Source, parse_port
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
 from cosim.scenario_yaml import MAX_BYTES, line_of, read_yaml
@@ -516,179 +517,27 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
             for p in error.problems:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
                                         key=f"fmus.{spec.fmu}", hint=p.hint))
-    problems += _check_pins(scenario, graph, paths)
+    problems += checks.check_pins(scenario, graph, paths)
     if not problems:
-        _check_binaries(scenario, graph, problems)
+        checks.check_binaries(scenario, graph, problems)
     if problems:
-        raise ScenarioError(_unique(problems))
+        raise ScenarioError(checks.unique(problems))
     for output, input_, source in scenario.connections:
         graph.connect(output, input_, source=source)
     problems = graph.check()
-    record = _expand_record(scenario, graph, problems)
+    record = checks.expand_record(scenario, graph, problems)
     for event, source in scenario.events:
-        _check_event(event, source, graph, problems)
+        checks.check_event(event, source, graph, problems)
     for i, criterion in enumerate(scenario.criteria):
         for signal in criterion.signals():
-            _require_signal(signal, scenario.source("criteria", i, "signal"), graph, record,
-                            problems)
+            checks.require_signal(signal, scenario.source("criteria", i, "signal"), graph,
+                                  record, problems)
     for i, signal in enumerate(scenario.plot):
-        _require_signal(signal, scenario.source("plot", i), graph, record, problems)
+        checks.require_signal(signal, scenario.source("plot", i), graph, record, problems)
     if scenario.cohort is not None:
-        _check_cohort_parameters(scenario, graph, problems)
+        checks.check_cohort_parameters(scenario, graph, problems)
     if problems:
-        raise ScenarioError(_unique(problems))
+        raise ScenarioError(checks.unique(problems))
     settings = dataclasses.replace(scenario.settings,
                                    record={k: tuple(v) for k, v in record.items() if v})
     return graph, settings
-
-
-def _check_pins(scenario: Scenario, graph: CouplingGraph, paths: dict[str, Path]
-                ) -> list[Problem]:
-    """Every pinned SHA-256 against the FMU as read (the bytes later extracted and run)."""
-    problems = []
-    for key, pin in scenario.pins.items():
-        if key not in paths:
-            continue
-        users = [s.name for s in scenario.instances.values() if s.fmu == key
-                 and s.name in graph.graph]
-        if users:
-            actual = graph.fmu(users[0]).sha256
-        else:
-            with open(paths[key], "rb") as stream:
-                actual = hashlib.file_digest(stream, "sha256").hexdigest()
-        if actual != pin:
-            problems.append(scenario.source("fmus", key, "sha256").problem(
-                f"SHA-256 mismatch for {paths[key]}: the scenario pins {pin}, the file has "
-                f"{actual}", "the FMU is not the one pinned: get the right file, or update the "
-                "pin if this version was checked"))
-    return problems
-
-
-def _check_binaries(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]) -> None:
-    """Every FMU has a binary for this platform, named after its modelIdentifier."""
-    from fmpy import platform
-
-    seen = set()
-    for spec in scenario.instances.values():
-        if spec.fmu in seen or spec.name not in graph.graph:
-            continue
-        seen.add(spec.fmu)
-        problem = binary_problem(graph.fmu(spec.name), platform)
-        if problem:
-            problems.append(Problem(problem.message, file=spec.source.file,
-                                    line=spec.source.line, key=f"fmus.{spec.fmu}",
-                                    hint=problem.hint))
-
-
-def _check_cohort_parameters(scenario: Scenario, graph: CouplingGraph,
-                             problems: list[Problem]) -> None:
-    """What a cohort sets: settable, numeric variables of declared instances."""
-    from cosim.cohort import sample_cohort
-
-    base = scenario.file.parent if scenario.file else Path.cwd()
-    names = sample_cohort(scenario.cohort, base).names  # parse_scenario checked the mapping
-    for name in names:
-        where = (("cohort", "table") if scenario.cohort.get("method") == "table"
-                 else ("cohort", "parameters", name))
-        source = scenario.source(*where)
-        instance, variable = parse_port(name) or (name, "")
-        if instance not in graph.graph:
-            problems.append(source.problem(f"the cohort sets '{name}': unknown instance "
-                                           f"'{instance}'",
-                                           f"instances: {', '.join(graph.instances)}"))
-            continue
-        fmu = graph.fmu(instance)
-        var = fmu.variables.get(variable)
-        if var is None:
-            problems.append(source.problem(
-                f"the cohort sets '{name}': the FMU {fmu.model_name} has no variable "
-                f"'{variable}'", f"`cosim info {fmu.path.name}` lists its variables"))
-        elif var.type == "String" or (var.causality not in ("parameter", "input")
-                                      and var.initial not in ("exact", "approx")):
-            problems.append(source.problem(
-                f"the cohort sets '{name}', a {var.causality} {var.type} that cannot take "
-                "a drawn number", "a cohort sets numeric parameters, inputs or start values"))
-
-
-def _expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]
-                   ) -> dict[str, list[str]]:
-    record: dict[str, list[str]] = {name: [] for name in graph.instances}
-    for pattern, source in scenario.record_patterns:
-        instance, variable = parse_port(pattern)
-        names = graph.instances if instance == "*" else [instance]
-        if instance != "*" and instance not in graph.graph:
-            problems.append(source.problem(f"unknown instance '{instance}'",
-                                           f"instances: {', '.join(graph.instances)}"))
-            continue
-        for name in names:
-            fmu = graph.fmu(name)
-            if variable == "*":
-                chosen = [v.name for v in fmu.variables.values() if v.causality == "output"
-                          and v.type != "String"]
-            elif variable in fmu.variables:
-                if fmu.variables[variable].type == "String":
-                    problems.append(source.problem(f"'{pattern}' is a String; only numbers "
-                                                   "are recorded"))
-                    continue
-                chosen = [variable]
-            else:
-                problems.append(source.problem(
-                    f"the FMU {fmu.model_name} of '{name}' has no variable '{variable}'",
-                    f"`cosim info {fmu.path.name}` lists its variables"))
-                continue
-            for v in chosen:
-                if v not in record[name]:
-                    record[name].append(v)
-    return record
-
-
-def _require_signal(signal: str, source: Source, graph: CouplingGraph,
-                    record: dict[str, list[str]], problems: list[Problem]) -> None:
-    """A signal a criterion or plot needs: it must exist; it is recorded if it was not."""
-    port = parse_port(signal)
-    if port is None or port[0] not in graph.graph:
-        problems.append(source.problem(f"unknown signal '{signal}'",
-                                       f"instances: {', '.join(graph.instances)}"))
-        return
-    instance, variable = port
-    fmu = graph.fmu(instance)
-    if variable not in fmu.variables:
-        problems.append(source.problem(
-            f"the FMU {fmu.model_name} of '{instance}' has no variable '{variable}'",
-            f"`cosim info {fmu.path.name}` lists its variables"))
-        return
-    if variable not in record[instance]:
-        record[instance].append(variable)
-
-
-def _check_event(event: Event, source: Source, graph: CouplingGraph,
-                 problems: list[Problem]) -> None:
-    if event.instance not in graph.graph:
-        problems.append(source.problem(f"unknown instance '{event.instance}'"))
-        return
-    fmu = graph.fmu(event.instance)
-    fed = {c.input for c in graph.connections() if c.target == event.instance}
-    for name in event.values:
-        var = fmu.variables.get(name)
-        if var is None:
-            problems.append(source.problem(f"the FMU {fmu.model_name} of '{event.instance}' "
-                                           f"has no variable '{name}'"))
-        elif var.causality == "input" and name in fed:
-            problems.append(source.problem(f"'{event.instance}.{name}' is fed by a connection",
-                                           "an event may set unconnected inputs only"))
-        elif not (var.causality == "input" or var.variability == "tunable"):
-            problems.append(source.problem(
-                f"'{event.instance}.{name}' cannot change during a run ({var.causality}, "
-                f"{var.variability})", "events may set inputs and tunable parameters"))
-        elif problem := value_problem(f"{event.instance}.{name}", var, event.values[name],
-                                      source):
-            problems.append(problem)
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    seen, out = set(), []
-    for p in problems:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out

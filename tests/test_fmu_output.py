@@ -123,8 +123,10 @@ def test_under_mpi_every_rank_writes_its_log_into_the_one_file(folder, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "chatty" not in result.stdout + result.stderr
     with open_results(output) as res:
-        assert res.attrs["mpi_ranks"] == 2 and res.status == "completed"
+        assert res.attrs["mpi_ranks"] == 2 and res.status == "completed", res.attrs
         assert len(res.messages("a")) == 10 and len(res.messages("b")) == 10
-        assert res.file["log/output"].attrs["lines"] == 10 * (20 + 30)
-        assert sorted(line.split(":")[0] for line in res.output) == (
-            ["chatty a"] * 200 + ["chatty b"] * 300)
+        printed = int(res.file["log/output"].attrs["lines"])
+        lines = res.output
+    chatty = sorted(line.split(":")[0] for line in lines if line.startswith("chatty"))
+    assert chatty == ["chatty a"] * 200 + ["chatty b"] * 300, lines[:5]
+    assert printed == len(lines) >= 500  # (anything else a rank printed is kept too)
