@@ -34,6 +34,7 @@ from cosim.errors import ResultsWriteError
 from cosim.execution import Execution
 from cosim.h5clear import clear_writer_flags
 from cosim.journal import ROW_BITS, ROWS, PendingRows
+from cosim.output_path import cannot_create
 
 FORMAT = "cosim-results"
 FORMAT_VERSION = 1
@@ -55,8 +56,11 @@ def versions() -> dict[str, str]:
 def create_results_file(path: str | Path, provenance: Mapping[str, Any]) -> h5py.File:
     """Create (replace) a results file and write its provenance as root attributes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    file = h5py.File(path, "w", libver=("earliest", "v110"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = h5py.File(path, "w", libver=("earliest", "v110"))
+    except OSError as error:  # no such folder, a folder given, no permission: one sentence
+        raise cannot_create(path, error) from None
     write_provenance(file, provenance)
     return file
 

@@ -209,3 +209,29 @@ def test_a_cohort_csv_outside_the_folder_is_read_and_its_cells_named(folder, tmp
     table.write_text("member,left.k\np1,2.0\np2,3.0\n", encoding="utf-8")
     assert cli.main(["check", str(path)]) == 0
     assert "cohort of 2 members (table) over left.k" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("where", "ranks"), [("missing folder", 1), ("a folder", 1),
+                                              pytest.param("missing folder", 2,
+                                                           marks=pytest.mark.mpi)])
+def test_an_unwritable_output_path_is_one_line(folder, tmp_path, where, ranks):
+    """Before: a FileNotFoundError traceback, then 'exit() called in an FMU?'; under mpiexec
+    tracebacks from every rank, then a hang."""
+    import os
+    import subprocess
+    import sys
+
+    output = Path("/proc/no_such_folder/r.h5") if where == "missing folder" else tmp_path
+    path = folder / "writable.yaml"
+    path.write_text(HEAD + SIMULATION, encoding="utf-8")
+    command = [sys.executable, "-m", "cosim.cli", "run", str(path), "-o", str(output),
+               "--no-plot"]
+    bin_folder = Path(sys.executable).parent
+    if ranks > 1:
+        command = [str(bin_folder / "mpiexec"), "-n", str(ranks), *command]
+    env = dict(os.environ, PATH=f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    reason = "No such file or directory" if where == "missing folder" else "Is a directory"
+    assert result.stderr == (f"error: cannot create the results file {output}: {reason}; "
+                             "choose another path with -o\n")
