@@ -71,8 +71,8 @@ def check_text(path: Path) -> str:
     for warning in graph.warnings():
         lines.append(f"  warning: {warning}")
     lines.append("  every instance starts (instantiated, parameters set, initialised)")
-    if printed.lines:
-        lines.append(f"  the FMUs printed {printed.lines:,} lines while starting (not shown; "
+    if printed:
+        lines.append(f"  the FMUs printed {printed:,} lines while starting (not shown; "
                      "`cosim run` keeps them in the results file's log/output)")
     return "\n".join(lines)
 

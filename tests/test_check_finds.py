@@ -162,3 +162,37 @@ def test_check_reports_what_run_would_refuse(folder, case, tmp_path, capsys):
     assert cli.main(["run", str(path), "-o", str(tmp_path / "r.h5"), "--no-plot"]) == 1
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err
+
+
+@pytest.fixture(scope="module")
+def chatty(tmp_path_factory) -> Path:
+    import hostile_kit as hk  # tests/hostile_kit.py
+
+    return hk.build_chatty(tmp_path_factory.mktemp("check_contained"))
+
+
+@pytest.mark.parametrize(("fail", "message"), [
+    (1, "the FMU crashed the process (SIGSEGV) while initialising"),
+    (2, "the FMU did not return within 1 s (simulation.call_timeout) while initialising"),
+    (3, "the FMU ended the process (exit code 3; exit() called in an FMU?) while initialising"),
+])  # 3: exit() also runs the C exit handlers of libraries this process loaded before (a
+#       pythonfmu binary's may abort): then the process is reported as crashed
+def test_an_fmu_that_crashes_or_hangs_while_starting_is_reported_by_check(chatty, fail,
+                                                                           message, capsys):
+    """check starts the instances in a child process: the FMU takes that down, not check."""
+    import tempfile
+
+    path = chatty.parent / f"fail_{fail}.yaml"
+    path.write_text("version: 1\nfmus: {chatty: chatty.fmu}\ninstances:\n"
+                    "  calm: {fmu: chatty}\n"
+                    f"  wild: {{fmu: chatty, parameters: {{fail_at_start: {fail}}}}}\n"
+                    "simulation: {start: 0, stop: 0.1, step: 0.01, call_timeout: 1}\n",
+                    encoding="utf-8")
+    before = set(Path(tempfile.gettempdir()).glob("cosim_check_*"))
+    assert cli.main(["check", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    head = f"error: {path}:5: instances.wild.parameters: "
+    assert captured.err.startswith(head + message) or (
+        fail == 3 and captured.err.startswith(head + "the FMU crashed the process (SIG"))
+    assert set(Path(tempfile.gettempdir()).glob("cosim_check_*")) == before  # removed
