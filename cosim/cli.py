@@ -58,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from cosim.output_path import check_output_path
     from cosim.supervise import Options, run_supervised
 
     options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
     output = args.output or Path("results") / f"{args.scenario.stem}.h5"
+    check_output_path(output)
     return run_supervised(args.scenario, output, plot=not args.no_plot, options=options)
 
 

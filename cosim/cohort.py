@@ -25,8 +25,10 @@ Methods
 - ``grid``: full factorial of the levels; entries are ``{values: [...]}`` or ``{low, high,
   levels}`` (``levels`` evenly spaced points, both ends included). The first parameter varies
   slowest, the last fastest (``itertools.product`` order).
-- ``table``: a CSV file whose header names ``instance.parameter`` columns and optionally a
-  ``member`` column (labels); numbers are read as float, members keep the file's order.
+- ``table``: a ``.csv`` file (by its real path; at most ``MAX_TABLE_BYTES``) whose header names
+  ``instance.parameter`` columns and optionally a ``member`` column (labels); numbers are read
+  as float, members keep the file's order. Messages quote its cells only when the file lies in
+  the scenario's folder or its header is valid: a file from elsewhere is never echoed.
 
 Distributions (allowed keys): ``normal`` (mean, sd; optional low/high truncate it),
 ``lognormal`` (median, sigma: the log of the value is normal with mean ln(median), sd sigma),
@@ -67,6 +69,7 @@ DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 MAX_MEMBERS = 1_000_000
 MAX_TRUNCATION_SD = 5.0  # a truncation interval may lie at most this many sd from the mean
 MAX_TABLE_PROBLEMS = 10  # bad cells reported per table before a summary line
+MAX_TABLE_BYTES = 256 * 1024**2
 # instance name (an identifier) "." FMI variable name (identifiers, dots, array indices)
 NAME_PATTERN = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_][\w.\[\],]*(?<!\.)$", re.ASCII)
 NAME_HINT = 'write "instance.parameter", e.g. "organ.E_max"'
@@ -403,24 +406,52 @@ class _Checker:
             return
         path = self.base_dir / table
         if not path.is_file():
-            what = "is a folder" if path.is_dir() else "does not exist"
+            what = ("is a folder" if path.is_dir() else "is not a regular file"
+                    if path.exists() else "does not exist")
             self.add(("table",), f"{path} {what}", "the path is relative to the scenario file")
             return
+        real = path.resolve()
+        if real.suffix.lower() != ".csv":
+            self.add(("table",), f"{path} is not a .csv file" + (
+                f" (it links to {real})" if real.name != path.name else ""),
+                "a cohort table is a CSV file: a header of instance.parameter columns, then "
+                "one row per member")
+            return
+        size = real.stat().st_size
+        if size > MAX_TABLE_BYTES:
+            self.add(("table",), f"{path} holds {size:,} bytes, more than the limit of "
+                     f"{MAX_TABLE_BYTES:,}", "split the cohort into several tables")
+            return
         try:
-            with open(path, newline="", encoding="utf-8-sig") as f:
+            with open(real, newline="", encoding="utf-8-sig") as f:
                 rows = [(line, row) for row, line in _numbered(csv.reader(f)) if any(
                     c.strip() for c in row)]
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            self.add(("table",), f"cannot read {path}: {exc}", "save it as UTF-8 CSV")
+        except UnicodeDecodeError:
+            self.add(("table",), f"cannot read {path}: it is not UTF-8 text",
+                     "save it as UTF-8 CSV")
+            return
+        except (OSError, csv.Error) as exc:
+            self.add(("table",), f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
+                     "save it as UTF-8 CSV")
             return
         if not rows:
             self.add(("table",), f"{path} is empty", "first line: column names, then one row "
                      "per member")
             return
-        self.read_table(path, rows)
+        inside = self.base_dir.resolve() in real.parents
+        self.read_table(path, rows, quote=inside)
 
-    def read_table(self, path: Path, rows: list[tuple[int, list[str]]]) -> None:
+    def read_table(self, path: Path, rows: list[tuple[int, list[str]]], quote: bool) -> None:
+        """Check and keep the table. Cells are quoted in messages only when ``quote`` (the file
+        lies in the scenario's folder) or the header is one of instance.parameter columns: a
+        file from elsewhere is never echoed."""
         header = [c.strip() for c in rows[0][1]]
+        valid = [name == MEMBER_COLUMN or bool(NAME_PATTERN.match(name)) for name in header]
+        if not quote and not all(valid):
+            self.add(("table",), f"{path}: the first line is not a header of "
+                     "instance.parameter columns (its content is not shown: the file lies "
+                     "outside the scenario's folder)", NAME_HINT + ", one per column")
+            return
         bad = 0
         columns: list[int] = []
         member_col: int | None = None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cosim.errors import ScenarioError
 from cosim.fmu import MODEL_EXCHANGE, read_fmu
 from cosim.instances import default_interface
 from cosim.isolation import isolation_by_instance
 from cosim.master import SETTLE, make_plan
 from cosim.model_exchange import Solver
+from cosim.preflight import trial_start
 from cosim.scenario import build, load_scenario
 
 
@@ -55,9 +57,13 @@ def fmu_text(path: Path) -> str:
 
 
 def check_text(path: Path) -> str:
-    """``cosim check``: everything but running; raises ScenarioError on any problem."""
+    """``cosim check``: everything ``run`` checks before its first step, the instances started
+    and freed again (``cosim.preflight``); raises ScenarioError on any problem."""
     scenario = load_scenario(path)
     graph, settings = build(scenario)
+    problems, printed = trial_start(scenario, graph, settings)
+    if problems:
+        raise ScenarioError(problems)
     lines = [f"{path}: OK — {len(graph.instances)} instances, "
              f"{len(graph.connections())} connections, {settings.steps} steps of "
              f"{settings.step:g} s ({settings.algorithm})"]
@@ -89,6 +95,10 @@ def check_text(path: Path) -> str:
         lines.append("  each in its own process (isolation: process): " + ", ".join(isolated))
     for warning in graph.warnings():
         lines.append(f"  warning: {warning}")
+    lines.append("  every instance starts (instantiated, parameters set, initialised)")
+    if printed:
+        lines.append(f"  the FMUs printed {printed:,} lines while starting (not shown; "
+                     "`cosim run` keeps them in the results file's log/output)")
     return "\n".join(lines)
 
 

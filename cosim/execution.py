@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cosim import journal
+from cosim.capture import CapturedOutput, capture_output
 from cosim.errors import CosimError, Interrupted, SimulationError
 from cosim.graph import CouplingGraph
 from cosim.master import FixedStepMaster, Plan, make_plan
@@ -50,9 +51,16 @@ class Settings:
         return steps_between(self.start, self.stop, self.step)
 
 
+MAX_STEPS = 10**9  # a run of more communication steps is refused (a typo, not a plan)
+
+
 def steps_between(start: float, stop: float, step: float) -> int:
-    """``(stop - start) / step`` as an integer; ValueError if it is not one."""
+    """``(stop - start) / step`` as an integer; ValueError if it is not one, or above
+    ``MAX_STEPS``."""
     count = (stop - start) / step
+    if not math.isfinite(count) or count > MAX_STEPS:
+        raise ValueError(f"stop - start = {stop - start:g} s is {count:.3g} steps of {step:g} s,"
+                         f" more than the limit of {MAX_STEPS:.0e} steps")
     rounded = round(count)
     if rounded < 1 or not math.isclose(count, rounded, rel_tol=1e-9, abs_tol=1e-9):
         raise ValueError(f"stop - start = {stop - start:g} s is not a whole number of "
@@ -98,55 +106,49 @@ class Execution:
         self.step_index = 0
         self.end_reason = ""  # why the run ended, once it has: see ``run``
         self._events = self._schedule(settings.events)
+        self.output = CapturedOutput()  # what the FMUs printed during ``run``
 
     @property
     def time(self) -> float:
         return self.settings.start + self.step_index * self.settings.step
 
+    def start(self) -> None:
+        """Everything a run does before its first step: load every instance, set its
+        parameters, bind the buffers, initialise (``cosim check`` does this much too)."""
+        position = self.position
+        position[journal.PHASE] = journal.INSTANTIATING
+        for name in self.system.local:
+            position[journal.CALL] = self.master.call_codes[name][0]
+            self.system.instantiate(name, self.parameters.get(name))
+        self.system.bind()
+        position[journal.PHASE] = journal.INITIALISING
+        self.master.initialize(self.settings.stop)
+        position[journal.CALL] = 0
+
     def run(self, observers: Sequence[Observer] = ()) -> None:
-        """Initialise, step to the end, close; observers hear everything.
+        """Initialise, step to the end, close; observers hear everything. What the FMUs print
+        meanwhile is captured into ``self.output`` (``cosim.capture``), not the terminal.
 
         The end is the stop time, or the communication point that ends the step in which an
         FMU ended the simulation itself (terminateSimulation): that point is the last one
         observers hear. ``end_reason`` says which, before observers hear ``finished``.
         """
+        self._closing(lambda: self._run(observers), observers)
+
+    def run_start(self) -> None:
+        """What ``run`` does before its first step (``start``), then close: ``cosim check``."""
+        self._closing(self.start, ())
+
+    def _closing(self, body: Callable[[], None], observers: Sequence[Observer]) -> None:
+        """Run ``body`` with output captured; close every instance and tell the observers,
+        whatever happens; any failure leaves as a ``CosimError`` (or an interruption)."""
         error: BaseException | None = None
-        position, times = self.position, self.position.cast("B").cast("d")
         try:
-            position[journal.PHASE] = journal.INSTANTIATING
-            for name in self.system.local:
-                position[journal.CALL] = self.master.call_codes[name][0]
-                self.system.instantiate(name, self.parameters.get(name))
-            self.system.bind()
-            position[journal.PHASE] = journal.INITIALISING
-            self.master.initialize(self.settings.stop)
-            position[journal.CALL] = 0
-            for observer in observers:
-                observer.started(self)
-            for observer in observers:
-                observer.stepped(0, self.settings.start)
-            position[journal.PHASE] = journal.STEPPING
-            steps = self.settings.steps
-            step, events, ended = self.master.step, self._events, self.master.ended
-            stepped = [o.stepped for o in observers]
-            for n in range(steps):
-                self.step_index = n
-                position[journal.STEP] = n
-                times[journal.TIME] = self.settings.start + n * self.settings.step
-                if position[journal.STOP]:
-                    raise Interrupted("stop requested")
-                if n in events:
-                    self._apply(events[n])
-                step(n)
-                position[journal.CALL] = 0
-                self.step_index = n + 1
-                time = self.settings.start + (n + 1) * self.settings.step
-                for callback in stepped:
-                    callback(n + 1, time)
-                if ended:
-                    break
-            position[journal.PHASE] = journal.FINISHING
-            self.end_reason = self._ending()
+            with capture_output() as self.output:
+                try:
+                    body()
+                finally:
+                    self.system.close()
         except CosimError as caught:
             error = caught
             raise
@@ -157,9 +159,38 @@ class Execution:
             error = caught
             raise
         finally:
-            self.system.close()
             for observer in observers:
                 observer.finished(error)
+
+    def _run(self, observers: Sequence[Observer]) -> None:
+        position, times = self.position, self.position.cast("B").cast("d")
+        self.start()
+        for observer in observers:
+            observer.started(self)
+        for observer in observers:
+            observer.stepped(0, self.settings.start)
+        position[journal.PHASE] = journal.STEPPING
+        steps = self.settings.steps
+        step, events, ended = self.master.step, self._events, self.master.ended
+        stepped = [o.stepped for o in observers]
+        for n in range(steps):
+            self.step_index = n
+            position[journal.STEP] = n
+            times[journal.TIME] = self.settings.start + n * self.settings.step
+            if position[journal.STOP]:
+                raise Interrupted("stop requested")
+            if n in events:
+                self._apply(events[n])
+            step(n)
+            position[journal.CALL] = 0
+            self.step_index = n + 1
+            time = self.settings.start + (n + 1) * self.settings.step
+            for callback in stepped:
+                callback(n + 1, time)
+            if ended:
+                break
+        position[journal.PHASE] = journal.FINISHING
+        self.end_reason = self._ending()
 
     def _ending(self) -> str:
         """Why the run ended: the stop time, or the FMUs that ended the simulation."""

@@ -34,13 +34,12 @@ import numpy as np
 
 from cosim.errors import FMUError, Problem, SimulationError
 from cosim.fmu import (
-    _LOGS,
+    _INSTANCES,
     CO_SIMULATION,
     FMU,
     MODEL_EXCHANGE,
     Instance,
     Variable,
-    _prefer_host_pythonfmu,
 )
 
 CTYPES = {"Float64": ctypes.c_double, "Float32": ctypes.c_float, "Int8": ctypes.c_int8,
@@ -88,14 +87,7 @@ class Instance3(Instance):
         from fmpy.fmi3 import FMU3Model, FMU3Slave
 
         self._require("created", "instantiate")
-        platform = _platform_tuple()
-        if platform not in self.fmu.platforms:
-            raise FMUError(Problem(
-                f"the FMU has no binary for this platform ({platform}); it has: "
-                + (", ".join(self.fmu.platforms) or "none (source code only?)"),
-                file=str(self.fmu.path), key=self.name,
-                hint=f"export or compile the FMU for {platform}"))
-        _prefer_host_pythonfmu(self.fmu.unzip_dir())
+        self._unpack(_platform_tuple())
         loader = FMU3Slave if self.interface == CO_SIMULATION else FMU3Model
         try:
             self._slave = loader(guid=self.fmu.guid, unzipDirectory=str(self.fmu.unzip_dir()),
@@ -106,8 +98,8 @@ class Instance3(Instance):
                                    file=str(self.fmu.path), key=self.name,
                                    hint="the shared library is missing fmi3 functions or was "
                                         "built for another system")) from None
-        _LOGS[self.name] = self.log
-        _ENVIRONMENTS[self._environment] = self.log
+        _INSTANCES[self.name] = self
+        _ENVIRONMENTS[self._environment] = self
         self._fn = dict(self._slave._functions)
         resources = (str(self.fmu.unzip_dir() / "resources") + "/").encode()
         from fmpy.fmi3 import fmi3IntermediateUpdateCallback
@@ -365,7 +357,7 @@ def _binary(value: Any) -> bytes:
 
 
 _ENVIRONMENT_IDS = itertools.count(1)
-_ENVIRONMENTS: dict[int, deque[str]] = {}  # instanceEnvironment -> that instance's log
+_ENVIRONMENTS: dict[int, Instance3] = {}  # instanceEnvironment -> the instance it logs to
 _LOG_CALLBACK: list = []
 
 
@@ -374,9 +366,11 @@ def _log_message(environment, status, category, message) -> None:
     from cosim.fmu import FMI_STATUS
 
     label = FMI_STATUS[status] if 0 <= status < len(FMI_STATUS) else str(status)
-    log = _ENVIRONMENTS.get(environment or 0)
-    if log is not None:
-        log.append(f"[{label}] {message.decode('utf-8', 'replace') if message else ''}")
+    instance = _ENVIRONMENTS.get(environment or 0)
+    if instance is not None:
+        category = category.decode("utf-8", "replace") if category else ""
+        text = message.decode("utf-8", "replace") if message else ""
+        instance._record(label, category, text)  # noqa: SLF001 - the FMU's own callback
 
 
 def _log_callback():

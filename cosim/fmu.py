@@ -1,11 +1,10 @@
-"""The FMU layer: read an FMU file, and run instances of it through the FMI 2.0 C API.
+"""The FMU layer: run instances of an FMU through the FMI 2.0 C API.
 
 Two objects:
 
-- ``FMU``: what a file declares (variables, units, direct dependencies, capabilities), read
-  without loading its binary. ``read_fmu(path)`` checks the archive before anything else; it
-  reads FMI 2.0 and 3.0 (``cosim.fmi3`` runs the FMI 3 ones) and every interface an FMU
-  offers (co-simulation, model exchange: ``cosim.model_exchange``; scheduled execution).
+- ``FMU``: what a file declares (``cosim.fmu_file``; ``read_fmu`` is re-exported here). It
+  reads FMI 2.0 and 3.0 (``cosim.fmi3`` runs the FMI 3 ones) and every interface an FMU offers
+  (co-simulation, model exchange: ``cosim.model_exchange``; scheduled execution).
 - ``Instance``: one named instance of an FMU. Its lifecycle is
   ``instantiate → setup_experiment → enter_initialization_mode → exit_initialization_mode →
   do_step … → terminate → free`` (``close()`` does the last two, safely, in any state).
@@ -21,218 +20,47 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import hashlib
-import shutil
-import tempfile
-import zipfile
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cosim.capture import printable
 from cosim.errors import FMUError, Problem, SimulationError
-from cosim.units import UnitDefinition, define, from_fmpy
+from cosim.fmu_file import (
+    BOOLEAN,
+    CO_SIMULATION,
+    COUPLED_TYPES,
+    ENUMERATION,
+    FLOAT64_TYPES,
+    FLOAT_TYPES,
+    FMI3_INT_TYPES,
+    FMU,
+    INT_TYPES,
+    INTEGER,
+    INTERFACES,
+    MODEL_EXCHANGE,
+    REAL,
+    SCHEDULED_EXECUTION,
+    STRING,
+    Variable,
+    binary_problem,
+    read_fmu,
+)
+
+__all__ = ["BOOLEAN", "CO_SIMULATION", "COUPLED_TYPES", "ENUMERATION", "FLOAT64_TYPES",
+           "FLOAT_TYPES", "FMI3_INT_TYPES", "FMI_STATUS", "FMU", "INTEGER", "INTERFACES",
+           "INT_TYPES", "MODEL_EXCHANGE", "REAL", "SCHEDULED_EXECUTION", "STRING", "Instance",
+           "Variable", "read_fmu"]  # the FMU layer's names, in one place
+
+KEEP_MESSAGES = 500  # per instance: the first and the last that many messages are kept
+MAX_MESSAGE = 2000  # characters kept of one message
 
 FMI_STATUS = ("ok", "warning", "discard", "error", "fatal", "pending")
-REAL, INTEGER, BOOLEAN, STRING, ENUMERATION = "Real", "Integer", "Boolean", "String", "Enumeration"
-FLOAT64_TYPES = (REAL, "Float64")  # FMI 2 Real, FMI 3 Float64: the signal array's own type
-FLOAT_TYPES = (*FLOAT64_TYPES, "Float32")
-FMI3_INT_TYPES = ("Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64")
-INT_TYPES = (INTEGER, BOOLEAN, ENUMERATION, *FMI3_INT_TYPES)  # coupled as float64 values
-COUPLED_TYPES = (*FLOAT_TYPES, *INT_TYPES)  # String, Binary, Clock: set, never coupled
-CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION = (
-    "co-simulation", "model-exchange", "scheduled-execution")
-INTERFACES = (CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION)
 FMI2_LAST_SUCCESSFUL_TIME, FMI2_TERMINATED = 2, 3  # fmi2StatusKind values
-MAX_UNPACKED_BYTES = 4 * 1024**3  # refuse archives that would unpack to more (zip bombs)
-RUNTIME_FOLDERS = ("binaries/", "resources/")  # what an instance needs of the archive
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One model variable as the FMU declares it."""
-
-    name: str
-    value_reference: int
-    type: str
-    causality: str
-    variability: str
-    initial: str | None
-    unit: str | None
-    description: str
-    start: Any
-    dimensions: tuple[int | str, ...] = ()  # FMI 3 arrays: a size, or a structural parameter
-    display_unit: str | None = None
-
-
-@dataclass
-class FMU:
-    """An FMU file and what its model description declares."""
-
-    path: Path
-    sha256: str
-    fmi_version: str
-    model_name: str
-    model_identifier: str
-    guid: str
-    generation_tool: str
-    variables: dict[str, Variable]
-    units: dict[str, UnitDefinition]
-    dependencies: dict[str, tuple[str, ...]]  # output -> inputs it feeds through directly
-    initial_dependencies: dict[str, tuple[str, ...]]  # the same in initialisation mode
-    can_get_and_set_state: bool
-    can_handle_variable_step: bool
-    platforms: tuple[str, ...]
-    description: Any = field(repr=False, default=None)  # fmpy's ModelDescription
-    only_once_per_process: bool = False  # canBeInstantiatedOnlyOncePerProcess
-    interfaces: dict[str, str] = field(default_factory=dict)  # interface -> modelIdentifier
-    _unzip_dir: Path | None = field(default=None, repr=False)
-
-    @property
-    def fmi3(self) -> bool:
-        return self.fmi_version.startswith("3.")
-
-    def shape(self, name: str, parameters: Mapping[str, Any] | None = None
-              ) -> tuple[int, ...]:
-        """The shape of variable ``name`` (``()``: a scalar); a dimension given by a
-        structural parameter takes its value from ``parameters``, else its start value."""
-        shape = []
-        for dimension in self.variables[name].dimensions:
-            if isinstance(dimension, str):
-                value = (parameters or {}).get(dimension, self.variables[dimension].start)
-                dimension = int(value)
-            shape.append(dimension)
-        return tuple(shape)
-
-    def size(self, name: str, parameters: Mapping[str, Any] | None = None) -> int:
-        """How many values variable ``name`` holds (1 for a scalar)."""
-        return int(np.prod(self.shape(name, parameters), dtype=np.int64))
-
-    def unit_of(self, name: str) -> UnitDefinition | None:
-        """The unit definition of a variable (None: no unit declared)."""
-        unit = self.variables[name].unit
-        if not unit:
-            return None
-        return self.units.get(unit) or define(unit) or UnitDefinition(unit, (0,) * 8)
-
-    def unzip_dir(self) -> Path:
-        """The folder the FMU is extracted to (once per process; removed at exit): what it
-        needs to run, its binaries and resources (not its sources or documentation).
-
-        The bytes extracted are the bytes hashed: a file changed since ``read_fmu`` (a pinned
-        SHA-256 was checked then) is refused, not run.
-        """
-        if self._unzip_dir is None:
-            with open(self.path, "rb") as stream:
-                if hashlib.file_digest(stream, "sha256").hexdigest() != self.sha256:
-                    raise FMUError(Problem(
-                        "the FMU file changed after it was checked (its SHA-256 differs)",
-                        file=str(self.path), hint="do not replace FMUs while a run starts; "
-                        "run again"))
-                stream.seek(0)
-                target = Path(tempfile.mkdtemp(prefix=f"cosim_{self.model_identifier}_"))
-                atexit.register(shutil.rmtree, target, ignore_errors=True)
-                with zipfile.ZipFile(stream) as archive:
-                    needed = [n for n in archive.namelist() if n.startswith(RUNTIME_FOLDERS)]
-                    archive.extractall(target, needed)  # zipfile drops absolute paths, '..'
-            self._unzip_dir = target
-        return self._unzip_dir
-
-
-def read_fmu(path: str | Path) -> FMU:
-    """Read an FMU's model description and check it can run here; loads no binary."""
-    from fmpy import read_model_description
-
-    path = Path(path)
-    where = str(path)
-    if not path.is_file():
-        raise FMUError(Problem("no such FMU file", file=where,
-                               hint="check the path; relative paths are taken from the "
-                                    "scenario file's folder"))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            unpacked = sum(info.file_size for info in archive.infolist())
-            if archive.testzip() is not None:
-                raise zipfile.BadZipFile("a member fails its CRC check")
-    except (zipfile.BadZipFile, OSError) as error:
-        raise FMUError(Problem(f"not a readable FMU (zip archive): {error}", file=where,
-                               hint="the file is damaged or not an FMU; export it again")) from None
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise FMUError(Problem(f"the archive would unpack to {unpacked / 1e9:.1f} GB",
-                               file=where, hint="refused as unsafe; an FMU is rarely above 1 GB"))
-    if "modelDescription.xml" not in names:
-        raise FMUError(Problem("the archive has no modelDescription.xml", file=where,
-                               hint="an FMU holds modelDescription.xml at its root"))
-    try:
-        md = read_model_description(str(path), validate=True)
-    except Exception as error:  # fmpy raises plain Exceptions for schema and parse errors
-        raise FMUError(Problem(f"invalid modelDescription.xml: {error}".strip(), file=where,
-                               hint="run `fmpy validate` on it; ask its exporter to fix it"
-                               )) from None
-    if not md.fmiVersion.startswith(("2.", "3.")):
-        raise FMUError(Problem(f"FMI {md.fmiVersion} FMUs are not supported",
-                               file=where, hint="export the model as FMI 2.0 or 3.0"))
-    interfaces = {kind: node.modelIdentifier for kind, node in (
-        (CO_SIMULATION, md.coSimulation), (MODEL_EXCHANGE, md.modelExchange),
-        (SCHEDULED_EXECUTION, md.scheduledExecution)) if node is not None}
-    if not interfaces:
-        raise FMUError(Problem("the FMU declares no interface (co-simulation, model exchange "
-                               "or scheduled execution)", file=where,
-                               hint="export it again with an interface"))
-    main = md.coSimulation or md.modelExchange or md.scheduledExecution
-    identifier = main.modelIdentifier
-    platforms = tuple(sorted({n.split("/")[1] for n in names
-                              if n.startswith("binaries/") and n.count("/") >= 2
-                              and n.split("/")[2]}))
-
-    units = {u.name: from_fmpy(u) for u in md.unitDefinitions}
-    variables = {}
-    for v in md.modelVariables:
-        variables[v.name] = Variable(
-            name=v.name, value_reference=int(v.valueReference), type=v.type,
-            causality=v.causality or "local", variability=v.variability or "continuous",
-            initial=v.initial, unit=(v.unit or (v.declaredType.unit if v.declaredType
-                                                 and hasattr(v.declaredType, "unit")
-                                                 else None)) or None,
-            description=v.description or "", start=v.start,
-            dimensions=tuple(int(d.start) if d.variable is None else d.variable.name
-                             for d in v.dimensions),
-            display_unit=v.displayUnit or None)
-    inputs = [v.name for v in md.modelVariables if v.causality == "input"]
-    dependencies: dict[str, tuple[str, ...]] = {}
-    for unknown in md.outputs:  # no ``dependencies`` attribute: depends on every input
-        deps = unknown.dependencies
-        dependencies[unknown.variable.name] = (
-            tuple(inputs) if deps is None else tuple(d.name for d in deps
-                                                     if d.causality == "input"))
-    for v in md.modelVariables:
-        if v.causality == "output" and v.name not in dependencies:
-            dependencies[v.name] = tuple(inputs)
-    # InitialUnknowns: an output listed without ``dependencies`` depends on every known, inputs
-    # included; an output not listed has its start value (initial exact or approx)
-    initial_dependencies = {name: () for name, v in variables.items() if v.causality == "output"}
-    for unknown in md.initialUnknowns:
-        if unknown.variable.causality == "output":
-            deps = unknown.dependencies
-            initial_dependencies[unknown.variable.name] = (
-                tuple(inputs) if deps is None else tuple(d.name for d in deps
-                                                         if d.causality == "input"))
-    with open(path, "rb") as stream:
-        sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
-    return FMU(path=path.resolve(), sha256=sha256, fmi_version=md.fmiVersion,
-               model_name=md.modelName, model_identifier=identifier, guid=md.guid,
-               generation_tool=md.generationTool or "", variables=variables, units=units,
-               dependencies=dependencies, initial_dependencies=initial_dependencies,
-               can_get_and_set_state=bool(main.canGetAndSetFMUstate),
-               can_handle_variable_step=bool(getattr(
-                   main, "canHandleVariableCommunicationStepSize", False)),
-               platforms=platforms, description=md,
-               only_once_per_process=bool(main.canBeInstantiatedOnlyOncePerProcess),
-               interfaces=interfaces)
 
 
 def _prefer_host_pythonfmu(unzip_dir: Path) -> None:
@@ -267,7 +95,8 @@ class Instance:
         self.fmu = fmu
         self.name = name
         self.interface = interface
-        self.log: deque[str] = deque(maxlen=50)
+        self.log: deque[str] = deque(maxlen=50)  # the last messages, quoted in errors
+        self.messages = MessageLog()  # all it said, bounded: the results file's log
         # created, instantiated, initializing, stepping, ended (by the FMU), terminated, freed
         self.phase = "created"
         self.time: float | None = None
@@ -283,14 +112,7 @@ class Instance:
         from fmpy.fmi2 import FMU2Model, FMU2Slave
 
         self._require("created", "instantiate")
-        platform = _platform()
-        if platform not in self.fmu.platforms:
-            raise FMUError(Problem(
-                f"the FMU has no binary for this platform ({platform}); it has: "
-                + (", ".join(self.fmu.platforms) or "none (source code only?)"),
-                file=str(self.fmu.path), key=self.name,
-                hint=f"export or compile the FMU for {platform}"))
-        _prefer_host_pythonfmu(self.fmu.unzip_dir())
+        self._unpack(_platform())
         exchange = self.interface == MODEL_EXCHANGE
         try:
             self._slave = (FMU2Model if exchange else FMU2Slave)(
@@ -301,7 +123,7 @@ class Instance:
                                    file=str(self.fmu.path), key=self.name,
                                    hint="the shared library is missing symbols or was built "
                                         "for another system")) from None
-        _LOGS[self.name] = self.log
+        _INSTANCES[self.name] = self
         callbacks = _shared_callbacks()
         dll = self._slave.dll
         _release_pythonfmu_state_at_exit(dll)
@@ -485,6 +307,18 @@ class Instance:
                     self._fn["fmi2FreeFMUstate"](self._component, ctypes.byref(state)))
 
     # -- internals --------------------------------------------------------------------------
+    def _unpack(self, platform: str) -> None:
+        """Before loading: refuse a missing binary for ``platform``, extract the FMU (a damaged
+        member names this instance, which needed it)."""
+        problem = binary_problem(self.fmu, platform, self.interface)
+        if problem:
+            raise FMUError(Problem(problem.message, file=problem.file, key=self.name,
+                                   hint=problem.hint))
+        try:
+            _prefer_host_pythonfmu(self.fmu.unzip_dir())
+        except FMUError as error:
+            raise FMUError([replace(p, key=self.name) for p in error.problems]) from None
+
     def _ended_at(self, end: float) -> float | None:
         """After ``fmi2Discard``: where the FMU ended the simulation (its
         ``fmi2LastSuccessfulTime``, ``end`` if it cannot tell), None if it did not say
@@ -521,9 +355,16 @@ class Instance:
         if status == 0:
             return
         if status == 1:
-            self.log.append(f"[warning] {function} returned a warning")
+            version = "fmi3" if self.fmu.fmi3 else "fmi2"
+            self._record("warning", function, f"{function} returned {version}Warning", time)
             return
         raise self._failure(function, status, None, time)
+
+    def _record(self, status: str, category: str, text: str, time: float | None = None
+                ) -> None:
+        """One message from (or about) the FMU: into the log and the recent lines."""
+        self.messages.add(self.time if time is None else time, status, category, text)
+        self.log.append(f"[{status}] {printable(text, MAX_MESSAGE, newlines=True)}")
 
     def _failure(self, function: str, status: int, message: str | None,
                  time: float | None) -> SimulationError:
@@ -531,11 +372,38 @@ class Instance:
         if status == 4:
             self.phase = "fatal"
         text = message or f"{function} failed ({label})"
+        self.messages.add(self.time if time is None else time, label, function, text)
         return SimulationError(text, instance=self.name, function=function,
                                time=self.time if time is None else time, log=list(self.log))
 
 
-_LOGS: dict[str, deque[str]] = {}  # instance name -> its last log messages
+_INSTANCES: dict[str, Instance] = {}  # instance name -> the instance its FMU logs to
+
+
+class MessageLog:
+    """What an FMU said during a run: its log messages and the statuses above ok of its calls,
+    each with the simulation time. The first and the last ``KEEP_MESSAGES`` are kept, each cut
+    at ``MAX_MESSAGE`` characters with control characters escaped; all are counted (an FMU
+    that warns at every step of a long run costs memory for 2 × ``KEEP_MESSAGES`` only)."""
+
+    def __init__(self) -> None:
+        self.head: list[tuple[float, str, str, str]] = []
+        self.tail: deque[tuple[float, str, str, str]] = deque(maxlen=KEEP_MESSAGES)
+        self.count = 0
+
+    def add(self, time: float | None, status: str, category: str, text: str) -> None:
+        self.count += 1
+        entry = (float("nan") if time is None else float(time), status,
+                 printable(category, 100), printable(text, MAX_MESSAGE, newlines=True))
+        (self.head if len(self.head) < KEEP_MESSAGES else self.tail).append(entry)
+
+    def kept(self) -> list[tuple[float, str, str, str]]:
+        """``(time, status, category, message)`` of the messages kept, in order."""
+        return [*self.head, *self.tail]
+
+    @property
+    def dropped(self) -> int:
+        return self.count - len(self.head) - len(self.tail)
 _CALLBACKS: list = []  # the one callbacks struct, kept alive for the life of the process
 
 
@@ -578,9 +446,10 @@ def _log_message(env, instance_name, status, category, message) -> None:
     label = FMI_STATUS[status] if 0 <= status < len(FMI_STATUS) else str(status)
     name = instance_name.decode("utf-8", "replace") if instance_name else ""
     text = message.decode("utf-8", "replace") if message else ""
-    log = _LOGS.get(name)
-    if log is not None:
-        log.append(f"[{label}] {text}")
+    instance = _INSTANCES.get(name)
+    if instance is not None:
+        category = category.decode("utf-8", "replace") if category else ""
+        instance._record(label, category, text)  # noqa: SLF001 - the FMU's own callback
 
 
 def _shared_callbacks():

@@ -11,6 +11,7 @@ every problem found, each located at the scenario line that caused it.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,18 @@ import networkx as nx
 import numpy as np
 
 from cosim.errors import Problem, ScenarioError
-from cosim.fmu import (
+from cosim.fmu_file import (
+    BOOLEAN,
     COUPLED_TYPES,
+    ENUMERATION,
     FLOAT_TYPES,
+    FMI3_INT_TYPES,
     FMU,
     INT_TYPES,
+    INTEGER,
     SCHEDULED_EXECUTION,
+    STRING,
+    Variable,
     read_fmu,
 )
 from cosim.instances import default_interface
@@ -160,6 +167,13 @@ class CouplingGraph:
             return
         (src, out_var), (dst, in_var) = ends
         src_fmu, dst_fmu = self.graph.nodes[src]["fmu"], self.graph.nodes[dst]["fmu"]
+        uncoupled = [v.type for v in (out_var, in_var) if v.type not in COUPLED_TYPES]
+        if uncoupled:
+            self._problems.append(source.problem(
+                f"{output} -> {input}: {uncoupled[0]} variables cannot be connected",
+                "connections carry numbers (Real, Integer, Boolean, Enumeration; FMI 3: "
+                "Float, Int and UInt types)"))
+            return
         if not _types_compatible(out_var.type, in_var.type):
             self._problems.append(source.problem(
                 f"type mismatch: {output} is {out_var.type}, {input} is {in_var.type}",
@@ -318,29 +332,63 @@ class CouplingGraph:
             return source.problem(
                 f"'{instance}.{name}' is {var.causality} and cannot be set",
                 "set parameters, inputs or variables with a start value")
-        expected = ((int, float) if var.type in FLOAT_TYPES else (bool,)
-                    if var.type == "Boolean" else (str,) if var.type == "String" else
-                    (bytes, str) if var.type == "Binary" else (int,))
-        if var.dimensions:
-            shape = fmu.shape(name, self.graph.nodes[instance]["parameters"])
-            try:
-                values = np.asarray(value, dtype=object)
-            except ValueError:
-                values = np.empty(0, dtype=object)
-            if values.shape != shape:
-                return source.problem(
-                    f"'{instance}.{name}' is an array of shape {_shape_text(shape)}, got "
-                    f"{value!r}", f"give a list of {_shape_text(shape)} values")
-            items = list(values.flat)
-        else:
-            items = [value]
-        for item in items:
-            if isinstance(item, bool) and var.type != "Boolean" or not isinstance(
-                    item, expected):
-                return source.problem(
-                    f"'{instance}.{name}' is {var.type}, got {type(item).__name__} {item!r}",
-                    f"give a {var.type} value")
-        return None
+        return value_problem(f"{instance}.{name}", var, value, source,
+                             shape=fmu.shape(name, self.graph.nodes[instance]["parameters"]),
+                             fmi3=fmu.fmi3)
+
+
+def value_problem(port: str, var: Variable, value: Any, source: Source, *,
+                  shape: tuple[int, ...] = (), fmi3: bool = False) -> Problem | None:
+    """Why ``value`` cannot be set on ``var`` (type; an array's ``shape``; each value's
+    finiteness, integer range, declared bounds, enumeration items); None when it can."""
+    if var.dimensions:
+        try:
+            values = np.asarray(value, dtype=object)
+        except ValueError:
+            values = np.empty(0, dtype=object)
+        if values.shape != shape:
+            return source.problem(
+                f"'{port}' is an array of shape {_shape_text(shape)}, got {value!r}",
+                f"give a list of {_shape_text(shape)} values")
+        items = list(values.flat)
+    else:
+        items = [value]
+    for item in items:
+        problem = _scalar_problem(port, var, item, source, fmi3)
+        if problem:
+            return problem
+    return None
+
+
+def _scalar_problem(port: str, var: Variable, value: Any, source: Source, fmi3: bool
+                    ) -> Problem | None:
+    expected = ((int, float) if var.type in FLOAT_TYPES else (bool,) if var.type == BOOLEAN
+                else (str,) if var.type == STRING else (bytes, str) if var.type == "Binary"
+                else (int,))
+    if isinstance(value, bool) and var.type != BOOLEAN or not isinstance(value, expected):
+        return source.problem(f"'{port}' is {var.type}, got {type(value).__name__} {value!r}",
+                              f"give a {var.type} value")
+    try:
+        finite = math.isfinite(float(value)) if var.type in FLOAT_TYPES else True
+    except OverflowError:
+        finite = False
+    if not finite:
+        return source.problem(f"'{port}' must be a finite number, got {str(value)[:20]}",
+                              ".inf, .nan and numbers beyond ±1.8e308 are not values")
+    limits = _integer_range(var.type, fmi3)
+    if limits is not None and not limits[0] <= value <= limits[1]:
+        return source.problem(f"'{port}' = {str(value)[:20]} does not fit the FMU's {limits[2]}",
+                              f"give a value from {limits[0]} to {limits[1]}")
+    if var.type == ENUMERATION and var.items and value not in {v for v, _ in var.items}:
+        return source.problem(f"'{port}' = {value} is not a value of its enumeration",
+                              "one of " + ", ".join(f"{v} ({n})" for v, n in var.items))
+    if var.type in FLOAT_TYPES or var.type in INT_TYPES and var.type != BOOLEAN:
+        low = -math.inf if var.minimum is None else var.minimum
+        high = math.inf if var.maximum is None else var.maximum
+        if not low <= value <= high:
+            return source.problem(f"'{port}' = {value:g} is outside [{low:g}, {high:g}], the "
+                                  "range the FMU declares", "give a value in that range")
+    return None
 
 
 def _in_data_flow_order(graph: nx.DiGraph, order: dict[str, int]) -> list[list[str]]:
@@ -353,6 +401,20 @@ def _in_data_flow_order(graph: nx.DiGraph, order: dict[str, int]) -> list[list[s
     sequence = nx.lexicographical_topological_sort(
         condensed, key=lambda g: min(order[n] for n in groups[g]))
     return [sorted(groups[g], key=order.get) for g in sequence]
+
+
+def _integer_range(kind: str, fmi3: bool) -> tuple[int, int, str] | None:
+    """The values an integer variable of type ``kind`` holds, and the type's name: FMI 2
+    Integer and Enumeration are 32-bit; FMI 3 has IntN and UIntN, Enumeration is Int64."""
+    if kind in (INTEGER, ENUMERATION) and not fmi3:
+        return -2**31, 2**31 - 1, "32-bit Integer"
+    c_type = "Int64" if kind == ENUMERATION else kind
+    if c_type not in FMI3_INT_TYPES:
+        return None
+    bits = int(c_type.removeprefix("U").removeprefix("Int"))
+    if c_type.startswith("U"):
+        return 0, 2**bits - 1, c_type
+    return -2**(bits - 1), 2**(bits - 1) - 1, c_type
 
 
 def _types_compatible(source: str, target: str) -> bool:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from cosim.errors import FMUError, Problem, SimulationError
-from cosim.fmu import FMU, Instance
+from cosim.fmu import FMU, MAX_MESSAGE, Instance, MessageLog
 from cosim.instances import new_instance
 from cosim.isolation_child import (
     CALL,
@@ -233,6 +233,7 @@ class ProcessInstance:
         self.interface, self.solver = interface, solver
         self.structural: dict[str, Any] = {}  # structural parameters set (array sizes)
         self.log: deque[str] = deque(maxlen=50)
+        self.messages = MessageLog()  # what the FMU said, as its process relays it
         self.phase = "created"
         self.time: float | None = None
         self.ended_at: float | None = None  # when the FMU ended the simulation itself
@@ -331,11 +332,12 @@ class ProcessInstance:
         """Set changed inputs, ``fmi2DoStep`` and read the outputs: one round trip. True when
         the FMU ended the simulation (as ``Instance.do_step``)."""
         reply = self._request(STEP, STEP_ARGS.pack(time, step), "fmi2DoStep", time)
+        if reply is not None:
+            self._take_log(reply)  # what it said during the step, at the step's start time
         self.time = time + step
         self._outputs_fresh = True
         if reply is None:
             return None
-        self._take_log(reply)
         if not isinstance(reply.get("ended_at"), (float, int)):
             return None
         self.phase, self.ended_at = "ended", float(reply["ended_at"])
@@ -447,7 +449,7 @@ class ProcessInstance:
                                      key=_text(p.get("key")), hint=_text(p.get("hint")))
                              for p in reply["problems"] if isinstance(p, dict)])
         log = reply.get("log") if isinstance(reply.get("log"), list) else []
-        self.log.extend(str(line) for line in log)
+        self._heard(log)
         if reply.get("kind") == "memory":
             message = (f"{function}: the FMU's process ran out of memory (limit "
                        f"{self._memory_mb():.0f} MB, isolation memory)")
@@ -507,7 +509,17 @@ class ProcessInstance:
 
     def _take_log(self, reply: Any) -> None:
         if isinstance(reply, dict) and isinstance(reply.get("log"), list):
-            self.log.extend(str(line)[:2000] for line in reply["log"][-50:])
+            self._heard(reply["log"][-50:])
+
+    def _heard(self, lines: list) -> None:
+        """Lines ``[status] text`` the child relayed from its instance's log."""
+        for line in lines:
+            text = str(line)[:MAX_MESSAGE]
+            status, bracket, rest = text[1:].partition("] ")
+            if not (text.startswith("[") and bracket):
+                status, rest = "ok", text
+            self.messages.add(self.time, status, "", rest)
+            self.log.append(text)
 
     def _usable(self) -> bool:
         return not self._broken and self.phase != "fatal" and not self._child.stopped

@@ -87,6 +87,10 @@ class ModelExchange:
     def log(self, log) -> None:  # the isolation child taps an instance's log
         self.model.log = log
 
+    @property
+    def messages(self):
+        return self.model.messages
+
     # -- lifecycle ---------------------------------------------------------------------------
     def instantiate(self) -> None:
         self.model.instantiate()

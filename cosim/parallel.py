@@ -305,7 +305,7 @@ def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int]
     """Run this rank's instances; returns its timing (busy seconds per instance, exchange)."""
     execution = _distributed_execution(comm, graph, settings, owner,
                                        None if journal is None else journal.position)
-    execution.run([Recorder(part, scales=False, journal=journal)])
+    execution.run([Recorder(part, scales=False, journal=journal, execution=execution)])
     return {"busy": execution.master.busy, "exchange": execution.master.exchange.seconds}
 
 
@@ -352,7 +352,7 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
         if group.Get_size() > 1:
             execution.master.exchange = Exchange(group, graph, execution.plan,
                                                  execution.system, owner)
-        observers = [Recorder(node, scales=False)]
+        observers = [Recorder(node, scales=False, execution=execution)]
         if queue and queue.coordinator:
             observers.append(queue)
         try:

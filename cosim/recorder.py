@@ -35,6 +35,7 @@ from cosim.errors import ResultsWriteError
 from cosim.execution import Execution
 from cosim.h5clear import clear_writer_flags
 from cosim.journal import ROW_BITS, ROWS, PendingRows
+from cosim.output_path import cannot_create
 
 FORMAT = "cosim-results"
 FORMAT_VERSION = 1
@@ -56,8 +57,11 @@ def versions() -> dict[str, str]:
 def create_results_file(path: str | Path, provenance: Mapping[str, Any]) -> h5py.File:
     """Create (replace) a results file and write its provenance as root attributes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    file = h5py.File(path, "w", libver=("earliest", "v110"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = h5py.File(path, "w", libver=("earliest", "v110"))
+    except OSError as error:  # no such folder, a folder given, no permission: one sentence
+        raise cannot_create(path, error) from None
     write_provenance(file, provenance)
     return file
 
@@ -96,10 +100,12 @@ class Recorder:
     """Observer writing the recorded variables of an execution into an HDF5 group."""
 
     def __init__(self, group: h5py.Group, block_rows: int = BLOCK_ROWS,
-                 compression: str | None = "gzip", scales: bool = True, journal=None):
+                 compression: str | None = "gzip", scales: bool = True, journal=None,
+                 execution: Execution | None = None):
         self.group = group
         self.journal = journal  # a cosim.journal.Journal: rows buffered where a supervisor
         # can read them if this process dies
+        self.execution = execution  # its FMU messages and printed output go to ``log/``
         self.scales = scales  # attach /time as dimension scale (not in part files: see merge)
         self.block_rows = block_rows
         self.compression = compression
@@ -185,6 +191,8 @@ class Recorder:
         try:
             if hasattr(self, "buffer"):
                 self.flush()
+            if self.execution is not None:
+                write_log(self.group, self.execution)
             self.group.attrs["status"] = ("interrupted" if isinstance(error, KeyboardInterrupt)
                                           else "failed" if error else "completed")
             self.group.attrs["error"] = "" if error is None else str(error)
@@ -249,6 +257,56 @@ def _write_error(path: str, error: Exception) -> ResultsWriteError:
                              "rows written before")
 
 
+LOG_ENTRY = np.dtype([("time", "f8"), ("status", h5py.string_dtype()),
+                      ("category", h5py.string_dtype()), ("message", h5py.string_dtype())])
+
+
+def write_log(group: h5py.Group, execution: Execution) -> None:
+    """What the FMUs said and printed (bounded: ``cosim.fmu.MessageLog``, ``cosim.capture``):
+    ``log/instances/<instance>`` (time, status, category, message) per local instance,
+    ``log/output`` the lines printed to stdout/stderr during the run."""
+    log = group.require_group("log")
+    instances = log.require_group("instances")
+    for name, instance in execution.system.instances.items():
+        messages = instance.messages
+        if name in instances:
+            del instances[name]
+        dataset = instances.create_dataset(name, data=np.array(messages.kept(),
+                                                               dtype=LOG_ENTRY))
+        dataset.attrs["messages"] = messages.count
+        dataset.attrs["dropped"] = messages.dropped
+    output = execution.output
+    if "output" in log:
+        del log["output"]
+    dataset = log.create_dataset("output", data=np.array(output.kept(), dtype=object),
+                                 dtype=h5py.string_dtype(), maxshape=(None,))
+    dataset.attrs["lines"] = output.lines
+    dataset.attrs["bytes"] = output.bytes
+
+
+def _merge_log(source: h5py.Group, target: h5py.Group) -> None:
+    """A part's log into the main file's: its instances, and its output after the others'."""
+    if "log" not in source:
+        return
+    log = target.require_group("log")
+    for name, dataset in source["log"].get("instances", {}).items():
+        instances = log.require_group("instances")
+        if name not in instances:
+            source.copy(dataset, instances, name=name)
+    part = source["log"].get("output")
+    if part is None:
+        return
+    if "output" not in log:
+        source.copy(part, log, name="output")
+        return
+    output = log["output"]
+    start = output.shape[0]
+    output.resize((start + part.shape[0],))
+    output[start:] = part[()]
+    for key in ("lines", "bytes"):
+        output.attrs[key] = int(output.attrs[key]) + int(part.attrs[key])
+
+
 def attach_time_scale(group: h5py.Group) -> None:
     """Make ``group/time`` the dimension scale of every recorded dataset under it."""
     if "time" not in group:
@@ -295,6 +353,7 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
 
 
 def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
+    _merge_log(source, target)
     if "time" in source:
         link = target.get("time", getlink=True)
         if isinstance(link, h5py.ExternalLink):

@@ -104,6 +104,20 @@ class Results:
         return {"passed": bool(node.attrs["passed"]), "summary": str(node.attrs["summary"]),
                 "criteria": criteria}
 
+    def messages(self, instance: str) -> list[tuple[float, str, str, str]]:
+        """What the FMU of ``instance`` said: ``(time, status, category, message)``, the first
+        and last ones kept (``log/instances/<instance>``; empty if none was written)."""
+        node = self.group.get("log/instances")
+        if node is None or instance not in node:
+            return []
+        return [(float(t), _plain(s), _plain(c), _plain(m)) for t, s, c, m in node[instance][()]]
+
+    @property
+    def output(self) -> list[str]:
+        """What the FMUs printed to stdout/stderr during the run (first and last lines)."""
+        node = self.group.get("log/output")
+        return [] if node is None else [_plain(line) for line in node[()]]
+
     @property
     def members(self) -> list[str]:
         return sorted(self.group["members"]) if "members" in self.group else []

@@ -118,7 +118,7 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
         if journal is not None:
             journal.begin(output, "/")
         execution = Execution(graph, settings, position=position)
-        recorder = Recorder(file, journal=journal)
+        recorder = Recorder(file, journal=journal, execution=execution)
         started = time.perf_counter()
         execution.run([recorder])
         file.attrs["run_seconds"] = time.perf_counter() - started
@@ -177,7 +177,7 @@ def run_member(file, index: int, scenario: Scenario, graph: CouplingGraph, setti
     execution = Execution(graph, settings, member_parameters(graph, parameters),
                           position=None if journal is None else journal.position)
     try:
-        execution.run([Recorder(group, journal=journal)])
+        execution.run([Recorder(group, journal=journal, execution=execution)])
     except Exception as error:  # one failing member does not stop a cohort
         group.attrs["status"] = "failed"
         group.attrs["error"] = str(error)

@@ -1,31 +1,33 @@
 """Scenario files: what to couple and run, described in YAML (``docs/scenario-format.md``).
 
 ``load_scenario(path)`` reads and checks the file itself (keys, types, times) and returns a
-frozen ``Scenario``; ``build(scenario)`` opens the FMUs, builds the ``CouplingGraph`` and checks
-everything against the FMUs' model descriptions. Both collect every problem with its file, line
-and key and raise one ``ScenarioError``; nothing here runs a simulation.
+frozen ``Scenario`` (the YAML itself is read by ``cosim.scenario_yaml``); ``build(scenario)``
+opens the FMUs, builds the ``CouplingGraph`` and checks everything against the FMUs' model
+descriptions (``cosim.scenario_checks``). Both collect every problem with its file, line and key
+and raise one ``ScenarioError``; nothing here runs a simulation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cosim import scenario_checks as checks
 from cosim.criteria import Criterion, parse_criteria
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
-from cosim.execution import CALL_TIMEOUT, Event, Settings, steps_between
-from cosim.fmu import COUPLED_TYPES, INTERFACES
+from cosim.execution import CALL_TIMEOUT, MAX_STEPS, Event, Settings, steps_between
+from cosim.fmu_file import INTERFACES
 from cosim.graph import SCALES, CouplingGraph, Source, parse_port
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
 from cosim.model_exchange import METHODS, Solver
+from cosim.scenario_yaml import MAX_BYTES, line_of, read_yaml
 
 VERSION = 1
 SECTIONS = {
@@ -84,70 +86,8 @@ class Scenario:
     sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
 
     def source(self, *path) -> Source:
-        return Source(str(self.file) if self.file else None, _line(self.lines, path),
+        return Source(str(self.file) if self.file else None, line_of(self.lines, path),
                       ".".join(str(p) for p in path) or None)
-
-
-# -- YAML with line numbers -------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def read_yaml(text: str, file: str | None) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML; returns plain data and the line (1-based) of every key path."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ScenarioError(Problem(
-            f"not valid YAML: {getattr(error, 'problem', None) or error}", file=file,
-            line=mark.line + 1 if mark else None,
-            hint="check indentation and that every 'key: value' has a space after the colon"
-        )) from None
-    lines: dict[tuple, int] = {}
-    problems: list[Problem] = []
-
-    def convert(node, path):
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            out = {}
-            for key_node, value_node in node.value:
-                key = loader.construct_object(key_node, deep=True)
-                if key in out:
-                    problems.append(Problem(f"'{key}' appears twice", file=file,
-                                            line=key_node.start_mark.line + 1,
-                                            key=".".join(map(str, path + (key,))),
-                                            hint="YAML keeps only the last one; merge them"))
-                out[key] = convert(value_node, path + (key,))
-                lines[path + (key,)] = key_node.start_mark.line + 1
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [convert(item, path + (i,)) for i, item in enumerate(node.value)]
-        return loader.construct_object(node, deep=True)
-
-    data = convert(node, ()) if node is not None else None
-    if problems:
-        raise ScenarioError(problems)
-    return data, lines
-
-
-def _line(lines: Mapping[tuple, int], path: tuple) -> int | None:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get(())
 
 
 # -- checking the file itself -----------------------------------------------------------------
@@ -158,7 +98,7 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def source(self, *path) -> Source:
-        return Source(self.file, _line(self.lines, path), ".".join(map(str, path)) or None)
+        return Source(self.file, line_of(self.lines, path), ".".join(map(str, path)) or None)
 
     def report(self, path: tuple, message: str, hint: str | None = None) -> None:
         self.problems.append(self.source(*path).problem(message, hint or None))
@@ -178,6 +118,14 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.report(path, f"must be a number, got {value!r}", "e.g. 0.001")
             return None
+        try:
+            finite = math.isfinite(float(value))
+        except OverflowError:
+            finite = False
+        if not finite:
+            self.report(path, f"must be a finite number of seconds, got {str(value)[:20]}",
+                        "numbers beyond ±1.8e308 read as infinite; .inf and .nan are not times")
+            return None
         if positive and value <= 0:
             self.report(path, f"must be positive, got {value:g}", "a step is > 0 seconds")
             return None
@@ -187,9 +135,26 @@ class _Checker:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file (without opening FMUs)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ScenarioError(Problem("no such scenario file", file=str(path)))
-    return parse_scenario(path.read_bytes().decode("utf-8"), path)
+    if not path.is_file():
+        raise ScenarioError(Problem("not a regular file", file=str(path),
+                                    hint="give the path of a scenario .yaml file"))
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ScenarioError(Problem(
+                f"the file holds {size:,} bytes, more than the limit of {MAX_BYTES:,}",
+                file=str(path), hint="a scenario is a short text; put member tables in a "
+                                     "CSV file (cohort: {method: table})"))
+        text = path.read_bytes().decode("utf-8")  # as it is: its hash is provenance
+    except UnicodeDecodeError as error:
+        raise ScenarioError(Problem(f"not UTF-8 text (byte {error.start})", file=str(path),
+                                    hint="save the scenario as UTF-8 text")) from None
+    except OSError as error:
+        raise ScenarioError(Problem(f"cannot read the file: {error.strerror}",
+                                    file=str(path))) from None
+    return parse_scenario(text, path)
 
 
 def parse_scenario(text: str, path: Path | None = None) -> Scenario:
@@ -210,13 +175,14 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     base = path.parent if path else Path.cwd()
 
     fmus, pins = _check_fmus(data.get("fmus"), base, check)
-    settings = _check_simulation(data.get("simulation"), check)
+    simulation = _check_simulation(data.get("simulation"), check)
+    settings = simulation or Settings(0.0, 1.0, 1.0)
     isolation = dataclasses.replace(_check_isolation(data.get("isolation"), check),
                                     timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
     connections = _check_connections(data.get("connections"), check)
     record_patterns, record_every = _check_record(data.get("record"), settings, check)
-    events = _check_events(data.get("events"), check)
+    events = _check_events(data.get("events"), simulation, check)
     criteria = parse_criteria(data.get("criteria"),
                               lambda p, m, h: check.report(("criteria",) + p, m, h))
     cohort = data.get("cohort")
@@ -431,11 +397,11 @@ def _check_connections(section: Any, check: _Checker) -> list[tuple[str, str, So
     return out
 
 
-def _check_simulation(section: Any, check: _Checker) -> Settings:
-    default = Settings(0.0, 1.0, 1.0)
+def _check_simulation(section: Any, check: _Checker) -> Settings | None:
+    """The time grid and algorithm; None (problems reported) when they are wrong."""
     if not isinstance(section, Mapping):
         check.report(("simulation",), "missing", "give start, stop and step in seconds")
-        return default
+        return None
     check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm", "call_timeout"})
     start = check.number(section, ("simulation", "start"), default=0.0)
     stop = check.number(section, ("simulation", "stop"))
@@ -448,16 +414,28 @@ def _check_simulation(section: Any, check: _Checker) -> Settings:
                      f"one of {', '.join(ALGORITHMS)}")
         algorithm = "jacobi"
     if None in (start, stop, step):
-        return default
+        return None
     if stop <= start:
         check.report(("simulation", "stop"), f"stop ({stop:g} s) must be after start "
                      f"({start:g} s)", "stop > start")
-        return default
+        return None
+    count = (stop - start) / step
+    if not math.isfinite(count) or count > MAX_STEPS:
+        check.report(("simulation", "step"), f"{stop - start:g} s in steps of {step:g} s is "
+                     f"{count:.3g} steps, more than the limit of {MAX_STEPS:.0e}",
+                     "check the units: stop and step are in seconds")
+        return None
+    if step < 1e6 * math.ulp(max(abs(start), abs(stop))):
+        check.report(("simulation", "step"), f"a step of {step:g} s is below what floating "
+                     f"point resolves at t = {max(abs(start), abs(stop)):g} s",
+                     "times would be off by more than a millionth of a step; use a larger "
+                     "step or times nearer zero")
+        return None
     try:
         steps_between(start, stop, step)
     except ValueError as error:
         check.report(("simulation", "step"), str(error), "choose a step that divides stop - start")
-        return default
+        return None
     return Settings(start, stop, step, algorithm, call_timeout=call_timeout or CALL_TIMEOUT)
 
 
@@ -498,7 +476,8 @@ def _check_record(section: Any, settings: Settings, check: _Checker
     return patterns, every
 
 
-def _check_events(section: Any, check: _Checker) -> list[tuple[Event, Source]]:
+def _check_events(section: Any, settings: Settings | None, check: _Checker
+                  ) -> list[tuple[Event, Source]]:
     if section is None:
         return []
     if not isinstance(section, list):
@@ -524,6 +503,11 @@ def _check_events(section: Any, check: _Checker) -> list[tuple[Event, Source]]:
                 continue
             by_instance.setdefault(port[0], {})[port[1]] = value
         if time is None:
+            continue
+        if settings is not None and not settings.start <= time < settings.stop:
+            check.report(path + ("time",), f"an event at {time:g} s never happens: the run goes "
+                         f"from {settings.start:g} s to {settings.stop:g} s",
+                         "give a time from start (included) to stop (excluded)")
             continue
         for instance, vals in by_instance.items():
             out.append((Event(time, instance, vals), check.source(*path)))
@@ -568,127 +552,27 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
             for p in error.problems:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
                                         key=f"fmus.{spec.fmu}", hint=p.hint))
-    problems += _check_pins(scenario, graph, paths)
+    problems += checks.check_pins(scenario, graph, paths)
+    if not problems:
+        checks.check_binaries(scenario, graph, problems)
     if problems:
-        raise ScenarioError(_unique(problems))
+        raise ScenarioError(checks.unique(problems))
     for output, input_, source in scenario.connections:
         graph.connect(output, input_, source=source)
     problems = graph.check()
-    record = _expand_record(scenario, graph, problems)
+    record = checks.expand_record(scenario, graph, problems)
     for event, source in scenario.events:
-        _check_event(event, source, graph, problems)
+        checks.check_event(event, source, graph, problems)
     for i, criterion in enumerate(scenario.criteria):
         for signal in criterion.signals():
-            _require_signal(signal, scenario.source("criteria", i, "signal"), graph, record,
-                            problems)
+            checks.require_signal(signal, scenario.source("criteria", i, "signal"), graph,
+                                  record, problems)
     for i, signal in enumerate(scenario.plot):
-        _require_signal(signal, scenario.source("plot", i), graph, record, problems)
+        checks.require_signal(signal, scenario.source("plot", i), graph, record, problems)
+    if scenario.cohort is not None:
+        checks.check_cohort_parameters(scenario, graph, problems)
     if problems:
-        raise ScenarioError(_unique(problems))
+        raise ScenarioError(checks.unique(problems))
     settings = dataclasses.replace(scenario.settings,
                                    record={k: tuple(v) for k, v in record.items() if v})
     return graph, settings
-
-
-def _check_pins(scenario: Scenario, graph: CouplingGraph, paths: dict[str, Path]
-                ) -> list[Problem]:
-    """Every pinned SHA-256 against the FMU as read (the bytes later extracted and run)."""
-    problems = []
-    for key, pin in scenario.pins.items():
-        if key not in paths:
-            continue
-        users = [s.name for s in scenario.instances.values() if s.fmu == key
-                 and s.name in graph.graph]
-        if users:
-            actual = graph.fmu(users[0]).sha256
-        else:
-            with open(paths[key], "rb") as stream:
-                actual = hashlib.file_digest(stream, "sha256").hexdigest()
-        if actual != pin:
-            problems.append(scenario.source("fmus", key, "sha256").problem(
-                f"SHA-256 mismatch for {paths[key]}: the scenario pins {pin}, the file has "
-                f"{actual}", "the FMU is not the one pinned: get the right file, or update the "
-                "pin if this version was checked"))
-    return problems
-
-
-def _expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]
-                   ) -> dict[str, list[str]]:
-    record: dict[str, list[str]] = {name: [] for name in graph.instances}
-    for pattern, source in scenario.record_patterns:
-        instance, variable = parse_port(pattern)
-        names = graph.instances if instance == "*" else [instance]
-        if instance != "*" and instance not in graph.graph:
-            problems.append(source.problem(f"unknown instance '{instance}'",
-                                           f"instances: {', '.join(graph.instances)}"))
-            continue
-        for name in names:
-            fmu = graph.fmu(name)
-            if variable == "*":
-                chosen = [v.name for v in fmu.variables.values() if v.causality == "output"
-                          and v.type in COUPLED_TYPES]
-            elif variable in fmu.variables:
-                if fmu.variables[variable].type not in COUPLED_TYPES:
-                    problems.append(source.problem(
-                        f"'{pattern}' is a {fmu.variables[variable].type}; only numbers, "
-                        "Booleans and enumerations are recorded"))
-                    continue
-                chosen = [variable]
-            else:
-                problems.append(source.problem(
-                    f"the FMU {fmu.model_name} of '{name}' has no variable '{variable}'",
-                    f"`cosim info {fmu.path.name}` lists its variables"))
-                continue
-            for v in chosen:
-                if v not in record[name]:
-                    record[name].append(v)
-    return record
-
-
-def _require_signal(signal: str, source: Source, graph: CouplingGraph,
-                    record: dict[str, list[str]], problems: list[Problem]) -> None:
-    """A signal a criterion or plot needs: it must exist; it is recorded if it was not."""
-    port = parse_port(signal)
-    if port is None or port[0] not in graph.graph:
-        problems.append(source.problem(f"unknown signal '{signal}'",
-                                       f"instances: {', '.join(graph.instances)}"))
-        return
-    instance, variable = port
-    fmu = graph.fmu(instance)
-    if variable not in fmu.variables:
-        problems.append(source.problem(
-            f"the FMU {fmu.model_name} of '{instance}' has no variable '{variable}'",
-            f"`cosim info {fmu.path.name}` lists its variables"))
-        return
-    if variable not in record[instance]:
-        record[instance].append(variable)
-
-
-def _check_event(event: Event, source: Source, graph: CouplingGraph,
-                 problems: list[Problem]) -> None:
-    if event.instance not in graph.graph:
-        problems.append(source.problem(f"unknown instance '{event.instance}'"))
-        return
-    fmu = graph.fmu(event.instance)
-    fed = {c.input for c in graph.connections() if c.target == event.instance}
-    for name in event.values:
-        var = fmu.variables.get(name)
-        if var is None:
-            problems.append(source.problem(f"the FMU {fmu.model_name} of '{event.instance}' "
-                                           f"has no variable '{name}'"))
-        elif var.causality == "input" and name in fed:
-            problems.append(source.problem(f"'{event.instance}.{name}' is fed by a connection",
-                                           "an event may set unconnected inputs only"))
-        elif not (var.causality == "input" or var.variability == "tunable"):
-            problems.append(source.problem(
-                f"'{event.instance}.{name}' cannot change during a run ({var.causality}, "
-                f"{var.variability})", "events may set inputs and tunable parameters"))
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    seen, out = set(), []
-    for p in problems:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out

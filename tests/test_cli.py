@@ -65,7 +65,8 @@ def test_check_summarises_without_running(folder, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"{folder / 'pass.yaml'}: OK — 2 instances, 2 connections, "
                       "100 steps of 0.01 s (gauss-seidel)")
-    assert out[1:] == ["  records 3 variables every 10 step(s)", "  1 acceptance criteria"]
+    assert out[1:] == ["  records 3 variables every 10 step(s)", "  1 acceptance criteria",
+                       "  every instance starts (instantiated, parameters set, initialised)"]
 
 
 def test_info_lists_variables_units_and_dependencies(folder, capsys):

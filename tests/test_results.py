@@ -64,7 +64,7 @@ def run(folder) -> tuple[Path, Path]:
 
 def test_layout_and_variable_attributes(run):
     with h5py.File(run[1], "r") as file:
-        assert set(file) == {"time", "instances", "verdict"}
+        assert set(file) == {"time", "instances", "verdict", "log"}
         assert set(file["instances"]) == {"left", "right"}
         assert set(file["instances/left"]) == {"x", "v"}
         assert set(file["instances/right"]) == {"x", "x_other"}
