@@ -469,8 +469,9 @@ def test_sigterm_interrupts_the_run_keeps_its_rows_and_the_previous_results(fold
 
 
 def test_a_killed_writer_is_settled_by_commit(folder, tmp_path):
-    """What the supervisor will do for a crashed worker: commit(status=failed) on a claim whose
-    partial file a killed process left 'running' (the HDF5 writer's marks still set)."""
+    """The seam: a claim held in one process, ``run_into`` in another that is killed; commit
+    (status=failed) settles the partial file it left 'running' (the HDF5 writer's mark set),
+    keeps it aside and releases the lock."""
     scenario = slow_scenario(folder, tmp_path, "dies", stop=2.0, delay=0.0, kill_at=1.5)
     claim = output.claim(tmp_path / "dies.h5")
     code = textwrap.dedent("""\
@@ -484,6 +485,7 @@ def test_a_killed_writer_is_settled_by_commit(folder, tmp_path):
     assert worker.returncode == -signal.SIGKILL
     kept = output.commit(claim, status="failed", error="the worker was killed (SIGKILL)")
     assert kept == claim.partial and not (tmp_path / "dies.h5").exists()
+    assert not (tmp_path / "dies.h5.lock").exists()
     with h5py.File(kept, "r") as file:
         assert file.attrs["status"] == "failed"
         assert file.attrs["error"] == "the worker was killed (SIGKILL)"
