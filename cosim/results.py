@@ -41,7 +41,9 @@ class Results:
         self.file = open_ignoring_writer(self.path) if as_left else _open(self.path, wait)
         self.as_left = not self.file.swmr_mode
         self.group = self.file[group]
-        self.rows = _common_length(self.group)
+        # the datasets as found at opening, held open: under MPI they live in part files
+        # that a link may fail to reach for a moment later (a rank reopening its part)
+        self._time, self._datasets, self.rows = _datasets(self.group)
 
     def __enter__(self) -> Results:
         return self
@@ -50,6 +52,9 @@ class Results:
         self.close()
 
     def close(self) -> None:
+        # the part files these datasets hold open under MPI must close too: a later opening
+        # in this process would otherwise see them as they were (HDF5 shares an open file)
+        self._time, self._datasets = None, {}
         self.file.close()
 
     @property
@@ -74,18 +79,16 @@ class Results:
 
     @property
     def time(self) -> np.ndarray:
-        return self.group["time"][:self.rows] if self.group.get("time") is not None else (
-            np.empty(0))
+        return self._time[:self.rows] if self._time is not None else np.empty(0)
 
     @property
     def variables(self) -> list[str]:
         """Every recorded ``instance.variable``."""
-        return [f"{inst}.{var}" for inst, grp in _instances(self.group) for var in grp]
+        return list(self._datasets)
 
     def _dataset(self, name: str) -> h5py.Dataset:
-        instance, _, variable = name.partition(".")
         try:
-            return self.group["instances"][instance][variable]
+            return self._datasets[name]
         except KeyError:
             raise KeyError(f"'{name}' was not recorded; recorded: "
                            + ", ".join(self.variables)) from None
@@ -195,12 +198,18 @@ def open_ignoring_writer(path: str | Path) -> h5py.File:
         raise CosimError(f"{path}: cannot open the results file ({error})") from None
 
 
-def _common_length(group: h5py.Group) -> int:
-    """Rows that ``time`` and every recorded dataset of ``group`` have (they grow together)."""
-    lengths = [len(group["time"])] if group.get("time") is not None else []
-    for _, instance in _instances(group):
-        lengths += [len(d) for d in instance.values() if isinstance(d, h5py.Dataset)]
-    return min(lengths, default=0)
+def _datasets(group: h5py.Group) -> tuple[h5py.Dataset | None, dict[str, h5py.Dataset], int]:
+    """``(time, {"instance.variable": dataset}, rows)``: the datasets of ``group`` that can be
+    read now, and the rows all of them have (they grow together). Under MPI, while the run
+    goes, ``time`` is a link into rank 0's part file, which cannot be read while its writer is
+    outside SWMR mode: then no row is shown (reopen)."""
+    time = _get(group, "time")
+    datasets = {f"{name}.{variable}": dataset for name, instance in _instances(group)
+                for variable, dataset in instance.items() if isinstance(dataset, h5py.Dataset)}
+    if time is None and group.get("time", getlink=True) is not None:
+        return None, datasets, 0
+    lengths = [len(d) for d in [time, *datasets.values()] if d is not None]
+    return time, datasets, min(lengths, default=0)
 
 
 def _instances(group: h5py.Group) -> list[tuple[str, h5py.Group]]:
@@ -211,13 +220,18 @@ def _instances(group: h5py.Group) -> list[tuple[str, h5py.Group]]:
         return []
     found = []
     for name in instances:
-        try:
-            instance = instances.get(name)
-        except (KeyError, OSError):
-            instance = None
+        instance = _get(instances, name)
         if instance is not None:
             found.append((name, instance))
     return found
+
+
+def _get(group: h5py.Group, name: str):
+    """``group[name]``, or None if it (or the part file a link leads to) cannot be read now."""
+    try:
+        return group.get(name)
+    except (KeyError, OSError):
+        return None
 
 
 def _plain(value: Any) -> Any:
