@@ -90,6 +90,9 @@ class Results:
         try:
             return self._datasets[name]
         except KeyError:
+            if not self._datasets and self.status == "running":
+                raise KeyError(f"'{name}': nothing is recorded yet (the run is setting up); "
+                               "open the file again later") from None
             raise KeyError(f"'{name}' was not recorded; recorded: "
                            + ", ".join(self.variables)) from None
 
