@@ -1,7 +1,6 @@
 """The ``cosim`` command: parses arguments and calls library functions, nothing more.
 
-Exit codes: 0 success (and, for ``run``, every acceptance criterion met), 1 an error (one
-message, no traceback), 2 the run finished but its verdict is FAIL.
+Exit codes (the constants below; documented in ``docs/failures.md`` and ``cosim --help``).
 """
 
 from __future__ import annotations
@@ -13,14 +12,36 @@ from pathlib import Path
 from cosim.errors import CosimError
 from cosim.launcher import limit_threads
 
-EXIT_OK, EXIT_ERROR, EXIT_VERDICT_FAIL = 0, 1, 2
+EXIT_OK = 0  # success; for run: completed and every acceptance criterion met (PASS)
+EXIT_ERROR = 1  # an error: one message, no traceback; nothing claimed was replaced
+EXIT_VERDICT_FAIL = 2  # the run completed and its verdict is FAIL (a cohort: any member
+#                        failed its criteria or did not complete)
+EXIT_USAGE = 64  # the command line is wrong (EX_USAGE of sysexits.h)
+EXIT_INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C) or SIGTERM (128 + SIGINT, as shells do)
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK:<4} success; for run: completed, verdict PASS (or no criteria)
+  {EXIT_ERROR:<4} error: one message says what and where; previous results untouched
+  {EXIT_VERDICT_FAIL:<4} run completed, verdict FAIL (a cohort: a member failed or did not complete)
+  {EXIT_USAGE:<4} usage error: wrong command line
+  {EXIT_INTERRUPTED:<4} interrupted by SIGINT (Ctrl-C) or SIGTERM
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exiting with EXIT_USAGE (its own 2 would read as a FAIL verdict)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     limit_threads()  # before anything imports numpy: one BLAS thread (cosim/launcher.py)
-    parser = argparse.ArgumentParser(prog="cosim", description="Multiscale FMI co-simulation "
-                                     "of medical digital twins.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="cosim", description="Multiscale FMI co-simulation of medical digital "
+                     "twins.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a scenario into an HDF5 results file")
     run.add_argument("scenario", type=Path)
     run.add_argument("-o", "--output", type=Path, help="results file (default results/<name>.h5)")
@@ -48,13 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         from cosim import parallel
 
         if parallel.rank() == 0:  # under MPI every rank finds the same scenario errors
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {_with_notes(error)}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into `head`
         return EXIT_OK
-    except KeyboardInterrupt:
-        print("interrupted; results written so far are kept", file=sys.stderr)
-        return EXIT_ERROR
+    except KeyboardInterrupt as stop:  # Ctrl-C outside a run (cosim.supervise handles runs)
+        print(_with_notes(stop, "interrupted"), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _with_notes(error: BaseException, text: str | None = None) -> str:
+    """The message (or ``text``) and the notes added on the way up (e.g. where partial results
+    are kept)."""
+    return "\n".join([str(error) if text is None else text,
+                      *getattr(error, "__notes__", ())]).strip()
 
 
 def _run(args) -> int:

@@ -4,6 +4,8 @@
   be opened). It carries every ``Problem`` found, each with its file, line and key.
 - ``SimulationError``: raised during the run (an FMU call that failed, a crash). It names the
   instance, the FMI function, the simulation time and the FMU's last log lines.
+- ``OutputError``: the results file cannot be claimed (a folder that cannot be written, a file
+  that is not a cosim results file, another run writing the same file).
 
 The CLI prints ``str(error)`` and nothing else; a message must make sense to a device engineer.
 """
@@ -60,6 +62,10 @@ class ScenarioError(CosimError):
 
 class FMUError(ScenarioError):
     """An FMU file cannot be used: missing, not a zip, bad model description, no binary."""
+
+
+class OutputError(CosimError):
+    """The results file cannot be written where asked; nothing was run or changed."""
 
 
 class SimulationError(CosimError):

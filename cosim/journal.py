@@ -80,6 +80,11 @@ class Journal:
         """The identifier every rank of this MPI run shares (its supervisors meet under it)."""
         _write_json(self.path.with_suffix(".run.json"), run_id)
 
+    def announce_results(self, path: str | Path) -> None:
+        """The results file this run writes (under MPI, rank 0's partial main file: its
+        supervisor completes it after a failure)."""
+        _write_json(self.path.with_suffix(".results.json"), str(Path(path).resolve()))
+
     def describe_instances(self, names: list[str]) -> None:
         """Which instance each number in the CALL slot stands for."""
         _write_json(self.path.with_suffix(".instances.json"), names)
@@ -189,6 +194,11 @@ class JournalReader:
     def run_id(self) -> str | None:
         """The MPI run's identifier, once the worker has it (``Journal.announce_run``)."""
         return _read_json(self.path.with_suffix(".run.json"))
+
+    def results(self) -> Path | None:
+        """The results file the worker announced (``Journal.announce_results``), or None."""
+        found = _read_json(self.path.with_suffix(".results.json"))
+        return None if found is None else Path(found)
 
     def task(self) -> tuple[Path, str] | None:
         """``(file, group)`` of the run the worker was doing, or None."""

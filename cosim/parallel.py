@@ -11,13 +11,17 @@ pilot run of the first steps (then discarded: the run itself starts again from t
 Every distributed run times its instances and its exchanges and writes the figures into the
 results file, so a user sees how well the ranks were balanced.
 
-Files: every rank writes what it computes to its own part file ``<output>.parts/rank-NNNN.h5``;
-rank 0 writes the main file, which links to the parts while the run goes and, when it ends,
-copies them in and removes them, so the user gets one self-contained file.
+Files: rank 0 claims the target (``cosim.output``: lock, partial file) and writes the partial
+main file; every rank writes what it computes to its own part file
+``<partial>.parts/rank-NNNN.h5`` (the folder belongs to this run's partial file), in SWMR mode
+while rows are appended. The main file links to the parts while the run goes; when it ends,
+rank 0 copies them in, removes the folder and commits the file over the target, so the user
+gets one self-contained file.
 
-Failure: a rank that fails prints one message (rank, instance, time), flushes its part file and
-calls ``MPI_Abort``, which stops every rank at once; the main file keeps its links to the part
-files and what they had flushed.
+Failure: under ``cosim run`` each rank's supervisor sees its worker fail and tells the others;
+rank 0's supervisor completes the partial main file (``complete_after_failure``) and says
+where it is; the target is untouched. Without supervisors a failing rank prints one message and
+calls ``MPI_Abort``, which stops every rank at once.
 """
 
 from __future__ import annotations
@@ -40,8 +44,20 @@ from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.launcher import launched_by_mpi
 from cosim.master import Plan
+from cosim.output import COMPLETED, RUNNING, kept_note, parts_folder
 from cosim.partition import partition
-from cosim.recorder import Recorder, create_results_file, merge_parts
+from cosim.recorder import (
+    Recorder,
+    create_file,
+    create_results_file,
+    cut_to_common_length,
+    error_text,
+    merge_parts,
+    open_for_writing,
+    record_end,
+    write_status,
+    writing,
+)
 from cosim.system import System
 
 TAG_REQUEST, TAG_MEMBER = 901, 902
@@ -119,25 +135,26 @@ class Exchange:
         self.seconds += time.perf_counter() - started
 
 
-def part_path(output: Path, index: int) -> Path:
-    return Path(f"{output}.parts") / f"rank-{index:04d}.h5"
+def part_path(results: Path, index: int) -> Path:
+    return parts_folder(results) / f"rank-{index:04d}.h5"
 
 
 def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=None):
-    """``run_scenario`` under MPI: distributed instances, or cohort members over groups.
+    """``run_scenario`` under MPI: prepare (every rank), claim (rank 0), run (every rank),
+    commit (rank 0). Every rank returns the same report.
 
     ``journal``: this rank's ``cosim.journal.Journal`` when a supervisor watches it; a failure
     then ends this rank's worker (its supervisor tells the others, see ``cosim.supervise``)
     instead of aborting every rank at once.
     """
-    from cosim.run import Report, default_output, judge, member_id, provenance, write_summary
+    from cosim.output import claim, commit
+    from cosim.run import Prepared, default_output, plotted
     from cosim.scenario import build, load_scenario
 
     comm = world()
     me, ranks = comm.Get_rank(), comm.Get_size()
     if journal is not None:  # the ranks' supervisors meet under this name (cosim.peers)
         journal.announce_run(comm.bcast(uuid.uuid4().hex if me == 0 else None, root=0))
-    output = output or default_output(path)
     scenario = _collective(comm, lambda: load_scenario(path))
     if me == 0:
         _prebuild_library(scenario)
@@ -151,104 +168,117 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=
         from cosim.cohort import sample_cohort
 
         cohort = _collective(comm, lambda: sample_cohort(scenario.cohort, path.parent))
-    group_size = _group_size(scenario, ranks, cohort is not None)
+    _group_size(scenario, ranks, cohort is not None)  # a scenario error: before claiming
+    prepared = Prepared(scenario, graph, settings, cohort)
+    claimed = _collective(comm, lambda: claim(output or default_output(path)) if me == 0
+                          else None)
+    results = comm.bcast(claimed.partial if me == 0 else None, root=0)
+    if journal is not None and me == 0:
+        journal.announce_results(results)  # rank 0's supervisor completes it after a failure
+    report = run_into(comm, prepared, results, journal)
+    if me == 0:
+        try:
+            report.results = commit(claimed, status=COMPLETED)
+            report = plotted(report, scenario, report.results if plot else None)
+        except BaseException as error:  # noqa: BLE001 - the other ranks wait for the report
+            _abort(comm, error, results, supervised=journal is not None)
+    return comm.bcast(report, root=0)
 
+
+def run_into(comm, prepared, results: Path, journal=None):
+    """Run a prepared scenario over the ranks of ``comm`` into ``results`` (rank 0 writes it,
+    every rank its part file in ``<results>.parts/``); rank 0 returns the report, the others
+    None. Knows nothing of locks or renames. A failure on any rank stops every rank."""
+    from cosim.run import Report, judge, member_id, provenance, write_summary
+
+    me, ranks = comm.Get_rank(), comm.Get_size()
+    supervised = journal is not None
+    scenario, graph, settings, cohort = (prepared.scenario, prepared.graph, prepared.settings,
+                                         prepared.cohort)
+    group_size = _group_size(scenario, ranks, cohort is not None)
     if me == 0:
         info = provenance(scenario, graph, settings)
         info["mpi_ranks"] = ranks
         info["group_size"] = group_size
-        folder = Path(f"{output}.parts")
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        main = create_results_file(output, info)
-        main.attrs["parts_folder"] = f"{Path(output).name}.parts"
-        main.flush()
+        try:
+            parts_folder(results).mkdir(parents=True)  # new: it belongs to this run
+            with writing(create_results_file(results, info)) as main:
+                main.attrs["parts_folder"] = parts_folder(results).name
+        except BaseException as error:  # noqa: BLE001 - the other ranks wait at the barrier
+            _abort(comm, error, results, supervised)
     comm.Barrier()
     started = time.perf_counter()
-    part, timing = None, None
+    timing, owner, measured = None, None, None
     try:
-        part = h5py.File(part_path(output, me), "w")
         if cohort is None:
             owner, measured = balanced_partition(comm, graph, settings, scenario.parallel)
             if me == 0:
-                _link_instances(main, output, graph, settings, owner)
+                _link_instances(results, graph, settings, owner)
             if journal is not None:
-                journal.begin(part_path(output, me), "/")
-            timing = _run_distributed(comm, graph, settings, owner, part, journal)
+                journal.begin(part_path(results, me), "/")
+            timing = _run_distributed(comm, graph, settings, owner, part_path(results, me),
+                                      journal)
         else:
-            _run_cohort(comm, group_size, scenario, graph, settings, cohort, part)
+            _run_cohort(comm, group_size, scenario, graph, settings, cohort,
+                        part_path(results, me))
     except BaseException as error:  # noqa: BLE001 - every failure must stop every rank
-        _abort(comm, part, error, supervised=journal is not None)
-    part.close()
+        _abort(comm, error, results, supervised)
     timings = comm.gather(timing, root=0)
-    report = None
-    if me == 0:
-        try:
-            merge_parts(main, [part_path(output, r) for r in range(ranks)])
+    if me != 0:
+        return None
+    try:
+        with writing(open_for_writing(results)) as main:
+            merge_parts(main, [part_path(results, r) for r in range(ranks)])
             main.attrs["run_seconds"] = time.perf_counter() - started  # merging included
-            shutil.rmtree(Path(f"{output}.parts"), ignore_errors=True)
             if cohort is None:
                 balance = write_balance(main, owner, measured, timings)
                 outcomes = judge(main, scenario)
-                main.attrs["status"] = "completed"
-                main.close()
-                figure = None
-                if plot and (scenario.plot or scenario.criteria):
-                    from cosim.plot import plot_results
-
-                    figure = plot_results(output, scenario.plot, outcomes)
-                report = Report(output, outcomes, figure, balance=balance)
+                write_status(main, None)
+                report = Report(results, outcomes, balance=balance)
             else:
                 members = [cohort.member(i) for i in range(len(cohort))]
                 for i in range(len(cohort)):
-                    group = main["members"][member_id(i)]
-                    if group.attrs.get("status") == "completed":
+                    group = main.get(f"members/{member_id(i)}")
+                    if group is not None and group.attrs.get("status") == COMPLETED:
                         judge(group, scenario)
-                write_summary(main, scenario, cohort.names, members)
-                main.attrs["status"] = "completed"
-                main.close()
-                report = Report(output, members=len(members))
-        except BaseException as error:  # noqa: BLE001
-            _abort(comm, None, error, supervised=journal is not None)
-    return comm.bcast(report, root=0)
+                verdict = write_summary(main, scenario, cohort.names, members)
+                write_status(main, None)
+                report = Report(results, members=len(members), cohort=verdict)
+        shutil.rmtree(parts_folder(results), ignore_errors=True)
+    except BaseException as error:  # noqa: BLE001
+        _abort(comm, error, results, supervised)
+    return report
 
 
-def complete_after_failure(output: Path, ranks: int, status: str, error: str) -> float | None:
-    """After a rank failed or the run was interrupted: the main file gets what every part file
-    holds, cut to the communication points every rank reached, and says how the run ended.
+def complete_after_failure(results: Path, ranks: int, status: str, error: str
+                           ) -> float | None:
+    """After a rank failed or the run was interrupted: the (partial) main file ``results``
+    gets what every part file holds, cut to the communication points every rank reached, and
+    says how the run ended; the parts folder goes (its data is in the main file).
 
     Runs in rank 0's supervisor (no MPI: the workers are gone). Returns the last row's time.
     """
     from cosim.h5clear import clear_writer_flags
 
-    output = Path(output)
-    if not output.exists():
+    results = Path(results)
+    if not results.exists():
         return None
-    parts = [part_path(output, r) for r in range(ranks)]
-    for path in [output, *parts]:
+    parts = [part_path(results, r) for r in range(ranks)]
+    for path in [results, *parts]:
         if path.exists():
             clear_writer_flags(path)
-    with h5py.File(output, "r+") as main:
+    with writing(open_for_writing(results)) as main:
         merge_parts(main, [path for path in parts if path.exists()])
-        last = _cut_to_common_length(main)
+        last = cut_to_common_length(main)
         main.attrs["status"] = status
         main.attrs["error"] = error
-    shutil.rmtree(Path(f"{output}.parts"), ignore_errors=True)
+        for member in main.get("members", {}).values():
+            if member.attrs.get("status") == RUNNING:
+                cut_to_common_length(member)
+                member.attrs["status"] = status
+                member.attrs["error"] = error
+    shutil.rmtree(parts_folder(results), ignore_errors=True)
     return last
-
-
-def _cut_to_common_length(group: h5py.Group) -> float | None:
-    """Resize ``time`` and every recorded dataset to the shortest of them (ranks that stopped
-    at different steps); returns the last time kept."""
-    if "time" not in group:
-        return None
-    series = [group["time"]] + [dataset for instance in group.get("instances", {}).values()
-                                for dataset in instance.values()]
-    rows = min(len(dataset) for dataset in series)
-    for dataset in series:
-        if len(dataset) > rows:
-            dataset.resize((rows,))
-    return float(group["time"][rows - 1]) if rows else None
 
 
 def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
@@ -301,11 +331,19 @@ def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str
 
 
 def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int],
-                     part: h5py.File, journal=None) -> dict[str, object]:
-    """Run this rank's instances; returns its timing (busy seconds per instance, exchange)."""
+                     part: Path, journal=None) -> dict[str, object]:
+    """Run this rank's instances into its part file; returns its timing (busy seconds per
+    instance, exchange)."""
     execution = _distributed_execution(comm, graph, settings, owner,
                                        None if journal is None else journal.position)
-    execution.run([Recorder(part, scales=False, journal=journal, execution=execution)])
+    file = create_file(part)
+    try:
+        with writing(file):
+            execution.run([Recorder(file, scales=False, journal=journal)])
+    except BaseException as error:
+        record_end(part, "/", error, execution)
+        raise
+    record_end(part, "/", None, execution)
     return {"busy": execution.master.busy, "exchange": execution.master.exchange.seconds}
 
 
@@ -329,7 +367,9 @@ def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, fl
 
 
 def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings, cohort,
-                part: h5py.File) -> None:
+                part: Path) -> None:
+    """Run the members this rank's group is handed into ``part``, one after the other (each
+    member: groups created, rows in SWMR mode, status written after reopening)."""
     from cosim.run import member_id, member_parameters
 
     me, ranks = comm.Get_rank(), comm.Get_size()
@@ -339,28 +379,35 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
              if group.Get_rank() == 0 else None)
     owner = partition(graph, group.Get_size())
     local = [n for n in graph.instances if owner[n] == group.Get_rank()]
+    create_file(part).close()
     while True:
         index = queue.next() if queue else None
         index = group.bcast(index, root=0)
         if index < 0:
             break
         parameters = cohort.member(index)
-        node = part.create_group(f"members/{member_id(index)}")
-        node.attrs["member"] = index
-        node.attrs["parameters"] = json.dumps(parameters)
-        execution = Execution(graph, settings, member_parameters(graph, parameters), local=local)
-        if group.Get_size() > 1:
-            execution.master.exchange = Exchange(group, graph, execution.plan,
-                                                 execution.system, owner)
-        observers = [Recorder(node, scales=False, execution=execution)]
-        if queue and queue.coordinator:
-            observers.append(queue)
-        try:
-            execution.run(observers)
-        except CosimError:
+        name = f"members/{member_id(index)}"
+        error = None
+        with open_for_writing(part) as file:
+            node = file.create_group(name)
+            node.attrs["member"] = index
+            node.attrs["parameters"] = json.dumps(parameters)
+            node.attrs["status"] = RUNNING
+            execution = Execution(graph, settings, member_parameters(graph, parameters),
+                                  local=local)
             if group.Get_size() > 1:
-                raise  # the other ranks of the group cannot go on alone
-            node.attrs["status"] = "failed"  # one failing virtual patient is a finding
+                execution.master.exchange = Exchange(group, graph, execution.plan,
+                                                     execution.system, owner)
+            observers = [Recorder(node, scales=False)]
+            if queue and queue.coordinator:
+                observers.append(queue)
+            try:
+                execution.run(observers)
+            except CosimError as caught:
+                if group.Get_size() > 1:
+                    raise  # the other ranks of the group cannot go on alone
+                error = caught  # one failing virtual patient is a finding
+        record_end(part, name, error, execution)
     if queue:
         queue.finish()
     group.Free()
@@ -487,47 +534,44 @@ def _prebuild_library(scenario) -> None:
                 pass  # build() reports it on every rank
 
 
-def _link_instances(main: h5py.File, output: Path, graph: CouplingGraph, settings,
-                    owner: dict[str, int]) -> None:
-    """External links so the main file shows the parts' data while the run goes."""
-    folder = main.attrs["parts_folder"]  # relative to the main file
-    main["time"] = h5py.ExternalLink(f"{folder}/{part_path(output, 0).name}", "/time")
-    instances = main.create_group("instances")
-    for name in graph.instances:
-        if settings.record.get(name):
-            part = f"{folder}/{part_path(output, owner[name]).name}"
-            instances[name] = h5py.ExternalLink(part, f"/instances/{name}")
-    main.flush()
+def _link_instances(results: Path, graph: CouplingGraph, settings, owner: dict[str, int]
+                    ) -> None:
+    """External links so the main file shows the parts' data while the run goes (a reader
+    opening the main file in SWMR mode opens the parts in SWMR mode too)."""
+    with writing(open_for_writing(results)) as main:
+        folder = main.attrs["parts_folder"]  # relative to the main file
+        main["time"] = h5py.ExternalLink(f"{folder}/{part_path(results, 0).name}", "/time")
+        instances = main.create_group("instances")
+        for name in graph.instances:
+            if settings.record.get(name):
+                part = f"{folder}/{part_path(results, owner[name]).name}"
+                instances[name] = h5py.ExternalLink(part, f"/instances/{name}")
 
 
-def _abort(comm, part: h5py.File | None, error: BaseException, supervised: bool = False
-           ) -> None:
-    """Stop every rank after ``error`` on this one: its part file says failed, then MPI_Abort.
+def _abort(comm, error: BaseException, results: Path, supervised: bool = False) -> None:
+    """Stop every rank after ``error`` on this one: one message (with where the partial
+    results are), then MPI_Abort.
 
     ``supervised``: the error goes up to this rank's worker instead; its supervisor tells the
-    other ranks' supervisors, which stop their workers (``cosim.supervise``).
+    other ranks' supervisors, which stop their workers, and rank 0's completes the partial main
+    file (``cosim.supervise``).
     """
+    from cosim.cli import EXIT_ERROR, EXIT_INTERRUPTED
+
     message = str(error)
-    if not isinstance(error, CosimError):
+    if isinstance(error, KeyboardInterrupt):
+        message = error_text(error)
+    elif not isinstance(error, CosimError):
         message = f"{type(error).__name__}: {error}"
     if getattr(error, "rank", None) is None and not isinstance(error, _Quiet):
         message = f"rank {comm.Get_rank()}: {message}"
-    if not supervised:
-        print(f"error: {message}", file=sys.stderr, flush=True)
-    if part is not None:
-        try:
-            part.attrs["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) \
-                else "failed"
-            part.attrs["error"] = message
-            part.close()
-        except Exception:  # noqa: BLE001 - we are stopping anyway
-            pass
     if supervised:
         if isinstance(error, (CosimError, KeyboardInterrupt)):
             raise error
         raise SimulationError(message) from error
+    print(f"error: {message}\n{kept_note(results)}", file=sys.stderr, flush=True)
     _wait_until_read(sys.stderr)
-    comm.Abort(1)
+    comm.Abort(EXIT_INTERRUPTED if isinstance(error, KeyboardInterrupt) else EXIT_ERROR)
 
 
 def _wait_until_read(stream, timeout: float = 2.0) -> None:

@@ -13,6 +13,15 @@ Layout (documented for users in ``docs/results-format.md``)::
 Rows are buffered in memory and written in blocks; after each block the file is flushed, so a
 run that is killed keeps everything up to its last block. The recorder knows nothing about MPI:
 in a parallel run each process writes its own instances (see ``cosim.parallel``).
+
+A file is written in three phases so that readers can open it while it grows (HDF5 SWMR:
+single writer, multiple readers): (1) provenance, groups and every dataset are created;
+(2) ``Recorder.started`` switches the file to SWMR mode, where rows are only appended
+(``swmr_mode``: no new objects, no attributes); (3) the file is closed and reopened
+(``open_for_writing``) to write the status, the verdict and the timings (``write_status``). A
+cohort repeats (1)-(3) per member. Writers open files with HDF5's own file locking off: the
+lock of ``cosim.output`` keeps a results path to one writer, and readers must not block the
+writer's reopening.
 """
 
 from __future__ import annotations
@@ -35,12 +44,14 @@ from cosim.errors import ResultsWriteError
 from cosim.execution import Execution
 from cosim.h5clear import clear_writer_flags
 from cosim.journal import ROW_BITS, ROWS, PendingRows
+from cosim.output import COMPLETED, FAILED, INTERRUPTED, RUNNING  # noqa: F401 - statuses
 from cosim.output_path import cannot_create
 
 FORMAT = "cosim-results"
 FORMAT_VERSION = 1
 BLOCK_ROWS = 1024
 MARGIN_BYTES = 1 << 20  # free disk below which a run stops, so its file can still be finished
+LIBVER = ("v110", "v110")  # SWMR needs the 1.10 file format; HDF5 >= 1.10 reads it
 
 
 def versions() -> dict[str, str]:
@@ -55,15 +66,81 @@ def versions() -> dict[str, str]:
 
 
 def create_results_file(path: str | Path, provenance: Mapping[str, Any]) -> h5py.File:
-    """Create (replace) a results file and write its provenance as root attributes."""
+    """Create (replace) a results file with its provenance as root attributes; open for
+    writing. It appears at ``path`` complete with its provenance, never half-made."""
+    return create_file(path, lambda file: write_provenance(file, provenance))
+
+
+def create_file(path: str | Path, fill=None) -> h5py.File:
+    """A new HDF5 file that can later be switched to SWMR mode (part files too), open for
+    writing. It is made under a temporary name (after ``fill(file)``) and renamed to ``path``,
+    so a reader polling ``path`` never finds it empty."""
     path = Path(path)
+    making = path.with_name(f".{path.name}.{os.getpid()}.new")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        file = h5py.File(path, "w", libver=("earliest", "v110"))
+        with h5py.File(making, "w", libver=LIBVER, locking=False) as file:
+            if fill is not None:
+                fill(file)
+        os.replace(making, path)
     except OSError as error:  # no such folder, a folder given, no permission: one sentence
         raise cannot_create(path, error) from None
-    write_provenance(file, provenance)
-    return file
+    return open_for_writing(path)
+
+
+def open_for_writing(path: str | Path) -> h5py.File:
+    """Reopen a file this run writes, out of SWMR mode: to add groups, datasets, attributes
+    (after its rows were appended in SWMR mode and it was closed). Readers that have it open
+    keep what they saw; they reopen to see the rest."""
+    return h5py.File(path, "r+", libver=LIBVER, locking=False)
+
+
+def write_end(group: h5py.Group, error: BaseException | None,
+              execution: Execution | None = None) -> None:
+    """How a run (or cohort member) ended: what its FMUs said and printed (``write_log``), its
+    status and error, and, when it completed, why (``Execution.end_reason``)."""
+    if execution is not None:
+        write_log(group, execution)
+    write_status(group, error, execution.end_reason if execution is not None else "")
+
+
+def write_status(group: h5py.Group, error: BaseException | str | None,
+                 end_reason: str = "") -> None:
+    """``status`` and ``error`` of a run (or cohort member) that ended: completed when
+    ``error`` is None (then ``end_reason``: why, ``Execution.end_reason``), interrupted for
+    KeyboardInterrupt (SIGINT, SIGTERM), else failed."""
+    group.attrs["status"] = status_of(error)
+    group.attrs["error"] = error_text(error)
+    if error is None and end_reason:
+        group.attrs["end_reason"] = end_reason
+
+
+def error_text(error: BaseException | str | None) -> str:
+    """What ``error`` attributes say: the message, or ``interrupted (SIGTERM)``."""
+    if error is None or isinstance(error, str):
+        return error or ""
+    if isinstance(error, KeyboardInterrupt):
+        return f"interrupted ({error.args[0]})" if error.args else "interrupted"
+    return str(error) or type(error).__name__
+
+
+def record_end(path: str | Path, group: str, error: BaseException | None,
+               execution: Execution | None = None) -> None:
+    """``write_end`` for ``group`` ("/", or a cohort member) of ``path``, reopened out of SWMR
+    mode. After another error a file that cannot take it (a failed disk) is left as its last
+    flush wrote it, and that error stays the one reported."""
+    try:
+        with writing(open_for_writing(path)) as file:
+            write_end(file[group], error, execution)
+    except (OSError, RuntimeError, ResultsWriteError):
+        if error is None:
+            raise
+
+
+def status_of(error: BaseException | str | None) -> str:
+    if error is None:
+        return COMPLETED
+    return INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
 
 
 @contextlib.contextmanager
@@ -90,22 +167,25 @@ def write_provenance(group: h5py.Group, provenance: Mapping[str, Any]) -> None:
     group.attrs["format_version"] = FORMAT_VERSION
     group.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     group.attrs["versions"] = json.dumps(versions())
-    group.attrs["status"] = "running"
+    group.attrs["status"] = RUNNING
     for key, value in provenance.items():
         group.attrs[key] = value if isinstance(value, (str, int, float, bool)) else json.dumps(
             value)
 
 
 class Recorder:
-    """Observer writing the recorded variables of an execution into an HDF5 group."""
+    """Observer writing the recorded variables of an execution into an HDF5 group.
+
+    ``started`` creates the datasets and switches the file to SWMR mode; ``finished`` writes the
+    rows still buffered. The status and the FMUs' log are the run's to write, in the reopened
+    file (``record_end``, ``write_end``).
+    """
 
     def __init__(self, group: h5py.Group, block_rows: int = BLOCK_ROWS,
-                 compression: str | None = "gzip", scales: bool = True, journal=None,
-                 execution: Execution | None = None):
+                 compression: str | None = "gzip", scales: bool = True, journal=None):
         self.group = group
         self.journal = journal  # a cosim.journal.Journal: rows buffered where a supervisor
         # can read them if this process dies
-        self.execution = execution  # its FMU messages and printed output go to ``log/``
         self.scales = scales  # attach /time as dimension scale (not in part files: see merge)
         self.block_rows = block_rows
         self.compression = compression
@@ -116,7 +196,6 @@ class Recorder:
     # -- observer -----------------------------------------------------------------------------
     def started(self, run: Execution) -> None:
         settings = run.settings
-        self.execution = run
         self.every = max(1, int(settings.record_every))
         self.signals = run.system.signals
         steps = settings.steps // self.every + 1
@@ -171,7 +250,7 @@ class Recorder:
                 self.group.file.filename, self.group.name, names, self.block_rows,
                 widths=[stop - start for start, stop, _ in self.columns])
             self.rows_state = self.journal.position[ROWS:ROWS + 1]
-        self.group.file.flush()  # the datasets exist on disk before the first step
+        self.group.file.swmr_mode = True  # on disk now; from here on rows are only appended
 
     def stepped(self, n: int, time: float) -> None:
         if n % self.every:
@@ -191,17 +270,9 @@ class Recorder:
         try:
             if hasattr(self, "buffer"):
                 self.flush()
-            if self.execution is not None:
-                write_log(self.group, self.execution)
-            self.group.attrs["status"] = ("interrupted" if isinstance(error, KeyboardInterrupt)
-                                          else "failed" if error else "completed")
-            self.group.attrs["error"] = "" if error is None else str(error)
+        except ResultsWriteError:
             if error is None:
-                self.group.attrs["end_reason"] = self.execution.end_reason
-            self.group.file.flush()
-        except (OSError, RuntimeError) as failure:
-            if error is None:
-                raise _write_error(self.group.file.filename, failure) from None
+                raise
             # else keep the first error; the file holds what its last flush wrote
 
     # -- writing ------------------------------------------------------------------------------
@@ -330,9 +401,9 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
     for path in parts:
         if not Path(path).exists():
             continue
-        with h5py.File(path, "r") as part:
-            if part.attrs.get("status") == "failed":
-                main.attrs["status"] = "failed"
+        with h5py.File(path, "r", locking=False) as part:
+            if part.attrs.get("status") == FAILED:
+                main.attrs["status"] = FAILED
                 main.attrs["error"] = part.attrs.get("error", "")
             if "end_reason" in part.attrs:
                 main.attrs["end_reason"] = part.attrs["end_reason"]
@@ -344,12 +415,32 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
                     continue
                 target = members[member_id]
                 for key, value in member.attrs.items():
-                    if key != "status" or target.attrs.get("status") != "failed":
+                    if key != "status" or target.attrs.get("status") != FAILED:
                         target.attrs[key] = value
                 _merge_group(member, target)
     attach_time_scale(main)
     for member in main.get("members", {}).values():
         attach_time_scale(member)
+
+
+def cut_to_common_length(group: h5py.Group) -> float | None:
+    """Resize ``time`` and every recorded dataset of ``group`` held in this file to the rows all
+    of them have (a writer killed between two datasets, ranks stopped at different steps);
+    returns the last time kept (None: no rows). External links (part files) are left alone."""
+    series = []
+    if isinstance(group.get("time", getlink=True), h5py.HardLink):
+        series.append(group["time"])
+    instances = group.get("instances")
+    for name in instances or ():
+        if isinstance(instances.get(name, getlink=True), h5py.HardLink):
+            series += [d for d in instances[name].values() if isinstance(d, h5py.Dataset)]
+    if not series:
+        return None
+    rows = min(len(dataset) for dataset in series)
+    for dataset in series:
+        if len(dataset) > rows:
+            dataset.resize(rows, axis=0)  # time is the first dimension (FMI 3 arrays too)
+    return float(group["time"][rows - 1]) if rows and "time" in group else None
 
 
 def _merge_group(source: h5py.Group, target: h5py.Group) -> None:

@@ -7,11 +7,19 @@
 
 A cohort file holds one such layout per member: ``res.members`` lists them and
 ``res.member("0007")`` opens one. The layout is documented in ``docs/results-format.md``.
+
+A file may be read while its run writes it (HDF5 SWMR; ``docs/results-format.md``): the reader
+opens it in SWMR mode and presents every dataset of a group cut to the rows all of them had
+when it was opened (``rows``), so ``time`` and each variable always have the same length.
+Reopen to see the rows written since.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +32,18 @@ from cosim.errors import CosimError
 class Results:
     """A read-only view of a results file (or of one cohort member in it)."""
 
-    def __init__(self, path: str | Path, group: str = "/"):
+    def __init__(self, path: str | Path, group: str = "/", wait: float = 5.0,
+                 as_left: bool = False):
         self.path = Path(path)
-        try:
-            self.file = h5py.File(self.path, "r")
-        except OSError as error:
-            raise CosimError(f"{self.path}: cannot open the results file ({error})") from None
+        self.wait = wait
+        # as_left: opened ignoring a dead writer's mark (HDF5 wants every handle on a file in
+        # one process opened the same way: members of this file are opened so too)
+        self.file = open_ignoring_writer(self.path) if as_left else _open(self.path, wait)
+        self.as_left = not self.file.swmr_mode
         self.group = self.file[group]
+        # the datasets as found at opening, held open: under MPI they live in part files
+        # that a link may fail to reach for a moment later (a rank reopening its part)
+        self._time, self._datasets, self.rows = _datasets(self.group)
 
     def __enter__(self) -> Results:
         return self
@@ -39,6 +52,9 @@ class Results:
         self.close()
 
     def close(self) -> None:
+        # the part files these datasets hold open under MPI must close too: a later opening
+        # in this process would otherwise see them as they were (HDF5 shares an open file)
+        self._time, self._datasets = None, {}
         self.file.close()
 
     @property
@@ -58,30 +74,30 @@ class Results:
 
     @property
     def status(self) -> str:
-        """"completed", "failed" or "running" (a run that was interrupted)."""
+        """"completed", "failed", "interrupted", or "running" (being written, or killed)."""
         return str(self.group.attrs.get("status", "unknown"))
 
     @property
     def time(self) -> np.ndarray:
-        return self.group["time"][()]
+        return self._time[:self.rows] if self._time is not None else np.empty(0)
 
     @property
     def variables(self) -> list[str]:
         """Every recorded ``instance.variable``."""
-        if "instances" not in self.group:
-            return []
-        return [f"{inst}.{var}" for inst, grp in self.group["instances"].items() for var in grp]
+        return list(self._datasets)
 
     def _dataset(self, name: str) -> h5py.Dataset:
-        instance, _, variable = name.partition(".")
         try:
-            return self.group["instances"][instance][variable]
+            return self._datasets[name]
         except KeyError:
+            if not self._datasets and self.status == "running":
+                raise KeyError(f"'{name}': nothing is recorded yet (the run is setting up); "
+                               "open the file again later") from None
             raise KeyError(f"'{name}' was not recorded; recorded: "
                            + ", ".join(self.variables)) from None
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._dataset(name)[()]
+        return self._dataset(name)[:self.rows]
 
     def __contains__(self, name: str) -> bool:
         return name in self.variables
@@ -123,7 +139,7 @@ class Results:
         return sorted(self.group["members"]) if "members" in self.group else []
 
     def member(self, member_id: str) -> Results:
-        return Results(self.path, f"/members/{member_id}")
+        return Results(self.path, f"/members/{member_id}", self.wait, self.as_left)
 
     def summary(self) -> dict[str, np.ndarray]:
         """The cohort summary table as columns (member, parameters, verdict, figures)."""
@@ -131,9 +147,94 @@ class Results:
         return {name: _column(table[name]) for name in table.dtype.names}
 
 
-def open_results(path: str | Path, member: str | None = None) -> Results:
-    """Open a results file (or one cohort member of it) for reading."""
-    return Results(path, f"/members/{member}" if member else "/")
+def open_results(path: str | Path, member: str | None = None, wait: float = 5.0) -> Results:
+    """Open a results file (or one cohort member of it) for reading, also while it is being
+    written; ``wait``: seconds to wait while its writer holds it outside SWMR mode."""
+    return Results(path, f"/members/{member}" if member else "/", wait)
+
+
+def _open(path: Path, wait: float) -> h5py.File:
+    """Open for reading in SWMR mode (the file may be being written). Its writer holds it
+    outside SWMR mode while the run sets up (until the first row), between cohort members and
+    at the end: try again for up to ``wait`` seconds, then read what is on disk (a writer
+    killed in such a moment never comes back)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return h5py.File(path, "r", swmr=True, locking=False)
+        except FileNotFoundError:
+            raise CosimError(f"{path}: no such results file") from None
+        except OSError as error:
+            if "open for SWMR writing" not in str(error) and "open for write" not in str(error):
+                raise CosimError(f"{path}: cannot open the results file ({error})") from None
+            if time.monotonic() > deadline:
+                return open_ignoring_writer(path)
+            time.sleep(0.05)
+
+
+def read_now(path: str | Path) -> h5py.File:
+    """Open for reading at once: in SWMR mode, else (its writer holds it outside SWMR mode, or
+    died there) as it is on disk."""
+    try:
+        return h5py.File(path, "r", swmr=True, locking=False)
+    except OSError as error:
+        if "open for SWMR writing" not in str(error) and "open for write" not in str(error):
+            raise
+    return open_ignoring_writer(path)
+
+
+def open_ignoring_writer(path: str | Path) -> h5py.File:
+    """Open for reading a file whatever HDF5's "open for writing" mark says: a file whose
+    writer died. Reading changes nothing (``cosim.h5clear`` clears the mark for good)."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    fapl.set_file_locking(False, True)
+    library = ctypes.CDLL(h5py.h5p.__file__)  # resolves HDF5's own symbols through h5py
+    library.H5Pset.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p]
+    ignore = ctypes.c_bool(True)  # h5clear's property (H5F_ACS_CLEAR_STATUS_FLAGS_NAME):
+    # read-only, it only skips the check
+    if library.H5Pset(fapl.id, b"clear_status_flags", ctypes.byref(ignore)) < 0:
+        raise CosimError(f"{path}: its writer's mark cannot be ignored; run h5clear -s on it")
+    try:
+        return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=fapl))
+    except OSError as error:
+        raise CosimError(f"{path}: cannot open the results file ({error})") from None
+
+
+def _datasets(group: h5py.Group) -> tuple[h5py.Dataset | None, dict[str, h5py.Dataset], int]:
+    """``(time, {"instance.variable": dataset}, rows)``: the datasets of ``group`` that can be
+    read now, and the rows all of them have (they grow together). Under MPI, while the run
+    goes, ``time`` is a link into rank 0's part file, which cannot be read while its writer is
+    outside SWMR mode: then no row is shown (reopen)."""
+    time = _get(group, "time")
+    datasets = {f"{name}.{variable}": dataset for name, instance in _instances(group)
+                for variable, dataset in instance.items() if isinstance(dataset, h5py.Dataset)}
+    if time is None and group.get("time", getlink=True) is not None:
+        return None, datasets, 0
+    lengths = [len(d) for d in [time, *datasets.values()] if d is not None]
+    return time, datasets, min(lengths, default=0)
+
+
+def _instances(group: h5py.Group) -> list[tuple[str, h5py.Group]]:
+    """``/instances/<name>`` groups that can be read now (under MPI, while the run goes, a
+    link may point into a part file that does not hold that instance yet)."""
+    instances = group.get("instances")
+    if instances is None:
+        return []
+    found = []
+    for name in instances:
+        instance = _get(instances, name)
+        if instance is not None:
+            found.append((name, instance))
+    return found
+
+
+def _get(group: h5py.Group, name: str):
+    """``group[name]``, or None if it (or the part file a link leads to) cannot be read now."""
+    try:
+        return group.get(name)
+    except (KeyError, OSError):
+        return None
 
 
 def _plain(value: Any) -> Any:

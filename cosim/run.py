@@ -1,7 +1,12 @@
 """Running a scenario end to end: scenario file → coupled FMUs → HDF5 file → verdict → plot.
 
-``run_scenario`` is what ``cosim run`` calls. In one process it runs the whole graph; under MPI
-(``cosim.parallel``) the same function spreads instances or cohort members over the ranks.
+``run_scenario`` runs a scenario in this process: ``prepare`` (read and check everything;
+nothing is written if that fails) → ``cosim.output.claim`` (the target, its lock, a partial
+file of this run) → ``run_into`` (the run writes the partial file; no lock, no rename) →
+``cosim.output.commit`` (the completed file replaces the target; any other stays aside under its
+partial name) → plot. ``cosim run`` does the same steps with ``run_into`` in a supervised worker
+process (``cosim.supervise``). Under MPI (``cosim.parallel``) the same steps spread instances or
+cohort members over ranks.
 """
 
 from __future__ import annotations
@@ -10,19 +15,44 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 
-from cosim.criteria import Outcome, evaluate, verdict_text, write_verdict
+from cosim.criteria import (
+    CohortVerdict,
+    Outcome,
+    cohort_verdict,
+    evaluate,
+    read_outcomes,
+    verdict_text,
+    write_cohort_verdict,
+    write_verdict,
+)
+from cosim.errors import ResultsWriteError
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
 from cosim.isolation import isolation_by_instance
 from cosim.journal import Journal
+from cosim.output import claim, commit, kept_note
 from cosim.provenance import run_provenance
-from cosim.recorder import Recorder, create_results_file, writing
+from cosim.recorder import (
+    COMPLETED,
+    RUNNING,
+    Recorder,
+    create_results_file,
+    error_text,
+    open_for_writing,
+    record_end,
+    status_of,
+    write_end,
+    write_status,
+    writing,
+)
 from cosim.scenario import Scenario, build, load_scenario
+
+if TYPE_CHECKING:
+    from cosim.cohort import Cohort
 
 
 @dataclass
@@ -34,9 +64,14 @@ class Report:
     plot: Path | None = None
     members: int = 0
     balance: str | None = None  # MPI: how the ranks shared the work, one line
+    cohort: CohortVerdict | None = None
 
     @property
     def passed(self) -> bool | None:
+        """True: PASS; False: FAIL (a cohort: any member failed or did not complete); None:
+        no criteria to judge."""
+        if self.cohort is not None:
+            return self.cohort.all_passed
         return all(o.passed for o in self.outcomes) if self.outcomes else None
 
     def text(self) -> str:
@@ -45,9 +80,21 @@ class Report:
             lines.append(f"plot:    {self.plot}")
         if self.balance:
             lines.append(f"ranks:   {self.balance}")
-        if self.outcomes:
+        if self.cohort is not None:
+            lines.append(self.cohort.text())
+        elif self.outcomes:
             lines.append(verdict_text(self.outcomes))
         return "\n".join(lines)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, read and checked before anything is written."""
+
+    scenario: Scenario
+    graph: CouplingGraph
+    settings: Settings
+    cohort: Cohort | None
 
 
 def default_output(scenario_file: Path) -> Path:
@@ -75,61 +122,118 @@ def provenance(scenario: Scenario, graph: CouplingGraph, settings: Settings) -> 
     }
 
 
-def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bool = True,
-                 journal: Journal | None = None, resume_cohort: bool = False) -> Report:
-    """Run a scenario file; under ``mpiexec`` with more than one rank, run it in parallel.
-
-    ``journal``: where a supervising process can follow the run (``cosim.supervise``).
-    ``resume_cohort``: go on with a cohort in an existing ``output``, running only the members
-    it does not hold yet (after a member crashed the process running it).
-    """
-    from cosim import parallel
-
-    if parallel.size() > 1:
-        return parallel.run_scenario(Path(path), Path(output) if output else None, plot=plot,
-                                     journal=journal)
+def prepare(path: str | Path) -> Prepared:
+    """Read the scenario, build its coupling graph, draw its cohort: every check of a run."""
     scenario = load_scenario(path)
-    output = Path(output) if output else default_output(Path(path))
     graph, settings = build(scenario)
-    position = None
-    if journal is not None:
-        journal.describe_instances(list(graph.instances))
-        journal.limit_calls(settings.call_timeout)
-        position = journal.position
+    cohort = None
     if scenario.cohort is not None:
         from cosim.cohort import sample_cohort
 
         cohort = sample_cohort(scenario.cohort, Path(path).parent)
-        members = [cohort.member(i) for i in range(len(cohort))]
-        file = (h5py.File(output, "r+") if resume_cohort
-                else create_results_file(output, provenance(scenario, graph, settings)))
+    return Prepared(scenario, graph, settings, cohort)
+
+
+def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bool = True
+                 ) -> Report:
+    """Run a scenario file in this process (``cosim run`` supervises it: ``cosim.supervise``);
+    under ``mpiexec`` with more than one rank, run it in parallel.
+
+    A run that does not complete raises; its results are then kept aside under their partial
+    name, which a note on the exception gives.
+    """
+    from cosim import parallel
+
+    if parallel.size() > 1:
+        return parallel.run_scenario(Path(path), Path(output) if output else None, plot=plot)
+    prepared = prepare(path)
+    claimed = claim(Path(output) if output else default_output(Path(path)))
+    try:
+        report = run_into(prepared, claimed.partial)
+    except BaseException as error:
+        kept = commit(claimed, status=status_of(error), error=error_text(error))
+        if kept is not None:
+            error.add_note(kept_note(kept))
+        raise
+    report.results = commit(claimed, status=COMPLETED)
+    return plotted(report, prepared.scenario, report.results if plot else None)
+
+
+def plotted(report: Report, scenario: Scenario, results: Path | None,
+            png: Path | None = None) -> Report:
+    """The report with the PNG of a single run drawn from ``results`` (None: no plot) to
+    ``png`` (default: beside ``results``)."""
+    if results is not None and report.cohort is None and (scenario.plot or scenario.criteria):
+        from cosim.plot import plot_results
+
+        report.plot = plot_results(results, scenario.plot, report.outcomes, png)
+    return report
+
+
+def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = None,
+             resume_cohort: bool = False) -> Report:
+    """Run a prepared scenario in this process, writing the results file ``results``.
+
+    Knows nothing of locks or renames (``cosim.output``). The file ends with status
+    ``completed`` (and the verdict), or ``failed``/``interrupted`` and the error, which is then
+    raised again. ``journal``: where a supervising process follows the run
+    (``cosim.supervise``). ``resume_cohort``: go on with a cohort in the existing ``results``,
+    running only the members it does not hold yet (after a member crashed the process running
+    it).
+    """
+    if journal is not None:
+        journal.describe_instances(list(prepared.graph.instances))
+        journal.limit_calls(prepared.settings.call_timeout)
+    if prepared.cohort is not None:
+        return run_cohort_into(prepared, results, journal, resume_cohort)
+    scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
+    file = create_results_file(results, provenance(scenario, graph, settings))
+    if journal is not None:
+        journal.begin(results, "/")
+    execution = Execution(graph, settings,
+                          position=None if journal is None else journal.position)
+    started = time.perf_counter()
+    try:
         with writing(file):
-            started = time.perf_counter()
-            done = set(file.get("members", {}))
-            for i, parameters in enumerate(members):
-                if member_id(i) not in done:
-                    run_member(file, i, scenario, graph, settings, parameters, journal)
-            file.attrs["run_seconds"] = (time.perf_counter() - started
-                                         + float(file.attrs.get("run_seconds", 0.0)))
-            write_summary(file, scenario, cohort.names, members)
-            file.attrs["status"] = "completed"
-        return Report(output, members=len(members))
-    with writing(create_results_file(output, provenance(scenario, graph, settings))) as file:
-        if journal is not None:
-            journal.begin(output, "/")
-        execution = Execution(graph, settings, position=position)
-        recorder = Recorder(file, journal=journal, execution=execution)
-        started = time.perf_counter()
-        execution.run([recorder])
+            execution.run([Recorder(file, journal=journal)])
+    except BaseException as error:
+        record_end(results, "/", error, execution)
+        raise
+    with writing(open_for_writing(results)) as file:
         file.attrs["run_seconds"] = time.perf_counter() - started
         file.attrs["instance_busy_seconds"] = json.dumps(execution.master.busy)
         outcomes = judge(file, scenario)
-    figure = None
-    if plot and (scenario.plot or scenario.criteria):
-        from cosim.plot import plot_results
+        write_end(file, None, execution)
+    return Report(results, outcomes)
 
-        figure = plot_results(output, scenario.plot, outcomes)
-    return Report(output, outcomes, figure)
+
+def run_cohort_into(prepared: Prepared, results: Path, journal: Journal | None = None,
+                    resume: bool = False) -> Report:
+    """Run every cohort member in turn into ``results`` (``resume``: those it does not hold
+    yet); a failing member does not stop the cohort."""
+    scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
+    cohort = prepared.cohort
+    members = [cohort.member(i) for i in range(len(cohort))]
+    if resume:
+        with writing(open_for_writing(results)) as file:
+            done = set(file.get("members", {}))
+            earlier = float(file.attrs.get("run_seconds", 0.0))
+    else:
+        create_results_file(results, provenance(scenario, graph, settings)).close()
+        done, earlier = set(), 0.0
+    started = time.perf_counter()
+    try:
+        for i, parameters in enumerate(members):
+            if member_id(i) not in done:
+                run_member(results, i, scenario, graph, settings, parameters, journal)
+    except BaseException as error:
+        record_end(results, "/", error)
+        raise
+    with writing(open_for_writing(results)) as file:
+        file.attrs["run_seconds"] = earlier + time.perf_counter() - started
+        verdict = write_summary(file, scenario, cohort.names, members)
+        write_status(file, None)
+    return Report(results, members=len(members), cohort=verdict)
 
 
 def judge(group, scenario: Scenario) -> list[Outcome]:
@@ -164,44 +268,65 @@ def member_parameters(graph: CouplingGraph, parameters: dict[str, float]
     return by_instance
 
 
-def run_member(file, index: int, scenario: Scenario, graph: CouplingGraph, settings: Settings,
-               parameters: dict[str, float], journal: Journal | None = None) -> list[Outcome]:
-    """Run cohort member ``index`` into ``/members/<id>`` of ``file``; returns its outcomes."""
-    group = file.create_group(f"members/{member_id(index)}")
-    group.attrs["member"] = index
-    group.attrs["parameters"] = json.dumps(parameters)
-    group.attrs["status"] = "running"
-    if journal is not None:
-        file.flush()
-        journal.begin(file.filename, group.name)
-    execution = Execution(graph, settings, member_parameters(graph, parameters),
-                          position=None if journal is None else journal.position)
+def run_member(results: Path, index: int, scenario: Scenario, graph: CouplingGraph,
+               settings: Settings, parameters: dict[str, float], journal: Journal | None = None
+               ) -> str:
+    """Run cohort member ``index`` into ``/members/<id>`` of the file ``results`` and judge it;
+    returns its status. A failing member is recorded and the cohort goes on; an interruption
+    (KeyboardInterrupt) is recorded and raised again."""
+    name = f"/members/{member_id(index)}"
+    error: BaseException | None = None
+    execution = None  # until made: an error before has no FMU log to keep
     try:
-        execution.run([Recorder(group, journal=journal, execution=execution)])
-    except Exception as error:  # one failing member does not stop a cohort
-        group.attrs["status"] = "failed"
-        group.attrs["error"] = str(error)
-        return []
-    return judge(group, scenario)
+        with writing(open_for_writing(results)) as file:
+            group = file.create_group(name)
+            group.attrs["member"] = index
+            group.attrs["parameters"] = json.dumps(parameters)
+            group.attrs["status"] = RUNNING
+            file.flush()  # the member exists on disk before its FMUs load
+            if journal is not None:
+                journal.begin(results, name)
+            execution = Execution(graph, settings, member_parameters(graph, parameters),
+                                  position=None if journal is None else journal.position)
+            execution.run([Recorder(group, journal=journal)])
+    except ResultsWriteError as caught:  # the disk: no later member could be written either
+        record_end(results, name, caught, execution)
+        raise
+    except Exception as caught:  # noqa: BLE001 - one failing member does not stop a cohort
+        error = caught
+    except BaseException as caught:  # interrupted: recorded, then the cohort stops
+        record_end(results, name, caught, execution)
+        raise
+    if error is not None:
+        record_end(results, name, error, execution)
+        return status_of(error)
+    with writing(open_for_writing(results)) as file:
+        judge(file[name], scenario)
+        write_end(file[name], None, execution)
+    return COMPLETED
 
 
 def write_summary(file, scenario: Scenario, names: tuple[str, ...],
-                  members: list[dict[str, float]]) -> None:
-    """The cohort summary table: member, parameters, status, verdict, criteria figures."""
-    rows = []
+                  members: list[dict[str, float]]) -> CohortVerdict:
+    """The cohort summary table (member, parameters, status, passed, criteria figures) and the
+    cohort's verdict (``/verdict``); returns the verdict."""
+    rows, judged = [], []
     for i, _ in enumerate(members):
-        group = file["members"][member_id(i)]
-        verdict = group["verdict"] if "verdict" in group else None
-        figures = []
-        for j, _criterion in enumerate(scenario.criteria):
-            figures.append(float(verdict[f"{j:03d}"].attrs["value"]) if verdict else np.nan)
-        rows.append((i, *[members[i][n] for n in names], str(group.attrs["status"]),
-                     bool(verdict.attrs["passed"]) if verdict else False, *figures))
+        group = file.get(f"members/{member_id(i)}")
+        status = str(group.attrs.get("status", "missing")) if group is not None else "not run"
+        error = str(group.attrs.get("error", "")) if group is not None else ""
+        outcomes = read_outcomes(group) if group is not None else []
+        figures = [o.value for o in outcomes] if outcomes else [np.nan] * len(scenario.criteria)
+        passed = status == COMPLETED and all(o.passed for o in outcomes)
+        rows.append((i, *[members[i][n] for n in names], status, passed, *figures))
+        judged.append((member_id(i), status, error, outcomes))
     dtype = ([("member", "i8")] + [(n, "f8") for n in names] + [("status", "S16"),
              ("passed", "?")] + [(c.name, "f8") for c in scenario.criteria])
     table = np.array(rows, dtype=dtype)
     if "summary" in file:
         del file["summary"]
     file.create_dataset("summary", data=table)
-    passed = int(table["passed"].sum())
-    file.attrs["summary"] = f"{passed} of {len(table)} members passed"
+    verdict = cohort_verdict(scenario.criteria, judged)
+    file.attrs["summary"] = f"{verdict.passed} of {verdict.members} members passed"
+    write_cohort_verdict(file, verdict)
+    return verdict

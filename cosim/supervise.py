@@ -38,10 +38,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cosim.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_VERDICT_FAIL
+from cosim.errors import CosimError, OutputError
 from cosim.journal import CALLS
 from cosim.launcher import rank_and_size
+from cosim.output import Claim, claim, finish, kept_note, release
 from cosim.peers import Peers
-from cosim.worker import EXIT_ERROR, EXIT_INTERRUPTED
 
 _SETUP = CALLS[0]
 
@@ -62,23 +64,34 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
                    options: Options | None = None) -> int:
     """Run ``scenario`` in a supervised worker; print what happened; return the exit code.
 
-    Under an MPI launcher every rank's process is a supervisor and its worker the MPI process;
-    the supervisors tell each other of a failure through files (``cosim.peers``).
+    In one process the supervisor claims ``output`` (``cosim.output``): the worker writes the
+    partial file, and the supervisor renames it over ``output`` if the run completed, or leaves
+    it (repaired) where it is. Under an MPI launcher every rank's process is a supervisor and
+    its worker the MPI process (rank 0's worker claims and commits); the supervisors tell each
+    other of a failure through files (``cosim.peers``).
     """
     options = options or Options()
     rank, size = rank_and_size()
+    claimed = None
+    if size == 1:
+        try:
+            claimed = claim(output)
+        except CosimError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return EXIT_ERROR
     folder = Path(tempfile.mkdtemp(prefix="cosim-run-"))
     stop = _Stop(options.grace)
     previous = {sig: signal.signal(sig, stop.request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        request = {"scenario": str(scenario), "output": str(output), "plot": plot}
+        request = {"scenario": str(scenario), "target": str(output), "plot": plot,
+                   "output": str(claimed.partial if claimed else output)}
         while True:
             ending = _run_worker(folder, request, options, stop,
                                  _Ranks(Path(f"{output}.ranks"), rank, size) if size > 1 else None)
             if size > 1:
-                return _end_of_rank(ending, folder, stop, Path(output))
+                return _end_of_rank(ending, folder, stop)
             if ending.outcome is not None:
-                return _report(ending, folder, stop)
+                return _report(ending, folder, stop, claimed)
             message, status = _describe(ending, stop)
             target, kept = _recover_in_child(folder, status, message)
             if (status == "failed" and target is not None and target.startswith("/members/")
@@ -87,9 +100,12 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
                       file=sys.stderr, flush=True)
                 request = dict(request, resume_cohort=True, output=str(_output_of(folder)))
                 continue
+            finish(claimed, completed=False)
             print(f"error: {message}{kept}", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED if status == "interrupted" else EXIT_ERROR
     finally:
+        if claimed is not None:
+            release(claimed)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         shutil.rmtree(folder, ignore_errors=True)
@@ -110,13 +126,16 @@ class _Ranks:
         return self.peers
 
 
-def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop, output: Path) -> int:
+def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop) -> int:
     """How this rank's worker ended, under MPI: a failure is told to the other ranks; rank 0
-    completes the main file and prints the one message."""
+    completes the (partial) main file its worker announced and prints the one message."""
+    from cosim.journal import JournalReader
+
     ranks, outcome = ending.ranks, ending.outcome
     peers = ranks.peers
     if outcome is not None and outcome["exit"] not in (EXIT_ERROR, EXIT_INTERRUPTED):
-        return _report(ending, folder, stop) if ranks.rank == 0 else int(outcome["exit"])
+        return (_report(ending, folder, stop, None) if ranks.rank == 0
+                else int(outcome["exit"]))
     if outcome is not None:  # the worker stopped on an error and marked its part itself
         interrupted = outcome.get("interrupted")
         message = (f"interrupted ({stop.signal or interrupted})" if interrupted
@@ -139,12 +158,15 @@ def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop, output: Path) -> in
     first = peers.failure() or message
     status = "interrupted" if stop.signal else "failed"
     complete = "" if peers.wait_until_all_ended() else " (some ranks never ended)"
-    done = _in_child("complete_after_failure", str(output), ranks.size, status, first)
-    if isinstance(done, str):
-        kept = f"; the results file could not be completed ({done})"
-    else:
-        kept = ("; no rows" if done is None else f"; rows up to t = {done:.9g} s") + \
-            f" kept in {output}{complete}"
+    results = JournalReader(folder / "journal").results()
+    kept = ""
+    if results is not None:  # the partial main file (the target is never touched)
+        done = _in_child("complete_after_failure", str(results), ranks.size, status, first)
+        if isinstance(done, str):
+            kept = f"; the results file could not be completed ({done})"
+        else:
+            kept = ("; no rows" if done is None else f"; rows up to t = {done:.9g} s") + \
+                f" kept in {results}{complete}"
     print(f"error: {first}{kept}", file=sys.stderr, flush=True)
     peers.remove()  # the other ranks' supervisors exit now
     return EXIT_INTERRUPTED if status == "interrupted" else EXIT_ERROR
@@ -369,30 +391,42 @@ def _output_of(folder: Path) -> Path:
     return Path((folder / "output").read_text(encoding="utf-8"))
 
 
-def _report(ending: _Ending, folder: Path, stop: _Stop) -> int:
-    """Print what a worker that ended on its own said; its exit code."""
+def _report(ending: _Ending, folder: Path, stop: _Stop, claimed: Claim | None) -> int:
+    """Commit what a worker that ended on its own wrote (in one process: renamed over the
+    target if the run completed, else left as the partial file); print what it said; its exit
+    code."""
     from cosim.journal import JournalReader
 
     outcome = ending.outcome
+    completed = outcome["exit"] in (EXIT_OK, EXIT_VERDICT_FAIL)
+    kept = None
+    if claimed is not None:
+        try:
+            kept = finish(claimed, completed)
+        except OutputError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return EXIT_ERROR
     if outcome.get("text"):
         print(outcome["text"], flush=True)
     if outcome.get("error"):
-        print(f"error: {outcome['error']}", file=sys.stderr, flush=True)
+        note = f"\n{kept_note(kept)}" if kept is not None else ""
+        print(f"error: {outcome['error']}{note}", file=sys.stderr, flush=True)
     if outcome.get("interrupted"):
         where = ""
         if ending.position is not None and ending.position.phase == "stepping":
             where = f" at t = {ending.position.time:.9g} s"
         task = JournalReader(folder / "journal").task()
-        kept = f" in {task[0]}" if task else ""
+        kept_in = f" in {task[0]}" if task else ""
         print(f"interrupted ({stop.signal or outcome['interrupted']}){where}; results written "
-              f"so far are kept{kept}", file=sys.stderr, flush=True)
+              f"so far are kept{kept_in}", file=sys.stderr, flush=True)
     return int(outcome["exit"])
 
 
-def _complete_after_failure(output: str, ranks: int, status: str, error: str) -> float | None:
+def _complete_after_failure(results: str, ranks: int, status: str, error: str
+                            ) -> float | None:
     from cosim.parallel import complete_after_failure
 
-    return complete_after_failure(Path(output), ranks, status, error)
+    return complete_after_failure(Path(results), ranks, status, error)
 
 
 def _recover_for_child(folder: str, status: str, message: str) -> list:

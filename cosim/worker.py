@@ -18,10 +18,10 @@ import signal
 import sys
 from pathlib import Path
 
+from cosim.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_VERDICT_FAIL
 from cosim.journal import STOP
 from cosim.launcher import launched_by_mpi, limit_threads
 
-EXIT_OK, EXIT_ERROR, EXIT_VERDICT_FAIL, EXIT_INTERRUPTED = 0, 1, 2, 130
 _interrupted: list[str] = []  # the signal that asked this worker to stop, once received
 _position: list[memoryview] = []  # the journal's slots, once the journal exists
 
@@ -46,14 +46,12 @@ def main(folder: str) -> int:
         _exit_on(signal.SIGUSR1)
     from cosim.errors import CosimError
     from cosim.journal import Journal
-    from cosim.run import run_scenario
 
     journal = Journal(folder / "journal")
     _position.append(journal.position)
     outcome: dict = {}
     try:
-        report = run_scenario(request["scenario"], request["output"], plot=request["plot"],
-                              journal=journal, resume_cohort=request.get("resume_cohort", False))
+        report = _run(request, journal)
         outcome = {"exit": EXIT_VERDICT_FAIL if report.passed is False else EXIT_OK,
                    "text": report.text()}
     except KeyboardInterrupt:
@@ -68,6 +66,25 @@ def main(folder: str) -> int:
     if outcome["exit"] in (EXIT_ERROR, EXIT_INTERRUPTED) and launched_by_mpi():
         os._exit(outcome["exit"])  # the other ranks are gone: MPI_Finalize would wait for them
     return outcome["exit"]
+
+
+def _run(request: dict, journal):
+    """In one process: run into the partial file the supervisor claimed (``output``), the
+    plot beside the target; under MPI: the whole of ``parallel.run_scenario`` (rank 0's worker
+    claims and commits the target, ``target``)."""
+    from cosim import parallel
+    from cosim.run import plotted, prepare, run_into
+
+    scenario, target = Path(request["scenario"]), Path(request["target"])
+    if parallel.size() > 1:
+        return parallel.run_scenario(scenario, target, plot=request["plot"], journal=journal)
+    prepared = prepare(scenario)
+    report = run_into(prepared, Path(request["output"]), journal=journal,
+                      resume_cohort=request.get("resume_cohort", False))
+    if request["plot"]:
+        report = plotted(report, prepared.scenario, report.results, target.with_suffix(".png"))
+    report.results = target  # where the supervisor commits it
+    return report
 
 
 def _exit_on(signum: int) -> None:

@@ -327,3 +327,44 @@ class CInstance:
             self._slave.setBoolean([reference], [bool(value)])
         else:
             self._slave.setInteger([reference], [int(value)])
+
+
+SLOW_MODEL = '''
+"""Takes ``delay`` seconds of wall time per step (sleeping: no CPU); ``y`` is the time. At
+``kill_at`` (s, if > 0) it kills its own process with SIGKILL, as the OOM killer would."""
+
+import os
+import signal
+import time
+
+from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, Real
+
+
+class SlowModel(Fmi2Slave):
+    UNITS = {"y": "s", "delay": "s", "kill_at": "s"}
+    OUTPUT_DEPENDENCIES = {"y": []}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = 0.0005
+        self.kill_at = 0.0
+        self.y = 0.0
+        for name in ("delay", "kill_at"):
+            self.register_variable(Real(name, causality=Fmi2Causality.parameter,
+                                        variability=Fmi2Variability.fixed))
+        self.register_variable(Real("y", causality=Fmi2Causality.output,
+                                    initial=Fmi2Initial.calculated))
+
+    def do_step(self, current_time, step_size):
+        if 0 < self.kill_at <= current_time + step_size:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(self.delay)
+        self.y = current_time + step_size
+        return True
+'''
+
+
+def build_slow_model(dest: Path) -> Path:
+    """``SlowModel.fmu``: sleeps ``delay`` s per step (a writer slow enough to watch), kills
+    its process at ``kill_at`` s. Built in a subprocess like ``build_failing_model``."""
+    return _build_script_model(dest, SLOW_MODEL, "cosim_slow_model_kit.py")

@@ -111,11 +111,28 @@ def test_errors_exit_1_with_one_line(folder, capsys):
     assert capsys.readouterr().err == f"error: {folder / 'absent.yaml'}: no such scenario file\n"
 
 
-def test_usage_error_exits_2(capsys):
+@pytest.mark.parametrize("argv", [["frobnicate"], ["run"], ["run", "s.yaml", "--nope"],
+                                  ["graph", "s.yaml", "--ranks", "two"]])
+def test_usage_error_exits_64_not_the_fail_code(argv, capsys):
+    """argparse exits 2 on its own, the code of a FAIL verdict: a CI job would read a typo in
+    the command line as a failed device test."""
     with pytest.raises(SystemExit) as caught:
-        cli.main(["frobnicate"])
-    assert caught.value.code == 2
-    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+        cli.main(argv)
+    assert caught.value.code == cli.EXIT_USAGE == 64
+    err = capsys.readouterr().err
+    assert err.startswith("usage: cosim") and "cosim" in err.splitlines()[-1]
+
+
+def test_exit_codes_are_distinct_and_in_the_help(capsys):
+    codes = [cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_VERDICT_FAIL, cli.EXIT_USAGE,
+             cli.EXIT_INTERRUPTED]
+    assert codes == [0, 1, 2, 64, 130]
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--help"])
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    for code in codes:
+        assert f"\n  {code:<4} " in out
 
 
 def test_installed_command(folder):

@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from cosim.criteria import MEASURES, Criterion, evaluate, parse_criteria, verdict_text
+from cosim.criteria import (
+    MEASURES,
+    Criterion,
+    Outcome,
+    cohort_verdict,
+    evaluate,
+    parse_criteria,
+    verdict_text,
+)
 
 T = np.linspace(0.0, 10.0, 1001)  # 10 ms grid
 SINE = np.sin(2 * np.pi * 0.5 * T)  # period 2 s
@@ -110,3 +118,114 @@ def test_parse_criteria_reports_every_mistake():
     assert paths == [(1, "name"), (2, "signal"), (3, "per"), (4, "when"), (5, "window"), (6,),
                      (7, "colour"), (7, "min")]
     assert [c.name for c in criteria] == ["a", "a", "c", "d", "e", "f", "g"]
+
+
+# -- rate from intervals, not whole beats in the window ---------------------------------------
+
+@pytest.mark.parametrize("phase", [0.0, 0.2, 0.43, 0.8])
+def test_rate_is_not_quantised_to_whole_beats(phase):
+    """70 events per minute over a 15 s window read 70 whatever the window's phase (counting
+    whole events in the window reads 68 for some phases: 17 events in 15 s)."""
+    t = np.round(np.arange(0.0, 20.0 + 1e-9, 0.001), 9)
+    counter = np.floor(np.maximum(t - phase, 0.0) / (60.0 / 70.0))
+    result = evaluate(Criterion("rate", "s.c", "rate", window=(5.0, 20.0), min=69.9, max=70.1),
+                      t, {"s.c": counter})
+    assert result.passed and result.value == pytest.approx(70.0, abs=0.01)
+    counted = (counter[-1] - counter[5000]) * 60 / 15.0  # the former definition
+    assert phase != 0.43 or counted == 68.0
+
+
+def test_rate_with_fewer_than_two_increments_counts_per_minute():
+    none = evaluate(Criterion("r", "s.c", "rate", max=5.0), T, {"s.c": np.zeros_like(T)})
+    assert none.passed and none.value == 0.0
+    one = evaluate(Criterion("r", "s.c", "rate", max=5.0), T, {"s.c": (T > 3.0) * 1.0})
+    assert one.value == pytest.approx(6.0) and not one.passed  # 1 event in 10 s
+
+
+# -- criteria that cannot be evaluated are outcomes, never tracebacks --------------------------
+
+def test_response_ratio_without_any_response_is_zero_not_an_index_error():
+    """The DDD case of issue 14: paces (``per``) but no response in the first windows that
+    broke_at tries (an AV delay of 250 ms answered within 0.21 s: never)."""
+    paces = np.floor(T / 1.0)
+    answers = np.floor(np.maximum(T - 0.25, 0.0) / 1.0)  # each pace answered 0.25 s later
+    result = evaluate(Criterion("av", "s.v", "response_ratio", per="s.a", within=0.21,
+                                min=0.9), T, {"s.v": answers, "s.a": paces})
+    assert result.value == 0.0 and not result.passed and result.reason == ""
+    assert result.broke_at == pytest.approx(3.0)  # the first window with 3 paces
+    silent = evaluate(Criterion("av", "s.v", "response_ratio", per="s.a", within=0.21,
+                                min=0.9), T, {"s.v": np.zeros_like(T), "s.a": paces})
+    assert silent.value == 0.0 and not silent.passed
+
+
+@pytest.mark.parametrize(("criterion", "signals", "reason"), [
+    (Criterion("late", "s.count", "max", window=(20.0, 30.0), max=1.0), SIGNALS,
+     "no samples in the window (the run recorded 0-10 s)"),
+    (Criterion("r", "s.count", "ratio", per="s.flat", min=0.5), {"s.flat": 0 * T},
+     "s.flat does not change in the window: no ratio"),
+    (Criterion("c", "s.count", "response_ratio", per="s.flat", min=0.5), {"s.flat": 0 * T},
+     "s.flat never increases in the window: nothing to respond to"),
+    (Criterion("n", "s.nan", "mean", min=0.0), {"s.nan": np.full_like(T, np.nan)},
+     "the figure is not a number (s.nan holds NaN in the window)"),
+    (Criterion("f", "s.count", "rate", window=(2.0, 2.0 + 1e-13), min=0.0), SIGNALS,
+     "the window holds a single sample: no rate"),
+])
+def test_a_criterion_that_cannot_be_evaluated_says_why_and_is_not_met(criterion, signals,
+                                                                       reason):
+    result = evaluate(criterion, T, {**SIGNALS, **signals})
+    assert result.reason == reason and not result.passed and math.isnan(result.value)
+    assert f"{criterion.measure}({criterion.signal}) cannot be evaluated: {reason}" in str(result)
+    assert verdict_text([result]).startswith("VERDICT: FAIL (0 of 1 criteria met)")
+
+
+def test_a_measure_that_raises_is_an_outcome(monkeypatch):
+    from cosim import criteria
+
+    def broken(*args):
+        raise IndexError("index -1 is out of bounds for axis 0 with size 0")
+    monkeypatch.setattr(criteria, "_measure", broken)
+    result = outcome("max", max=2.0)
+    assert not result.passed and result.reason == (
+        "the measure failed (IndexError: index -1 is out of bounds for axis 0 with size 0)")
+
+
+# -- a cohort's verdict ------------------------------------------------------------------------
+
+def member_outcomes(value: float, reason: str = "") -> list:
+    return [evaluate(Criterion("peak", "s.x", "max", min=0.5, max=1.5), T,
+                     {"s.x": np.full_like(T, value)}) if not reason else
+            Outcome("peak", "s.x", "max", math.nan, 0.5, 1.5, False, math.nan, 0, 10,
+                    reason=reason)]
+
+
+def test_cohort_verdict_counts_members_and_names_the_worst_per_criterion():
+    criteria = [Criterion("peak", "s.x", "max", min=0.5, max=1.5)]
+    members = [("000000", "completed", "", member_outcomes(1.0)),
+               ("000001", "completed", "", member_outcomes(1.4)),  # margin 0.1: the worst
+               ("000002", "failed", "instance 'x', t = 2 s: fmi2DoStep failed\n  log", []),
+               ("000003", "completed", "", member_outcomes(0.7))]
+    verdict = cohort_verdict(criteria, members)
+    assert (verdict.members, verdict.passed, verdict.failed, len(verdict.errors)) == (4, 3, 0, 1)
+    assert not verdict.all_passed  # a member that did not complete fails the cohort
+    assert verdict.worst[0].member == "000001" and verdict.worst[0].met == 3
+    assert verdict.text().splitlines() == [
+        "COHORT VERDICT: FAIL (3 of 4 members passed, 0 failed their criteria, 1 did not "
+        "complete)",
+        "  worst member per criterion (3 members judged):",
+        "  PASS  peak: max(s.x) = 1.4 in member 000001 (limit >= 0.5 and <= 1.5; window "
+        "0-10 s); met by 3 of 3",
+        "  member 000002 did not complete: instance 'x', t = 2 s: fmi2DoStep failed"]
+    members[3] = ("000003", "completed", "", member_outcomes(math.nan, "no samples"))
+    worst = cohort_verdict(criteria, members).worst[0]
+    assert worst.member == "000003" and worst.met == 2, "not evaluable is the worst of all"
+
+
+def test_cohort_verdict_passes_only_when_every_member_passes():
+    criteria = [Criterion("peak", "s.x", "max", min=0.5, max=1.5)]
+    good = [(f"{i:06d}", "completed", "", member_outcomes(1.0)) for i in range(3)]
+    assert cohort_verdict(criteria, good).all_passed
+    assert cohort_verdict([], [(m, "completed", "", []) for m, *_ in good]).all_passed
+    bad = good + [("000003", "completed", "", member_outcomes(2.0))]
+    verdict = cohort_verdict(criteria, bad)
+    assert not verdict.all_passed and verdict.failed == 1
+    assert "FAIL  peak: max(s.x) = 2 in member 000003" in verdict.text()

@@ -250,7 +250,11 @@ def test_a_crash_ends_the_run_with_one_message_and_keeps_every_row(workspace, pr
     error = caught.value
     assert (error.instance, error.time) == ("bad", pytest.approx(0.1))
     assert str(error).startswith("instance 'bad', t = 0.1 s: ") and cause in str(error)
-    with open_results(output) as results:
+    assert not output.exists()  # a run that did not complete keeps its partial file aside
+    [kept] = workspace.glob("out.partial-*.h5")
+    assert error.__notes__ == [f"results written so far are kept in {kept} (the previous "
+                               "results, if any, are untouched)"]
+    with open_results(kept) as results:
         assert results.status == "failed"
         assert results.attrs["error"] == str(error)
         assert np.allclose(results.time, np.arange(11) * 0.01)  # every point up to t = 0.1

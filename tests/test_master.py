@@ -222,7 +222,10 @@ def test_a_value_that_is_not_finite_stops_the_run_naming_it(fmus, tmp_path, caps
     error = capsys.readouterr().err
     assert error.startswith("error: instance 'g', t = 1.02 s: g.y = inf is not finite")
     assert "Traceback" not in error
-    with open_results(out) as results:
+    assert not out.exists()  # a run that did not complete keeps its partial file aside
+    [kept] = tmp_path.glob("loop.partial-*.h5")
+    assert f"kept in {kept}" in error
+    with open_results(kept) as results:
         assert results.status == "failed"
         assert results["g.y"][0] == 16.0
         assert np.isfinite(results["g.y"]).all() and results.time[-1] == pytest.approx(1.019)

@@ -6,7 +6,9 @@ built from ``tests/mpi/``.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -257,13 +259,24 @@ def assert_same_members(reference: Path, other: Path, count: int) -> None:
             assert np.array_equal(a[name], b[name]), (i, name, other.name)
 
 
+COHORT_VERDICT = """\
+COHORT VERDICT: FAIL (6 of 7 members passed, 1 failed their criteria, 0 did not complete)
+  worst member per criterion (7 members judged):
+  FAIL  a stays small: max(a.x) = 1.052 in member 000003 (limit <= 1.05; window 0-1 s); \
+broke at t = 0.000 s; met by 6 of 7
+"""
+
+
 def test_cohort_is_identical_for_1_2_3_ranks(tmp_path):
+    """Members, summary and the cohort's verdict (one member of 7 fails: exit 2) are the same
+    in one process and under 2 and 3 ranks."""
     scenario = cohort_scenario(tmp_path)
     reference = None
     for ranks in (None, 2, 3):
         out = tmp_path / f"c{ranks}.h5"
         done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], ranks)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 2, done.stderr
+        assert done.stdout == f"results: {out}\n{COHORT_VERDICT}"
         with open_results(out) as res:
             assert res.members == [f"{i:06d}" for i in range(7)]
             summary = res.summary()
@@ -294,9 +307,10 @@ def test_cohort_with_groups_of_two_ranks(tmp_path):
     text = scenario.read_text() + "parallel: {group_size: 2}\n"
     scenario.write_text(text)
     serial, grouped = tmp_path / "serial.h5", tmp_path / "grouped.h5"
-    assert cosim(["run", str(scenario), "-o", str(serial), "--no-plot"], None).returncode == 0
+    assert cosim(["run", str(scenario), "-o", str(serial), "--no-plot"], None).returncode == 2
     done = cosim(["run", str(scenario), "-o", str(grouped), "--no-plot"], 4)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert COHORT_VERDICT in done.stdout
     assert_same_members(serial, grouped, 7)
 
 
@@ -324,4 +338,115 @@ simulation: {{start: 0, stop: 1000, step: 0.001}}
     assert "rank 1" in errors[0] and "'pump'" in errors[0] and "t = 0.3" in errors[0]
     assert "diverged" in done.stderr  # the FMU's own log line comes with it
     assert "Traceback" not in done.stderr
-    assert out.exists(), "the main file stays, linking to what the ranks flushed"
+    assert not out.exists(), "the target only ever holds a completed run"
+    kept = Path(re.search(r"kept in (\S+\.h5)", done.stderr).group(1))
+    assert kept.name.startswith("fails.partial-") and kept.exists()
+    with open_results(kept) as res:  # what every rank computed, merged, cut to one length
+        assert res.status == "failed" and len(res.time) == len(res["heart.x"]) == res.rows
+    assert not Path(f"{kept}.parts").exists(), "the parts are in the partial main file"
+
+
+def test_mpi_refuses_a_target_that_is_not_a_results_file(tmp_path):
+    """Rank 0 claims the target; its refusal is one line on every rank count."""
+    scenario = ring_scenario(tmp_path, 3, "jacobi", stop=0.01)
+    before = scenario.read_bytes()
+    done = cosim(["run", str(scenario), "-o", str(scenario), "--no-plot"], 2, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert done.stderr.endswith(f"{scenario}: exists and is not a cosim results file; cosim "
+                                "only replaces its own results: choose another -o or move that "
+                                "file\n")
+    assert scenario.read_bytes() == before and sorted(tmp_path.iterdir()) == [scenario]
+
+
+SLOW_PAIR = """\
+version: 1
+name: slow pair
+fmus: {slow: FMU}
+instances:
+  a: {fmu: slow, parameters: {delay: 0.0003}}
+  b: {fmu: slow, parameters: {delay: 0.0003}}
+simulation: {stop: 3.0, step: 0.001}
+"""
+POLL_MAIN = """\
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from cosim.results import open_results
+folder, target = Path(sys.argv[1]), Path(sys.argv[2])
+seen, errors = set(), []
+while not target.exists():
+    found = sorted(folder.glob("pair.partial-*.h5"))
+    if not found:
+        time.sleep(0.005)
+        continue
+    try:
+        with open_results(found[0]) as res:
+            names = res.variables
+            t, values = res.time, [res[name] for name in names]
+        if any(len(v) != len(t) or not np.allclose(v[1:], t[1:], atol=1e-9) for v in values):
+            errors.append(f"mixed lengths {len(t)}, {[len(v) for v in values]}")
+        seen.add((len(t), len(names)))
+    except Exception as error:
+        if not target.exists():
+            errors.append(f"{type(error).__name__}: {error}")
+    time.sleep(0.01)
+print(json.dumps({"errors": errors[:5], "seen": sorted(seen)}))
+"""
+
+
+def test_a_reader_of_a_distributed_run_sees_consistent_rows(tmp_path):
+    """The main file links to the ranks' part files (each written in SWMR mode); a reader of
+    the main file while 2 ranks write sees every variable cut to the rows all of them have."""
+    fmu = kit.build_slow_model(tmp_path)
+    scenario = tmp_path / "pair.yaml"
+    scenario.write_text(SLOW_PAIR.replace("FMU", str(fmu)))
+    target = tmp_path / "pair.h5"
+    poller = subprocess.Popen([sys.executable, "-c", POLL_MAIN, str(tmp_path), str(target)],
+                              stdout=subprocess.PIPE, text=True)
+    done = cosim(["run", str(scenario), "-o", str(target), "--no-plot"], 2, timeout=180)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(poller.communicate(timeout=60)[0])
+    assert report["errors"] == []
+    assert any(0 < rows < 3001 and names == 2 for rows, names in report["seen"]), report
+
+
+KILLED_COHORT = """\
+version: 1
+name: killed cohort
+fmus: {slow: FMU}
+instances: {s: {fmu: slow, parameters: {delay: 0.0}}}
+simulation: {stop: 1.2, step: 0.001}
+cohort: {method: table, table: members.csv}
+"""
+
+
+def test_a_rerun_of_a_killed_mpi_cohort_keeps_its_partial_file(tmp_path):
+    """A member kills its rank (SIGKILL); the job ends, rank 0's supervisor completes the
+    partial main file with what the ranks' part files held (the members that finished). A rerun
+    to the same target (which removed the parts folder and truncated the file) leaves every
+    file of the killed run as it was."""
+    fmu = kit.build_slow_model(tmp_path)
+    scenario = tmp_path / "cohort.yaml"
+    scenario.write_text(KILLED_COHORT.replace("FMU", str(fmu)))
+    (tmp_path / "members.csv").write_text("s.kill_at\n0\n0\n0\n1.1\n0\n0\n")
+    target = tmp_path / "cohort.h5"
+    killed = cosim(["run", str(scenario), "-o", str(target), "--no-plot"], 2, timeout=180)
+    assert killed.returncode != 0 and not target.exists()
+    [partial] = tmp_path.glob("cohort.partial-*.h5")
+    kept = {path: path.read_bytes() for path in tmp_path.rglob("cohort.partial-*")
+            if path.is_file()}
+    with open_results(partial) as res:
+        assert res.status == "failed"
+        finished = [m for m in res.members if res.group["members"][m].attrs["status"]
+                    == "completed"]
+        assert finished, "members finished before the kill are kept"
+        for member in finished:
+            with res.member(member) as m:
+                assert m.rows == 1201
+    (tmp_path / "members.csv").write_text("s.kill_at\n0\n0\n0\n0\n0\n0\n")
+    rerun = cosim(["run", str(scenario), "-o", str(target), "--no-plot"], 2, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "COHORT VERDICT: PASS (6 of 6 members passed" in rerun.stdout
+    for path, data in kept.items():
+        assert path.read_bytes() == data, f"{path.name} changed"

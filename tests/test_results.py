@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.run import prepare, run_into, run_scenario
 
 SCENARIO = """\
 version: 1
@@ -144,6 +145,11 @@ def test_not_a_results_file(tmp_path):
         open_results(tmp_path / "junk.h5")
 
 
+def kept_file(stderr: str) -> Path:
+    """The partial file a run that did not complete names on stderr."""
+    return Path(re.search(r"kept in (\S+\.h5)", stderr).group(1))
+
+
 @pytest.fixture(scope="module")
 def failing_fmu(folder) -> Path:
     return kit.build_failing_model(folder)
@@ -179,9 +185,7 @@ def test_fmu_failing_mid_run_keeps_the_data_up_to_the_failure(folder, failing_fm
     instance, function, time, text = json.loads(done.stdout.strip().splitlines()[-1])
     assert (instance, function, time) == ("pump", "fmi2DoStep", 0.5)
     assert "the failing model broke on purpose" in text
-    with open_results(output) as results:
-        assert results.status == "failed"
-        assert results.attrs["error"] == text
+    with open_results(output) as results:  # the status is the run's to write (cosim.run)
         np.testing.assert_allclose(results.time, np.arange(51) * 0.01, atol=1e-12)
         np.testing.assert_allclose(results["pump.y"], results.time, atol=1e-12)
 
@@ -201,8 +205,12 @@ def test_cli_run_of_a_failing_fmu(folder, failing_fmu, tmp_path):
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("error: instance 'pump', t = 0.25 s: fmi2DoStep failed")
     assert done.stderr.count("error: ") == 1 and "Traceback" not in done.stderr
-    with open_results(output) as results:
+    assert not output.exists(), "the target only ever holds a completed run"
+    kept = kept_file(done.stderr)
+    assert kept.parent == tmp_path and kept.name.startswith("failing.partial-")
+    with open_results(kept) as results:
         assert results.status == "failed"
+        assert results.attrs["error"].startswith("instance 'pump', t = 0.25 s: fmi2DoStep")
         np.testing.assert_allclose(results["pump.y"], np.arange(6) * 0.05, atol=1e-12)
 
 
@@ -244,21 +252,25 @@ def test_killed_run_keeps_the_flushed_blocks(folder, tmp_path):
 
 def test_a_nearly_full_disk_stops_the_run_with_a_readable_file(folder, tmp_path, monkeypatch):
     """Below the margin of free space, the recorder writes its block, stops the run, and
-    still has room for the status: the file is readable and says why it ended."""
+    the run still has room for the status: the file is readable and says why it ended."""
     import cosim.recorder as recorder
 
-    free = iter([1 << 40, 1 << 40, recorder.MARGIN_BYTES])  # the third flush finds it full
+    free = iter([1 << 40, recorder.MARGIN_BYTES])  # the second flush finds it full
     monkeypatch.setattr(recorder, "_free_bytes", lambda path: next(free))
-    graph = CouplingGraph()
-    graph.add_instance("osc", folder / "c_oscillator.fmu")
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text(f"""\
+version: 1
+fmus: {{osc: {folder / "c_oscillator.fmu"}}}
+instances: {{osc: {{fmu: osc}}}}
+simulation: {{stop: 25.0, step: 0.01}}
+record: [osc.x]
+""")
     output = tmp_path / "full.h5"
     with pytest.raises(CosimError) as caught:
-        with recorder.writing(create_results_file(output, {})) as file:
-            Execution(graph, Settings(0.0, 1.0, 0.01, record={"osc": ("x",)})).run(
-                [Recorder(file, block_rows=20)])
+        run_into(prepare(scenario), output)
     assert str(caught.value) == (f"the disk holding the results file {output} is full (1.0 MB "
-                                 "left): the run stopped at t = 0.59 s; every row up to there "
+                                 "left): the run stopped at t = 20.47 s; every row up to there "
                                  "is in the file")
     with open_results(output) as results:
         assert results.status == "failed" and results.attrs["error"] == str(caught.value)
-        np.testing.assert_allclose(results.time, np.arange(60) * 0.01, atol=1e-12)
+        np.testing.assert_allclose(results.time, np.arange(2048) * 0.01, atol=1e-12)

@@ -52,6 +52,7 @@ def test_exit_block_loses_capture_at_3_5_v_and_captures_at_7_5_v(tmp_path):
         summary = res.summary()
     assert list(summary["pacemaker.v_amplitude"]) == [3.5, 7.5]
     assert list(summary["passed"]) == [False, True]
+    assert report.passed is False, "a member that fails fails the sweep (exit 2)"
     assert summary["capture ratio after the threshold rise"][0] < 0.5
     assert summary["capture ratio after the threshold rise"][1] == 1.0
 
@@ -67,6 +68,9 @@ def test_sinus_rhythm_above_the_lower_rate_keeps_the_pacemaker_inhibited(tmp_pat
     report = run_scenario(SCENARIOS / "sinus_rhythm.yaml", tmp_path / "sinus.h5", plot=False)
     assert report.passed, report.text()
     assert outcomes(report)["no ventricular pacing"].value == 0
+    # 75 /min from the intervals between senses: 2 /min inside the 73-77 limits (counting
+    # whole beats in the window read 73.33, a margin of 0.33 /min)
+    assert outcomes(report)["every beat sensed"].value == pytest.approx(75.0, abs=0.05)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))

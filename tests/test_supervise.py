@@ -62,6 +62,14 @@ def run(args: list[str], **kwargs) -> tuple[int, str, str]:
     return process.returncode, out, err
 
 
+def partial_of(output: Path) -> Path:
+    """The one partial file a run to ``output`` that did not complete left beside it (the
+    target itself is never written by such a run)."""
+    assert not output.exists()
+    [partial] = output.parent.glob(f"{output.stem}.partial-*{output.suffix}")
+    return partial
+
+
 def assert_rows_kept(output: Path, until: float, status: str) -> str:
     """Every row up to ``until`` is in the file (y = t, as computed), and the status."""
     with open_results(output) as res:
@@ -84,8 +92,9 @@ def test_a_crash_inside_an_fmu_is_one_message_and_every_row_is_kept(folder, acti
                           "--no-plot"])
     message = f"instance 'pump' in fmi2DoStep at t = 0.25 s: {cause}"
     assert code == 1 and "VERDICT" not in out
-    assert err == f"error: {message}; rows up to t = 0.25 s kept in {output}\n"
-    assert assert_rows_kept(output, 0.25, "failed") == message
+    kept = partial_of(output)
+    assert err == f"error: {message}; rows up to t = 0.25 s kept in {kept}\n"
+    assert assert_rows_kept(kept, 0.25, "failed") == message
 
 
 def test_a_call_that_never_returns_is_stopped_by_the_watchdog(folder):
@@ -95,7 +104,7 @@ def test_a_call_that_never_returns_is_stopped_by_the_watchdog(folder):
     assert code == 1
     assert err.startswith("error: instance 'pump' in fmi2DoStep at t = 0.25 s: the FMU did not "
                           "return within 1 s (the watchdog stopped it; simulation.call_timeout")
-    assert "did not return within 1 s" in assert_rows_kept(output, 0.25, "failed")
+    assert "did not return within 1 s" in assert_rows_kept(partial_of(output), 0.25, "failed")
 
 
 def test_memory_exhaustion_names_the_limit(folder):
@@ -105,7 +114,7 @@ def test_memory_exhaustion_names_the_limit(folder):
     assert code == 1
     assert err.startswith("error: instance 'pump', t = 0.25 s: fmi2DoStep failed")
     assert "the run reached its memory limit (1.0 GB, --memory-limit)" in err
-    assert_rows_kept(output, 0.25, "failed")
+    assert_rows_kept(partial_of(output), 0.25, "failed")
 
 
 def wait_until_stepping(temporary: Path, process: subprocess.Popen, after: float = 0.0) -> None:
@@ -130,9 +139,10 @@ def test_sigterm_and_sigint_stop_the_run_and_keep_its_rows(folder, sig, tmp_path
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert err.startswith(f"interrupted ({sig.name}) at t = ")
-    assert err.endswith(f"; results written so far are kept in {output}\n")
+    kept = partial_of(output)
+    assert err.endswith(f"; results written so far are kept in {kept}\n")
     stopped_at = float(err.split("at t = ")[1].split(" s;")[0])
-    with open_results(output) as res:
+    with open_results(kept) as res:
         assert res.status == "interrupted"
         assert res.time[-1] == pytest.approx(stopped_at, abs=1e-9)
         assert np.allclose(res["pump.y"][1:], res.time[1:], rtol=0, atol=1e-12)
@@ -152,7 +162,8 @@ def test_a_signal_while_an_fmu_hangs_kills_it_after_a_grace_period(folder, tmp_p
     assert process.returncode == 130
     assert err.startswith("error: interrupted (SIGTERM); instance 'pump' in fmi2DoStep at "
                           "t = 0.25 s did not return within 1 s, so the run was killed")
-    assert assert_rows_kept(output, 0.25, "interrupted").startswith("interrupted (SIGTERM)")
+    assert assert_rows_kept(partial_of(output), 0.25, "interrupted").startswith(
+        "interrupted (SIGTERM)")
 
 
 def test_a_cohort_goes_on_after_members_crash_or_hang(folder, tmp_path):
@@ -192,7 +203,8 @@ def test_a_full_disk_is_one_message_and_a_readable_file(folder, tmp_path):
     output = disk / "full.h5"
     run = (f"mount -t tmpfs -o size=300k tmpfs {disk} || exit 77; "
            f"{sys.executable} -m cosim.cli run {scenario(folder, 'full', 0, stop=600)} "
-           f"-o {output} --no-plot; code=$?; cp {output} {tmp_path}; exit $code")
+           f"-o {output} --no-plot; code=$?; cp {disk}/full.partial-*.h5 {tmp_path}/full.h5; "
+           "exit $code")
     try:
         done = subprocess.run(["unshare", "--mount", "sh", "-c", run], capture_output=True,
                               text=True, timeout=300, check=False)
@@ -201,10 +213,12 @@ def test_a_full_disk_is_one_message_and_a_readable_file(folder, tmp_path):
     if done.returncode == 77 or "unshare failed" in done.stderr:
         pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
     assert done.returncode == 1, done.stderr
-    assert done.stderr.startswith(f"error: the disk holding the results file {output} is full")
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    error, kept = done.stderr.splitlines()
+    assert error.startswith(f"error: the disk holding the results file {disk}/full.partial-")
+    assert kept.startswith(f"results written so far are kept in {disk}/full.partial-")
+    assert "Traceback" not in done.stderr
     with open_results(tmp_path / "full.h5") as res:
-        assert res.status == "failed" and res.attrs["error"] == done.stderr[7:].strip()
+        assert res.status == "failed" and res.attrs["error"] == error[7:]
         assert len(res.time) > 1000 and np.all(np.diff(res.time) > 0)
         np.testing.assert_allclose(res["pump.y"][1:], res.time[1:], atol=1e-9)
 
@@ -241,9 +255,11 @@ def mpi_run(folder: Path, name: str, action: int, stop: float, ranks: int
 
 
 def assert_one_consistent_file(output: Path, status: str, rows: int | None = None) -> str:
-    """The main file alone (parts merged), every dataset cut to the same length."""
-    assert not Path(f"{output}.parts").exists() and not Path(f"{output}.ranks").exists()
-    with open_results(output) as res:
+    """The partial main file alone (parts merged), every dataset cut to the same length; the
+    target untouched."""
+    kept = partial_of(output)
+    assert not Path(f"{kept}.parts").exists() and not Path(f"{output}.ranks").exists()
+    with open_results(kept) as res:
         assert res.status == status
         lengths = {len(res[name]) for name in res.variables} | {len(res.time)}
         assert len(lengths) == 1, lengths
@@ -270,7 +286,8 @@ def test_a_crash_on_one_rank_leaves_one_failed_file(folder, ranks):
 def test_sigterm_under_mpiexec_leaves_one_interrupted_file(folder, tmp_path):
     process, output = mpi_run(folder, "distributed-long", 0, 600.0, 2)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not Path(f"{output}.parts").exists():
+    while time.monotonic() < deadline and not list(folder.glob(
+            "distributed-long.partial-*.h5.parts")):
         time.sleep(0.1)
     time.sleep(3)  # the ranks are stepping
     process.send_signal(signal.SIGTERM)
