@@ -7,8 +7,8 @@ A scenario may declare (already parsed from YAML into plain dicts, lists, number
       seed: 2026                # random and latin-hypercube only (required there)
       method: random            # random | latin-hypercube | grid | table
       parameters:               # "instance.parameter": entry, in the order they are written
-        organ.E_max:   {distribution: normal, mean: 2.5, sd: 0.3}
-        organ.R_p:     {distribution: normal, mean: 1.0, sd: 0.1, low: 0.7, high: 1.3}
+        organ.E_es_lvf: {distribution: normal, mean: 2.9, sd: 0.3}
+        organ.R_sys:   {distribution: normal, mean: 1.1, sd: 0.1, low: 0.8, high: 1.4}
         lead.R_tissue: {distribution: lognormal, median: 450, sigma: 0.25}
         tissue.intrinsic_rate: {distribution: uniform, low: 30, high: 45}
       table: members.csv        # table only, relative to the scenario's folder
@@ -72,7 +72,7 @@ MAX_TABLE_PROBLEMS = 10  # bad cells reported per table before a summary line
 MAX_TABLE_BYTES = 256 * 1024**2
 # instance name (an identifier) "." FMI variable name (identifiers, dots, array indices)
 NAME_PATTERN = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_][\w.\[\],]*(?<!\.)$", re.ASCII)
-NAME_HINT = 'write "instance.parameter", e.g. "organ.E_max"'
+NAME_HINT = 'write "instance.parameter", e.g. "organ.E_es_lvf"'
 MEMBER_COLUMN = "member"
 
 KeyPath = tuple[str | int, ...]
@@ -259,7 +259,8 @@ class _Checker:
         params = spec.get("parameters")
         if "parameters" not in spec:
             self.add((), "needs 'parameters'",
-                     'e.g. parameters: {"organ.E_max": {distribution: normal, mean: 2.5, sd: 0.3}}')
+                     'e.g. parameters: {"organ.E_es_lvf": '
+                     '{distribution: normal, mean: 2.9, sd: 0.3}}')
             return
         if not isinstance(params, Mapping) or not params:
             self.add(("parameters",), "must be a non-empty mapping of \"instance.parameter\" to "

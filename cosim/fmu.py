@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -404,7 +406,9 @@ class MessageLog:
     @property
     def dropped(self) -> int:
         return self.count - len(self.head) - len(self.tail)
-_CALLBACKS: list = []  # the one callbacks struct, kept alive for the life of the process
+
+
+_CALLBACKS: list = []  # cosim's one callbacks struct, kept alive for the life of the process
 
 
 _PYTHONFMU_RELEASES: dict[str, Any] = {}  # binary path -> its finalizePythonInterpreter
@@ -453,7 +457,7 @@ def _log_message(env, instance_name, status, category, message) -> None:
 
 
 def _shared_callbacks():
-    """One process-wide ``fmi2CallbackFunctions`` (fmpy's log-formatting proxy is global)."""
+    """cosim's one ``fmi2CallbackFunctions``: every instance's messages, formatted, to its log."""
     if not _CALLBACKS:
         from fmpy import calloc, free
         from fmpy.fmi2 import (
@@ -467,14 +471,41 @@ def _shared_callbacks():
         callbacks.logger = fmi2CallbackLoggerTYPE(_log_message)
         callbacks.allocateMemory = fmi2CallbackAllocateMemoryTYPE(calloc)
         callbacks.freeMemory = fmi2CallbackFreeMemoryTYPE(free)
-        try:  # formats printf-style messages; without it they arrive unformatted
-            from fmpy.logging import addLoggerProxy
-
-            addLoggerProxy(ctypes.byref(callbacks))
-        except (ImportError, OSError, AttributeError):
-            pass
+        add_proxy = _private_logger_proxy()
+        if add_proxy is not None:  # formats printf-style messages; else they come unformatted
+            add_proxy(ctypes.byref(callbacks))
         _CALLBACKS.append(callbacks)
     return _CALLBACKS[0]
+
+
+def _private_logger_proxy():
+    """``addLoggerProxy`` of a private copy of fmpy's native log-formatting library, or None.
+
+    The FMI logger is variadic, which ctypes cannot receive, so fmpy's small C library formats
+    the message and forwards it to a Python logger. It keeps that logger in one static
+    variable, and each ``addLoggerProxy`` call replaces it: had cosim used fmpy's library, its
+    logger would have received the messages of every FMU fmpy runs in the process (fmpy's own
+    printing silenced), and a later ``fmpy.simulate_fmu(logger=...)`` would have taken cosim's
+    instances' messages (and crashed the process once that logger was garbage-collected). A
+    copy of the file loaded from another path is a separate library with its own static.
+    """
+    try:
+        import fmpy
+
+        name = "logging" + fmpy.sharedLibraryExtension
+        source = Path(fmpy.__file__).parent / "logging" / fmpy.platform / name
+        folder = Path(tempfile.mkdtemp(prefix="cosim-logger-"))
+        try:
+            shutil.copyfile(source, folder / name)
+            library = ctypes.CDLL(str(folder / name))
+        finally:  # the loaded library stays mapped (removal fails harmlessly on Windows)
+            shutil.rmtree(folder, ignore_errors=True)
+        add_proxy = library.addLoggerProxy
+    except (ImportError, OSError, AttributeError):
+        return None
+    add_proxy.argtypes = [ctypes.c_void_p]
+    add_proxy.restype = None
+    return add_proxy
 
 
 class _Port:

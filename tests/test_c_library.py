@@ -88,7 +88,7 @@ HOST_RUNS = {  # model: (parameters, outputs to compare) for 1 s of 1 ms steps
     "cell": ({"g_load": 0.0}, ["V", "h", "beat_count"]),
     "generator": ({"mode": 4}, ["vp_count", "ap_count", "battery_charge_used"]),
     "lead": ({"fault": 5, "fault_time": 0.0, "noise_rate": 200.0}, ["V_sense", "fault_active"]),
-    "organ": ({"P_a_init": 100.0}, ["P_ao", "V_lv", "P_ven"]),
+    "organ": ({"V_ao_init": 140.0}, ["P_ao", "V_lv", "P_pu"]),
     "tissue": ({"intrinsic_rate": 75.0, "intrinsic_delay": 0.1},
                ["activation_time_far", "egm", "V_electrode", "substeps"]),
 }

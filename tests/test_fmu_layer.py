@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
+import fmpy
 import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import numpy as np
 import pytest
+from fmpy.fmi1 import FMICallException
 from fmpy.validation import validate_fmu
 
 from cosim import cli
@@ -105,6 +109,55 @@ def test_error_at_initialisation_names_instance_function_and_log(c_fmu):
     again.do_step(0.0, 0.1)
     assert again.get(["x"])["x"] == pytest.approx(np.cos(np.sqrt(1.5) * 0.1), abs=1e-12)
     again.close()
+
+
+def test_fmpy_still_prints_its_fmus_messages_after_cosim_ran_an_instance(c_fmu, capsys):
+    """cosim's log-formatting proxy is its own, so fmpy's default logger keeps printing.
+
+    fmpy's native proxy (the FMI logger is variadic) forwards to one process-wide Python
+    logger that each ``addLoggerProxy`` call replaces; cosim installed its logger there, and
+    from then on every FMU fmpy ran in the process logged into cosim's router (dropped), so
+    a test reading fmpy's output passed or failed with the order of the tests before it.
+    """
+    started(c_fmu, "installs_the_logger").close()
+    with pytest.raises(FMICallException, match="fmi2ExitInitializationMode"):
+        fmpy.simulate_fmu(str(c_fmu), stop_time=0.1, start_values={"m": 0.0})
+    assert "[ERROR] invalid parameter m = 0 kg: the mass must be > 0" in capsys.readouterr().out
+
+
+def test_an_fmpy_logger_installed_later_does_not_take_cosim_messages(c_fmu):
+    """``fmpy.simulate_fmu(logger=...)`` after cosim started no longer receives (and, once
+    collected, crashes on) the messages of cosim's instances (in a child process: it changes
+    fmpy's process-wide logger)."""
+    script = """
+import sys
+import fmpy
+from cosim.errors import SimulationError
+from cosim.fmu import Instance, read_fmu
+fmu = read_fmu(sys.argv[1])
+first = Instance(fmu, "first")
+first.instantiate()
+first.free()
+taken = []
+fmpy.simulate_fmu(sys.argv[1], stop_time=0.01, logger=lambda *args: taken.append(args[-1]),
+                  start_values={"m": 1.0})
+massless = Instance(fmu, "massless")
+massless.instantiate()
+massless.setup_experiment(0.0)
+massless.enter_initialization_mode()
+massless.set({"m": 0.0})
+try:
+    massless.exit_initialization_mode()
+except SimulationError as error:
+    print("cosim:", str(error).replace(chr(10), " "))
+print("fmpy logger:", taken)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(c_fmu)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cosim_line, fmpy_line = done.stdout.splitlines()[-2:]
+    assert "invalid parameter m = 0 kg: the mass must be > 0" in cosim_line
+    assert "mass" not in fmpy_line
 
 
 def test_unknown_variable_and_wrong_phase_are_simulation_errors(c_fmu):

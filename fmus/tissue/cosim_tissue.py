@@ -1,11 +1,12 @@
-"""Monodomain myocardium (fibre or sheet) with Mitchell-Schaeffer kinetics.
+"""Monodomain myocardium (fibre, sheet or slab) with Mitchell-Schaeffer kinetics.
 
     dv/dt = div(D grad v) + h v^2 (1 - v)/tau_in - v/tau_out + J
     dh/dt = (1 - h)/tau_open  if v < v_gate  else  -h/tau_close
 
 v is dimensionless (V = V_rest + (V_peak - V_rest) v), time in ms, space in mm; fibres run
-along x (D_long), across along y (D_trans), no-flux boundaries. Forward Euler for v with a
-5-point finite-volume stencil (face fluxes), exact exponential update for h, exact exponential
+along x (D_long), across them along y and z (D_trans: transversely isotropic), no-flux
+boundaries. Forward Euler for v with a 5-point (7-point in a slab) finite-volume stencil (face
+fluxes), exact exponential update for h, exact exponential
 relaxation of the electrode node toward the cell FMU's potential. Adaptive substeps: ``dt``
 while anything depolarises or a stimulus is on, ``dt_max`` otherwise; when every node is below
 V_QUIET and no input is active, the sheet is advanced analytically in O(1) (lazy decay of v
@@ -24,7 +25,7 @@ V_QUIET = 0.01  # every node below this (1 mV above rest) and no input: quiescen
 FRONT_RATE = 0.005  # 1/ms (0.5 mV/ms): a faster depolarisation anywhere selects the fine step
 SIGNALS = ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm", "egm_bipolar",
            "activation_time_far", "cv_measured", "substeps")  # inputs and outputs, saved
-V_ACT = 0.5  # a node is "depolarised" / "activated" above this (-35 mV at the defaults)
+V_ACT = 0.5  # a node counts in ``activation`` above this (-35 mV at the defaults)
 
 
 def ionic_rate(v: np.ndarray, h: np.ndarray, tau_in: float, tau_out: float) -> np.ndarray:
@@ -32,8 +33,11 @@ def ionic_rate(v: np.ndarray, h: np.ndarray, tau_in: float, tau_out: float) -> n
     return h * v * v * (1.0 - v) / tau_in - v / tau_out
 
 
-def laplacian(nx: int, ny: int, dx: float, d_long: float, d_trans: float) -> sp.csr_matrix:
-    """Anisotropic 5-point operator div(D grad .), cell-centred, no-flux boundaries [1/ms].
+def laplacian(nx: int, ny: int, dx: float, d_long: float, d_trans: float,
+              nz: int = 1) -> sp.csr_matrix:
+    """Anisotropic 5-point (7-point for nz > 1) operator div(D grad .), cell-centred, no-flux
+    boundaries [1/ms]; D_trans across the fibres along y and z. Node (x, y, z) is row
+    (z ny + y) nx + x.
 
     Symmetric, and every row and column sums to zero (charge is conserved).
     """
@@ -46,15 +50,17 @@ def laplacian(nx: int, ny: int, dx: float, d_long: float, d_trans: float) -> sp.
         off = np.ones(n - 1)
         return sp.diags([off, main, off], [-1, 0, 1], format="csr")
 
-    along = sp.kron(sp.identity(ny), second_difference(nx))
-    across = sp.kron(second_difference(ny), sp.identity(nx))
-    return ((d_long * along + d_trans * across) / dx**2).tocsr()
+    along = sp.kron(sp.identity(nz * ny), second_difference(nx))
+    across = sp.kron(sp.identity(nz), sp.kron(second_difference(ny), sp.identity(nx)))
+    through = sp.kron(second_difference(nz), sp.identity(ny * nx))
+    return ((d_long * along + d_trans * (across + through)) / dx**2).tocsr()
 
 
 def stability_limit(nx: int, ny: int, dx: float, d_long: float, d_trans: float,
-                    tau_in: float) -> float:
+                    tau_in: float, nz: int = 1) -> float:
     """Largest stable forward-Euler step [ms]: diffusion dx^2/(2 sum D) and reaction tau_in."""
-    total = (d_long if nx > 1 else 0.0) + (d_trans if ny > 1 else 0.0)
+    total = (d_long if nx > 1 else 0.0) + (d_trans if ny > 1 else 0.0) + \
+        (d_trans if nz > 1 else 0.0)
     diffusion = dx**2 / (2.0 * total) if total > 0 else math.inf
     return min(diffusion, tau_in)
 
@@ -65,7 +71,8 @@ class Tissue(Fmi2Slave):
 
     UNITS = {"dx": "mm", "D_long": "mm**2/ms", "D_trans": "mm**2/ms", "dt": "ms", "dt_max": "ms",
              "tau_in": "ms", "tau_out": "ms", "tau_open": "ms", "tau_close": "ms",
-             "V_rest": "mV", "V_peak": "mV", "C_m": "uF/cm**2", "g_coupling": "mS/cm**2",
+             "V_rest": "mV", "V_peak": "mV", "C_m": "uF/cm**2", "V_activation": "mV",
+             "g_coupling": "mS/cm**2",
              "electrode_height": "mm", "ring_spacing": "mm", "egm_gain": "mm",
              "intrinsic_rate": "1/min",
              "intrinsic_delay": "s", "intrinsic_current": "uA/cm**2", "intrinsic_width": "ms",
@@ -80,6 +87,7 @@ class Tissue(Fmi2Slave):
         super().__init__(**kwargs)
         self.nx = 81
         self.ny = 1
+        self.nz = 1
         self.dx = 0.5
         self.D_long = 0.33
         self.D_trans = 0.0436
@@ -93,6 +101,7 @@ class Tissue(Fmi2Slave):
         self.V_rest = -85.0
         self.V_peak = 15.0
         self.C_m = 1.0
+        self.V_activation = -35.0
         self.electrode_x = 0
         self.electrode_y = -1
         self.g_coupling = 1.0
@@ -103,6 +112,8 @@ class Tissue(Fmi2Slave):
         self.intrinsic_delay = 0.5
         self.intrinsic_x = -1
         self.intrinsic_y = -1
+        self.intrinsic_z = -1
+        self.intrinsic_cube = 0
         self.intrinsic_current = 100.0
         self.intrinsic_width = 2.0
         self.intrinsic_radius = 1.0
@@ -117,7 +128,8 @@ class Tissue(Fmi2Slave):
         self.activation_time_far = -1.0
         self.cv_measured = 0.0
         self.substeps = 0.0
-        for name in ("nx", "ny", "electrode_x", "electrode_y", "intrinsic_x", "intrinsic_y"):
+        for name in ("nx", "ny", "nz", "electrode_x", "electrode_y", "intrinsic_x",
+                     "intrinsic_y", "intrinsic_z"):
             self.register_variable(Integer(name, causality=Fmi2Causality.parameter,
                                            variability=Fmi2Variability.fixed))
         self.register_variable(Integer(
@@ -125,8 +137,15 @@ class Tissue(Fmi2Slave):
             variability=Fmi2Variability.fixed,
             description="1: a wave reaching the intrinsic site restarts its cycle (an escape "
                         "focus reset by paced beats); 0: fixed rate (a sinus node)"))
+        self.register_variable(Integer(
+            "intrinsic_cube", causality=Fmi2Causality.parameter,
+            variability=Fmi2Variability.fixed,
+            description="1: the intrinsic stimulus covers the nodes within intrinsic_radius of "
+                        "the entry site along each axis (a cube); 0: within that distance (a "
+                        "ball)"))
         for name in ("dx", "D_long", "D_trans", "dt", "dt_max", "tau_in", "tau_out",
-                     "tau_open", "tau_close", "v_gate", "V_rest", "V_peak", "C_m", "g_coupling",
+                     "tau_open", "tau_close", "v_gate", "V_rest", "V_peak", "C_m",
+                     "V_activation", "g_coupling",
                      "electrode_height", "ring_spacing", "egm_gain", "intrinsic_rate",
                      "intrinsic_delay",
                      "intrinsic_current", "intrinsic_width", "intrinsic_radius"):
@@ -146,35 +165,42 @@ class Tissue(Fmi2Slave):
 
     # ------------------------------------------------------------------ initialisation
     def exit_initialization_mode(self):
-        nx, ny, dx = int(self.nx), int(self.ny), float(self.dx)
-        if nx < 1 or ny < 1 or dx <= 0 or self.D_long < 0 or self.D_trans < 0:
-            raise ValueError(f"Tissue: need nx, ny >= 1, dx > 0, D >= 0 (nx={nx}, ny={ny}, "
-                             f"dx={dx}, D_long={self.D_long}, D_trans={self.D_trans})")
-        limit = stability_limit(nx, ny, dx, self.D_long, self.D_trans, self.tau_in)
+        nx, ny, nz, dx = int(self.nx), int(self.ny), int(self.nz), float(self.dx)
+        if nx < 1 or ny < 1 or nz < 1 or dx <= 0 or self.D_long < 0 or self.D_trans < 0:
+            raise ValueError(f"Tissue: need nx, ny, nz >= 1, dx > 0, D >= 0 (nx={nx}, ny={ny}, "
+                             f"nz={nz}, dx={dx}, D_long={self.D_long}, D_trans={self.D_trans})")
+        limit = stability_limit(nx, ny, dx, self.D_long, self.D_trans, self.tau_in, nz)
         if not 0 < self.dt <= limit:
             raise ValueError(f"Tissue: dt = {self.dt} ms is unstable for forward Euler; need "
-                             f"0 < dt <= {limit:.4g} ms = min(dx^2/(2 (D_long + D_trans)), "
-                             f"tau_in) at dx = {dx} mm")
-        self._n = nx * ny
+                             f"0 < dt <= {limit:.4g} ms = min(dx^2/(2 (D_long + D_trans per "
+                             f"transverse axis)), tau_in) at dx = {dx} mm")
+        self._n = nx * ny * nz
         self._dt_coarse = max(float(self.dt), min(float(self.dt_max), 0.9 * limit))
-        self._shape = (ny, nx)
+        self._shape = (nz, ny, nx)
         self._ax, self._ay = self.D_long / dx**2, self.D_trans / dx**2
-        self._flux_x = np.empty((ny, nx - 1))
-        self._flux_y = np.empty((ny - 1, nx))
-        self._rate = np.empty(nx * ny)
-        self._work = np.empty(nx * ny)
+        self._flux_x = np.empty((nz, ny, nx - 1))
+        self._flux_y = np.empty((nz, ny - 1, nx))
+        self._flux_z = np.empty((nz - 1, ny, nx))
+        self._rate = np.empty(self._n)
+        self._work = np.empty(self._n)
         self._dv = self.V_peak - self.V_rest
+        self._v_act = (self.V_activation - self.V_rest) / self._dv
         ex = self._index(self.electrode_x, nx, 0, "electrode_x")
         ey = self._index(self.electrode_y, ny, ny // 2, "electrode_y")
         sx = self._index(self.intrinsic_x, nx, nx - 1, "intrinsic_x")
         sy = self._index(self.intrinsic_y, ny, ny // 2, "intrinsic_y")
-        self._e = ey * nx + ex
-        ix, iy = np.meshgrid(np.arange(nx), np.arange(ny))
-        ix, iy = ix.ravel(), iy.ravel()
+        sz = self._index(self.intrinsic_z, nz, 0, "intrinsic_z")
+        self._e = ey * nx + ex  # on layer z = 0, the surface the lead touches
+        iz, iy, ix = (a.ravel() for a in np.meshgrid(np.arange(nz), np.arange(ny),
+                                                     np.arange(nx), indexing="ij"))
         far_x = nx - 1 if ex <= (nx - 1) / 2 else 0
         far_y = ny - 1 if ey <= (ny - 1) / 2 else 0
-        self._far = far_y * nx + far_x
-        dist = np.sqrt((ix - sx) ** 2 + (iy - sy) ** 2) * dx  # integers: exact under the root
+        self._far = ((nz - 1) * ny + far_y) * nx + far_x
+        offsets = np.abs(np.stack((ix - sx, iy - sy, iz - sz)))
+        if self.intrinsic_cube:
+            dist = offsets.max(axis=0) * dx
+        else:
+            dist = np.sqrt((offsets**2).sum(axis=0)) * dx  # integers: exact under the root
         self._site = np.flatnonzero(dist <= max(self.intrinsic_radius, 0.0) + 1e-9)
         # CV probes on the electrode row, a quarter and three quarters of the way from the
         # electrode to the far end (both on one side: a wave from the electrode passes them
@@ -183,11 +209,13 @@ class Tissue(Fmi2Slave):
         self._probes = (ey * nx + ex + side * (reach // 4), ey * nx + ex + side * (3 * reach // 4))
         self._probe_dist = (3 * reach // 4 - reach // 4) * dx
         # phi = -(1/4pi) k sum D grad v . grad(1/r) dA = +(k dA/4pi) v . (L_D / D_long)(1/r)
-        operator = laplacian(nx, ny, dx, self.D_long, self.D_trans)
+        operator = laplacian(nx, ny, dx, self.D_long, self.D_trans, nz)
         scale = self._dv * self.egm_gain * dx**2 / (4.0 * math.pi * self.D_long)
         lateral = ((ix - ex) * dx) ** 2 + ((iy - ey) * dx) ** 2
-        self._egm_w = scale * (operator @ (1.0 / np.sqrt(lateral + self.electrode_height**2)))
-        ring = self.electrode_height + max(float(self.ring_spacing), 0.0)  # lead normal to sheet
+        depth = iz * dx  # the electrodes lie outside the slab, beyond layer 0
+        tip = self.electrode_height + depth
+        self._egm_w = scale * (operator @ (1.0 / np.sqrt(lateral + tip**2)))
+        ring = self.electrode_height + max(float(self.ring_spacing), 0.0) + depth  # lead normal
         self._bipolar_w = self._egm_w - scale * (operator @ (1.0 / np.sqrt(lateral + ring**2)))
         self._v = np.zeros(self._n)
         self._h = np.ones(self._n)
@@ -276,7 +304,7 @@ class Tissue(Fmi2Slave):
         g = self.g_coupling / self.C_m
         k_in, k_out = 1.0 / self.tau_in, 1.0 / self.tau_out
         rate, work = self._rate, self._work
-        up = None  # v >= V_ACT before the substep; refreshed lazily (only fine substeps use it)
+        up = None  # activated before the substep; refreshed lazily (only fine substeps use it)
         t = 0.0
         while t < length - 1e-12:
             self._diffusion(v, rate)
@@ -298,7 +326,7 @@ class Tissue(Fmi2Slave):
             dt = min(self.dt if fine else self._dt_coarse, length - t)
             gate_open = v < self.v_gate
             if fine and up is None:
-                up = v >= V_ACT
+                up = v >= self._v_act
             rate *= dt
             v += rate
             if g > 0:
@@ -307,13 +335,14 @@ class Tissue(Fmi2Slave):
             np.subtract(h, gate_open, out=work)
             work *= np.where(gate_open, e_open, math.exp(-dt / self.tau_close))
             np.add(gate_open, work, out=h)
-            if fine:  # a node can only cross V_ACT upwards on a front, where substeps are fine
-                now_up = v >= V_ACT
+            if fine:  # a node can only cross upwards on a front, where substeps are fine
+                now_up = v >= self._v_act
                 crossed = now_up > up
                 if crossed.any():
                     idx = np.flatnonzero(crossed)
                     old = v[idx] - rate[idx]
-                    frac = np.clip((V_ACT - old) / np.maximum(v[idx] - old, 1e-12), 0.0, 1.0)
+                    frac = np.clip((self._v_act - old) / np.maximum(v[idx] - old, 1e-12), 0.0,
+                                   1.0)
                     self._t_act[idx] = t_start + t + dt * frac
                 up = now_up
             else:
@@ -331,14 +360,20 @@ class Tissue(Fmi2Slave):
         grid = v.reshape(self._shape)
         lap = out.reshape(self._shape)
         lap.fill(0.0)
-        if self._shape[1] > 1:
+        if self._shape[2] > 1:
             flux = self._flux_x
-            np.subtract(grid[:, 1:], grid[:, :-1], out=flux)
+            np.subtract(grid[:, :, 1:], grid[:, :, :-1], out=flux)
             flux *= self._ax
+            lap[:, :, :-1] += flux
+            lap[:, :, 1:] -= flux
+        if self._shape[1] > 1:
+            flux = self._flux_y
+            np.subtract(grid[:, 1:], grid[:, :-1], out=flux)
+            flux *= self._ay
             lap[:, :-1] += flux
             lap[:, 1:] -= flux
         if self._shape[0] > 1:
-            flux = self._flux_y
+            flux = self._flux_z
             np.subtract(grid[1:], grid[:-1], out=flux)
             flux *= self._ay
             lap[:-1] += flux
@@ -379,13 +414,18 @@ class Tissue(Fmi2Slave):
 
     # ------------------------------------------------------------------ inspection and state
     def potential_map(self) -> np.ndarray:
-        """Membrane potential of every node [mV], shape (ny, nx) (a copy)."""
+        """Membrane potential of every node [mV], shape (ny, nx), or (nz, ny, nx) in a slab."""
         self._wake()
-        return (self.V_rest + self._dv * self._v).reshape(int(self.ny), int(self.nx))
+        return (self.V_rest + self._dv * self._v).reshape(self._map_shape())
 
     def activation_map(self) -> np.ndarray:
-        """Last activation time of every node [ms], -1 where never activated (a copy)."""
-        return self._t_act.reshape(int(self.ny), int(self.nx)).copy()
+        """Last activation time of every node [ms], -1 where never activated (a copy), shaped
+        as ``potential_map``."""
+        return self._t_act.reshape(self._map_shape()).copy()
+
+    def _map_shape(self) -> tuple[int, ...]:
+        nz, ny, nx = int(self.nz), int(self.ny), int(self.nx)
+        return (ny, nx) if nz == 1 else (nz, ny, nx)
 
     def _get_fmu_state(self):
         state = {name: getattr(self, name) for name in SIGNALS}

@@ -69,6 +69,12 @@ SCRIPTS = {  # model: [(parameters, inputs: {name: f(t)}, steps, step size)]
         ({"nx": 21, "ny": 15, "electrode_x": 10, "electrode_y": 7, "g_coupling": 0.0,
           "intrinsic_rate": 75.0, "intrinsic_delay": 0.1},
          {"I_stim": window(0.5, 0.501, 400.0), "stim_width": lambda t: 2.0}, 1200, 1e-3),
+        ({"nx": 17, "ny": 7, "nz": 4, "D_long": 0.0953, "D_trans": 0.01258, "dt": 0.05,
+          "electrode_x": 8, "electrode_y": 3, "g_coupling": 0.0, "intrinsic_rate": 40.0,
+          "intrinsic_delay": 0.0, "intrinsic_x": 0, "intrinsic_y": 0, "intrinsic_z": 0,
+          "intrinsic_cube": 1, "intrinsic_radius": 1.5, "intrinsic_current": 35.7143,
+          "V_activation": 0.0},  # a slab, the N-version benchmark's stimulus (tissue.md)
+         {"I_stim": window(0.6, 0.601, 400.0), "stim_width": lambda t: 2.0}, 1600, 1e-3),
     ],
 }
 CLASSES = {"cell": "Cell", "lead": "Lead", "generator": "Generator", "organ": "Organ",

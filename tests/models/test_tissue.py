@@ -214,6 +214,27 @@ def test_intrinsic_rhythm_fires_at_rate_and_is_blocked_when_refractory():
     assert alone.activation_map()[0, 40] > 400.0  # the same escape beat propagates when rested
 
 
+@pytest.mark.parametrize("reset", [0, 1])
+def test_a_paced_beat_resets_the_escape_rhythm_only_with_intrinsic_reset(reset):
+    """A 35 /min escape focus at the far end (first beat at 0.3 s); a paced beat at 1.0 s
+    reaches it at about 1.07 s. intrinsic_reset = 1: its next beat comes a period (1714 ms)
+    after that (an escape focus overdriven by pacing); 0: at 0.3 + 1.714 s, as a fixed-rate
+    sinus node does."""
+    tissue = make(g_coupling=0.0, intrinsic_rate=35.0, intrinsic_delay=0.3,
+                  intrinsic_reset=reset)
+    site = []
+    for k in range(3200):
+        tissue.I_stim, tissue.stim_width = (300.0, 2.0) if k == 1000 else (0.0, 0.0)
+        tissue.do_step(k * STEP, STEP)
+        t_site = tissue.activation_map()[0, 80]
+        if not site or t_site != site[-1]:
+            site.append(t_site)
+    paced = site[2]
+    assert site[1] == pytest.approx(300.0, abs=2.0) and 1060.0 < paced < 1080.0
+    expected = paced + 60000.0 / 35.0 if reset else 300.0 + 60000.0 / 35.0
+    assert len(site) == 4 and site[3] == pytest.approx(expected, abs=2.0)
+
+
 def test_cell_potential_drives_the_electrode_node():
     """With g_coupling > 0, a cell at its plateau (V_source) starts the wavefront."""
     tissue = make()
@@ -300,13 +321,82 @@ def test_large_sheet_instantiates_and_steps():
     assert 0.0 <= tissue.activation < 0.01
 
 
-def test_flux_stencil_equals_sparse_operator_and_conserves_charge():
-    """Code verification: the in-loop stencil equals laplacian(); rows and columns sum to 0."""
-    tissue = make(nx=7, ny=5, electrode_y=2)
-    v = np.random.default_rng(1).random(35)
-    out = np.empty(35)
+@pytest.mark.parametrize("nz", [1, 4])
+def test_flux_stencil_equals_sparse_operator_and_conserves_charge(nz):
+    """Code verification: the in-loop stencil equals laplacian(), in a sheet and in a slab
+    (D_trans across the fibres along y and z); rows and columns sum to 0."""
+    tissue = make(nx=7, ny=5, nz=nz, electrode_y=2)
+    n = 35 * nz
+    v = np.random.default_rng(1).random(n)
+    out = np.empty(n)
     tissue._diffusion(v, out)
-    matrix = MODEL.laplacian(7, 5, tissue.dx, tissue.D_long, tissue.D_trans)
+    matrix = MODEL.laplacian(7, 5, tissue.dx, tissue.D_long, tissue.D_trans, nz)
+    assert matrix.shape == (n, n)
     assert np.allclose(out, matrix @ v, rtol=1e-12, atol=1e-12)
     assert np.allclose(matrix.sum(axis=0), 0.0) and np.allclose(matrix.sum(axis=1), 0.0)
     assert (matrix != matrix.T).nnz == 0
+    if nz > 1:  # a node's neighbour through the wall, one layer (35 nodes) away
+        assert matrix[0, 35] == pytest.approx(tissue.D_trans / tissue.dx**2)
+
+
+def niederer_p8(build_model, dx: float, dt: float) -> tuple[float, float]:
+    """The N-version benchmark (Niederer et al. 2011) run by the C FMU: the activation time
+    [ms] of P8, the corner opposite the stimulated one (the FMU's activation_time_far with the
+    electrode at the stimulated corner), and cv_measured [m/s] along the stimulated edge."""
+    niederer = kit.load_script(kit.TESTS.parent / "benchmarks" / "niederer.py", "niederer")
+    tissue = kit.CInstance(build_model("tissue"))
+    for name, value in niederer.parameters(dx, dt).items():
+        setattr(tissue, name, value)
+    tissue.exit_initialization_mode()
+    for k in range(200):
+        tissue.do_step(k * STEP, STEP)
+        if tissue.activation_time_far >= 0:
+            break
+    result = 1000.0 * tissue.activation_time_far, tissue.cv_measured
+    tissue.free()
+    return result
+
+
+def test_niederer_slab_activation_converges_in_dt_and_dx(build_model):
+    """The benchmark's slab (20 x 7 x 3 mm, sigma_l/sigma_t = 0.1334/0.01761 S/m, chi 140 /mm,
+    50 000 uA/cm^3 for 2 ms in the 1.5 mm corner cube, activation at 0 mV) at coarse
+    resolutions: the activation time of P8 changes less at each refinement, about halving with
+    dt (first order), and the front speed along the fibres approaches the continuum
+    Mitchell-Schaeffer speed (the finer runs: benchmarks/niederer.py, tissue.md)."""
+    by_dt = [niederer_p8(build_model, 0.5, dt)[0] for dt in (0.1, 0.05, 0.025)]
+    steps = [abs(by_dt[0] - by_dt[1]), abs(by_dt[1] - by_dt[2])]
+    assert 0.0 < steps[1] < steps[0] and 1.6 < steps[0] / steps[1] < 2.5
+    runs = [niederer_p8(build_model, dx, 0.025) for dx in (1.0, 0.5, 0.25)]
+    times = [t for t, _ in runs]
+    assert abs(times[1] - times[2]) < 0.5 * abs(times[0] - times[1])
+    assert times[0] > times[1] > times[2] > 70.0  # a coarse grid slows the front
+    exact = front_speed(0.1334 / 1.4)  # sigma_l/(chi C_m) in mm^2/ms
+    errors = [abs(cv - exact) for _, cv in runs]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.04 * exact
+
+
+def test_intrinsic_stimulus_covers_a_cube_or_a_ball():
+    """The corner cube of the benchmark: radius 1.5 mm at dx 0.5 along each axis holds 4 x 4 x 4
+    nodes; the ball of the same radius about the corner only those within 1.5 mm."""
+    corner = {"nx": 9, "ny": 9, "nz": 5, "intrinsic_x": 0, "intrinsic_y": 0, "intrinsic_z": 0,
+              "intrinsic_radius": 1.5}
+    cube = make(**corner, intrinsic_cube=1)
+    ball = make(**corner)
+    assert len(cube._site) == 64
+    offsets = [(i, j, k) for i in range(4) for j in range(4) for k in range(4)]
+    assert len(ball._site) == sum(i * i + j * j + k * k <= 9 for i, j, k in offsets)
+    layer = 81
+    assert sorted(cube._site) == sorted(k * layer + j * 9 + i for i, j, k in offsets)
+
+
+def test_activation_times_at_the_chosen_potential():
+    """V_activation sets the threshold of the activation times: at 0 mV (the benchmark's) a
+    fibre activates later than at the default -35 mV by the same upstroke interval at every
+    node, so the conduction velocity is the same."""
+    times = {}
+    for threshold in (-35.0, 0.0):
+        tissue = make(g_coupling=0.0, V_activation=threshold)
+        run(tissue, 0.08, stimuli=[(0.0, 300.0, 2.0)])
+        times[threshold] = tissue.activation_map()[0]
+    delay = times[0.0][10:71] - times[-35.0][10:71]
+    assert 0.3 < delay.min() and delay.max() - delay.min() < 0.05  # ms
