@@ -80,7 +80,7 @@ def _run(request: dict, journal):
         return parallel.run_scenario(scenario, target, plot=request["plot"], journal=journal)
     prepared = prepare(scenario)
     report = run_into(prepared, Path(request["output"]), journal=journal,
-                      resume_cohort=request.get("resume_cohort", False))
+                      resume=request.get("resume", False))
     if request["plot"]:
         report = plotted(report, prepared.scenario, report.results, target.with_suffix(".png"))
     report.results = target  # where the supervisor commits it
