@@ -18,7 +18,7 @@ import pytest
 
 from cosim.checkpoint import checkpoint_path, read_checkpoint
 from cosim.journal import JournalReader
-from cosim.results import open_results
+from cosim.results import open_results, read_now
 
 REPO = Path(__file__).resolve().parent.parent
 FLAGSHIP = REPO / "scenarios" / "vvi_complete_av_block.yaml"
@@ -172,7 +172,7 @@ def test_a_killed_cohort_keeps_its_finished_members_and_runs_the_others(tmp_path
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     [partial] = output.parent.glob("cohort.partial-*.h5")
-    with h5py.File(partial, "r", locking=False) as file:
+    with read_now(partial) as file:
         kept = {name: file["members"][name]["time"][()] for name in file["members"]
                 if file["members"][name].attrs["status"] == "completed"}
     assert sorted(kept) == ["000000", "000001"]
