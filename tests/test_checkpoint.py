@@ -149,7 +149,7 @@ cohort:
   size: 5
   seed: 3
   parameters:
-    heart.E_max: {distribution: uniform, low: 2.4, high: 3.2}
+    heart.E_es_lvf: {distribution: uniform, low: 2.4, high: 3.2}
 """
 
 
