@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cosim.errors import SimulationError
+from cosim.errors import Problem, ScenarioError, SimulationError
 
 FORMAT = "cosim-checkpoint"
 FORMAT_VERSION = 1
@@ -40,7 +40,7 @@ class Checkpoint:
 
     step: int
     time: float
-    rows: int  # rows the results file held at that point
+    rows: int  # rows recorded up to that point (step // record_every + 1)
     signals: np.ndarray
     states: dict[str, bytes]  # instance -> serialised FMU state
     scenario_sha256: str
@@ -90,6 +90,16 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise SimulationError(f"cannot read the checkpoint {path}: {error}") from None
 
 
+def checkpoint_to_resume(results: str | Path, scenario) -> Checkpoint:
+    """The checkpoint beside ``results``, checked against the ``scenario`` being run."""
+    checkpoint = read_checkpoint(checkpoint_path(results))
+    if checkpoint.scenario_sha256 != scenario.sha256:
+        raise ScenarioError(Problem(
+            "the scenario file changed since the checkpoint was saved", file=str(scenario.file),
+            hint="resume with the scenario as it was, or run it again without --resume"))
+    return checkpoint
+
+
 class Checkpointer:
     """Observer: saves a checkpoint every ``every`` communication steps.
 
@@ -119,8 +129,8 @@ class Checkpointer:
         import time as clock
 
         began = clock.perf_counter()
-        self.recorder.flush()
-        rows = self.recorder.rows_written
+        self.recorder.flush()  # the results file holds every row up to here
+        rows = n // max(1, int(self.run.settings.record_every)) + 1
         system = self.run.system
         states = {name: system.instances[name].serialize_state() for name in system.local}
         gathered = self.gather(states, system.signals)

@@ -415,8 +415,12 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
 
     A part holds ``time`` and ``instances/<name>`` (a distributed run) and/or
     ``members/<id>/…`` (cohort members, possibly split over several parts). A part whose status
-    is "failed" marks the main file (or the member) failed, with its error.
+    is "failed" marks the main file (or the member) failed, with its error. Where the main file
+    already holds the data itself (a run resumed from a checkpoint: the parts hold the rows
+    after the ones there), the parts' rows are appended.
     """
+    time = main.get("time", getlink=True)
+    base = len(main["time"]) if isinstance(time, h5py.HardLink) else None
     for path in parts:
         if not Path(path).exists():
             continue
@@ -426,7 +430,7 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
                 main.attrs["error"] = part.attrs.get("error", "")
             if "end_reason" in part.attrs:
                 main.attrs["end_reason"] = part.attrs["end_reason"]
-            _merge_group(part, main)
+            _merge_group(part, main, base)
             for member_id, member in part.get("members", {}).items():
                 members = main.require_group("members")
                 if member_id not in members:  # the whole member is in this part: one copy
@@ -462,8 +466,13 @@ def cut_to_common_length(group: h5py.Group) -> float | None:
     return float(group["time"][rows - 1]) if rows and "time" in group else None
 
 
-def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
+def _merge_group(source: h5py.Group, target: h5py.Group, base: int | None = None) -> None:
+    """``source``'s time and instances into ``target``: copied, or (``base``: the rows
+    ``target`` holds, a resumed run) written after those rows."""
     _merge_log(source, target)
+    if base is not None:
+        _append_rows(source, target, base)
+        return
     if "time" in source:
         link = target.get("time", getlink=True)
         if isinstance(link, h5py.ExternalLink):
@@ -475,6 +484,19 @@ def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
         if name in instances:
             del instances[name]  # an external link to the part, replaced by the data
         source.copy(instance, instances, name=name)
+
+
+def _append_rows(source: h5py.Group, target: h5py.Group, base: int) -> None:
+    """A part's rows of a resumed run written after the ``base`` rows the main file holds
+    (every part has the same time: written again, the same values)."""
+    pairs = [(source["time"], target["time"])] if "time" in source else []
+    for name, instance in source.get("instances", {}).items():
+        pairs += [(dataset, target["instances"][name][variable])
+                  for variable, dataset in instance.items() if isinstance(dataset, h5py.Dataset)]
+    for part, main in pairs:
+        rows = len(part)
+        main.resize((base + rows, *main.shape[1:]))
+        main[base:base + rows] = part[()]
 
 
 def recover(path: str | Path, pending: PendingRows | None, status: str, error: str,

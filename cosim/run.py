@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cosim.checkpoint import Checkpoint, Checkpointer, checkpoint_path, read_checkpoint
+from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
 from cosim.criteria import (
     CohortVerdict,
     Outcome,
@@ -30,7 +30,7 @@ from cosim.criteria import (
     write_cohort_verdict,
     write_verdict,
 )
-from cosim.errors import Problem, ResultsWriteError, ScenarioError
+from cosim.errors import ResultsWriteError
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
 from cosim.h5clear import clear_writer_flags
@@ -190,7 +190,7 @@ def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = Non
     if prepared.cohort is not None:
         return run_cohort_into(prepared, results, journal, resume)
     scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
-    checkpoint = _checkpoint_to_resume(results, scenario) if resume else None
+    checkpoint = checkpoint_to_resume(results, scenario) if resume else None
     file = (reopen(results) if resume
             else create_results_file(results, provenance(scenario, graph, settings)))
     if journal is not None:
@@ -221,16 +221,6 @@ def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = Non
         write_end(file, None, execution)
     checkpoint_path(results).unlink(missing_ok=True)  # the run completed: nothing to resume
     return Report(results, outcomes)
-
-
-def _checkpoint_to_resume(results: Path, scenario: Scenario) -> Checkpoint:
-    """The checkpoint beside ``results``, checked against the scenario being run."""
-    checkpoint = read_checkpoint(checkpoint_path(results))
-    if checkpoint.scenario_sha256 != scenario.sha256:
-        raise ScenarioError(Problem(
-            "the scenario file changed since the checkpoint was saved", file=str(scenario.file),
-            hint="resume with the scenario as it was, or run it again without --resume"))
-    return checkpoint
 
 
 def reopen(results: Path):

@@ -86,7 +86,7 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
     try:
         request = {"scenario": str(scenario), "target": str(output), "plot": plot,
                    "output": str(claimed.partial if claimed else output),
-                   "resume": bool(resume)}
+                   "resume": str(resume) if isinstance(resume, Path) else bool(resume)}
         while True:
             ending = _run_worker(folder, request, options, stop,
                                  _Ranks(Path(f"{output}.ranks"), rank, size) if size > 1 else None)

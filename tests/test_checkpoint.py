@@ -184,3 +184,30 @@ def test_a_killed_cohort_keeps_its_finished_members_and_runs_the_others(tmp_path
         assert file.attrs["status"] == "completed" and len(file["summary"]) == 5
         for name, times in kept.items():  # the finished members were not run again
             assert np.array_equal(file["members"][name]["time"][()], times)
+
+
+@pytest.mark.mpi
+def test_a_distributed_run_killed_at_2_ranks_resumes_at_3_bit_for_bit(reference, tmp_path):
+    """The checkpoint holds every instance and the whole signal array (rank 0 gathers them),
+    so the run goes on at another rank count; the rows after it are appended at the merge."""
+    scenario, expected = reference
+    output = tmp_path / "distributed.h5"
+    bin_folder = Path(sys.executable).parent
+    command = [str(bin_folder / "mpiexec"), "-n", "2", sys.executable, "-m", "cosim.cli", "run",
+               str(scenario), "-o", str(output), "--no-plot"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not partial_checkpoints(output):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    subprocess.run(["pkill", "-KILL", "-s", str(process.pid)], check=False)  # every process
+    process.communicate(timeout=60)
+    assert not output.exists()
+    resumed = subprocess.run(command[:2] + ["3"] + command[3:] + ["--resume"],
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "VERDICT: PASS (6 of 6 criteria met)" in resumed.stdout
+    same_results(expected, output)
