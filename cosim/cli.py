@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("scenario", type=Path)
     run.add_argument("-o", "--output", type=Path, help="results file (default results/<name>.h5)")
     run.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    run.add_argument("--resume", nargs="?", const=True, default=False, type=Path,
+                     metavar="FILE", help="go on with a run that did not complete: from its last "
+                     "checkpoint (checkpoint: in the scenario), or a cohort's unfinished "
+                     "members; FILE: its partial results file (default: the newest beside -o)")
     run.add_argument("--memory-limit", type=float, default=None, metavar="GB",
                      help="address space the run may use; above it allocations fail")
     check = sub.add_parser("check", help="check a scenario and its FMUs without running")
@@ -92,7 +96,8 @@ def _run(args) -> int:
     options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
     output = args.output or Path("results") / f"{args.scenario.stem}.h5"
     check_output_path(output)
-    return run_supervised(args.scenario, output, plot=not args.no_plot, options=options)
+    return run_supervised(args.scenario, output, plot=not args.no_plot, options=options,
+                          resume=args.resume)
 
 
 def _check(args) -> int:

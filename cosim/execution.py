@@ -87,7 +87,7 @@ class Execution:
                  local: Iterable[str] | None = None,
                  exchange: Callable[[int], None] | None = None,
                  plan: Plan | None = None, time_every: int = 16,
-                 position: memoryview | None = None):
+                 position: memoryview | None = None, resume=None):
         self.graph = graph
         self.settings = settings
         self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
@@ -103,6 +103,7 @@ class Execution:
         self.master = FixedStepMaster(self.system, self.plan, settings.start, settings.step,
                                       **({"exchange": exchange} if exchange else {}),
                                       time_every=time_every, position=self.position)
+        self.resume = resume  # a cosim.checkpoint.Checkpoint to go on from, or None
         self.step_index = 0
         self.end_reason = ""  # why the run ended, once it has: see ``run``
         self._events = self._schedule(settings.events)
@@ -165,15 +166,17 @@ class Execution:
     def _run(self, observers: Sequence[Observer]) -> None:
         position, times = self.position, self.position.cast("B").cast("d")
         self.start()
+        first = 0 if self.resume is None else self._restore(self.resume)
         for observer in observers:
             observer.started(self)
-        for observer in observers:
-            observer.stepped(0, self.settings.start)
+        if self.resume is None:  # a resumed run's first point is in the file already
+            for observer in observers:
+                observer.stepped(0, self.settings.start)
         position[journal.PHASE] = journal.STEPPING
         steps = self.settings.steps
         step, events, ended = self.master.step, self._events, self.master.ended
         stepped = [o.stepped for o in observers]
-        for n in range(steps):
+        for n in range(first, steps):
             self.step_index = n
             position[journal.STEP] = n
             times[journal.TIME] = self.settings.start + n * self.settings.step
@@ -191,6 +194,22 @@ class Execution:
                 break
         position[journal.PHASE] = journal.FINISHING
         self.end_reason = self._ending()
+
+    def _restore(self, checkpoint) -> int:
+        """Put every local instance and the signal array back as ``checkpoint`` saved them
+        (after the usual initialisation); returns the step to go on from."""
+        missing = [name for name in self.system.local if name not in checkpoint.states]
+        if missing or checkpoint.signals.shape != self.system.signals.shape:
+            raise SimulationError("the checkpoint does not match this scenario (instances "
+                                  f"{missing or 'the same'}, {checkpoint.signals.size} signals "
+                                  f"saved, {self.system.signals.size} here)")
+        for name in self.system.local:
+            self.position[journal.CALL] = self.master.call_codes[name][0]
+            self.system.instances[name].restore_state(checkpoint.states[name])
+        self.position[journal.CALL] = 0
+        self.system.signals[:] = checkpoint.signals
+        self.step_index = checkpoint.step
+        return checkpoint.step
 
     def _ending(self) -> str:
         """Why the run ended: the stop time, or the FMUs that ended the simulation."""

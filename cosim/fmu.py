@@ -308,6 +308,33 @@ class Instance:
         self._check("fmi2FreeFMUstate",
                     self._fn["fmi2FreeFMUstate"](self._component, ctypes.byref(state)))
 
+    def serialize_state(self) -> bytes:
+        """The FMU's whole state as bytes (a checkpoint): get, serialise, free."""
+        self._require_serialize()
+        state = self.get_state()
+        try:
+            size = ctypes.c_size_t()
+            self._check("fmi2SerializedFMUstateSize", self._fn["fmi2SerializedFMUstateSize"](
+                self._component, state, ctypes.byref(size)))
+            data = (ctypes.c_char * size.value)()
+            self._check("fmi2SerializeFMUstate", self._fn["fmi2SerializeFMUstate"](
+                self._component, state, data, size))
+            return bytes(data)
+        finally:
+            self.free_state(state)
+
+    def restore_state(self, data: bytes) -> None:
+        """Put the FMU back into a state ``serialize_state`` gave: deserialise, set, free."""
+        self._require_serialize()
+        state = ctypes.c_void_p()
+        self._check("fmi2DeSerializeFMUstate", self._fn["fmi2DeSerializeFMUstate"](
+            self._component, ctypes.create_string_buffer(data, len(data)), len(data),
+            ctypes.byref(state)))
+        try:
+            self.set_state(state)
+        finally:
+            self.free_state(state)
+
     # -- internals --------------------------------------------------------------------------
     def _unpack(self, platform: str) -> None:
         """Before loading: refuse a missing binary for ``platform``, extract the FMU (a damaged
@@ -346,6 +373,11 @@ class Instance:
         if self.phase != phase:
             raise SimulationError(f"{call}() called in phase '{self.phase}', needs '{phase}'",
                                   instance=self.name)
+
+    def _require_serialize(self) -> None:
+        if not self.fmu.can_serialize_state:
+            raise SimulationError("the FMU cannot save its state into bytes "
+                                  "(canSerializeFMUstate is false)", instance=self.name)
 
     def _require_state(self) -> None:
         if not self.fmu.can_get_and_set_state:

@@ -83,6 +83,7 @@ class FMU:
     initial_dependencies: dict[str, tuple[str, ...]]  # the same in initialisation mode
     can_get_and_set_state: bool
     can_handle_variable_step: bool
+    can_serialize_state: bool  # canGetAndSetFMUstate and canSerializeFMUstate: checkpoints
     platforms: tuple[str, ...]  # folders under binaries/
     # binaries/<platform>/<modelIdentifier>.<so|dll|dylib> members, for every interface's
     # modelIdentifier
@@ -241,6 +242,11 @@ def read_fmu(path: str | Path) -> FMU:
                generation_tool=md.generationTool or "", variables=variables, units=units,
                dependencies=dependencies, initial_dependencies=initial_dependencies,
                can_get_and_set_state=bool(main.canGetAndSetFMUstate),
+               can_serialize_state=bool(
+                   getattr(main, "canGetAndSetFMUstate", None) or getattr(
+                       main, "canGetAndSetFMUState", None)) and bool(
+                   getattr(main, "canSerializeFMUstate", None) or getattr(
+                       main, "canSerializeFMUState", None)),
                can_handle_variable_step=bool(getattr(
                    main, "canHandleVariableCommunicationStepSize", False)),
                platforms=platforms, binaries=binaries, description=md,

@@ -24,6 +24,7 @@ collected, or Python exits.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import mmap
@@ -79,7 +80,9 @@ FUNCTIONS = {"instantiate": "fmi2Instantiate", "setup_experiment": "fmi2SetupExp
              "close": "fmi2Terminate/fmi2FreeInstance", "set": "fmi2Set…",
              "get": "fmi2Get…", "bind": "binding inputs and outputs",
              "get_state": "fmi2GetFMUstate", "set_state": "fmi2SetFMUstate",
-             "free_state": "fmi2FreeFMUstate", "open": "starting the FMU's process"}
+             "free_state": "fmi2FreeFMUstate", "serialize_state": "fmi2SerializeFMUstate",
+             "restore_state": "fmi2DeSerializeFMUstate/fmi2SetFMUstate",
+             "open": "starting the FMU's process"}
 
 
 def default_memory_mb() -> float:
@@ -356,6 +359,16 @@ class ProcessInstance:
 
     def free_state(self, state: ChildState) -> None:
         self._call("free_state", state.handle)
+
+    def serialize_state(self) -> bytes:
+        data = self._call("serialize_state")
+        try:
+            return base64.b64decode(data, validate=True)
+        except (TypeError, ValueError):
+            raise self._broken_wire("serialize_state", "a state that is not base64") from None
+
+    def restore_state(self, data: bytes) -> None:
+        self._call("restore_state", base64.b64encode(data).decode("ascii"))
 
     # -- the wire ----------------------------------------------------------------------------
     def _call(self, method: str, *args: Any, timeout: float | None = None) -> Any:

@@ -28,6 +28,7 @@ memory (``RLIMIT_DATA``), ignores Ctrl-C (the parent decides) and turns on ``fau
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import faulthandler
 import json
@@ -49,7 +50,7 @@ INPUTS_CHANGED = 1
 OK, FAILED = 0, 1
 HEADER_BYTES = 8
 IN_STEP = ("", "fmi2SetReal", "fmi2DoStep", "fmi2GetReal")  # the shared int32 -> FMI call
-MAX_REPLY_BYTES = 1 << 20  # the parent refuses longer replies
+MAX_REPLY_BYTES = 64 << 20  # the parent refuses longer replies (a serialised state is one)
 MAX_LOG_LINES, MAX_LOG_CHARS = 50, 2000
 PR_SET_PDEATHSIG = 1
 
@@ -162,6 +163,10 @@ class _Host:
             getattr(instance, method)(state)
             if method == "free_state":
                 del self.states[args[0]]
+        elif method == "serialize_state":
+            result = base64.b64encode(instance.serialize_state()).decode("ascii")
+        elif method == "restore_state":
+            instance.restore_state(base64.b64decode(args[0], validate=True))
         elif method in ("instantiate", "setup_experiment", "enter_initialization_mode",
                         "exit_initialization_mode", "terminate", "set", "free", "close"):
             getattr(instance, method)(*args)

@@ -57,10 +57,13 @@ def parts_folder(results: Path) -> Path:
     return Path(f"{results}.parts")
 
 
-def claim(target: str | Path) -> Claim:
+def claim(target: str | Path, resume: bool | str | Path = False) -> Claim:
     """Claim ``target`` for one run; a ``CosimError`` (one line, nothing changed) if it cannot:
     a folder that cannot be made or written, or a target that is a folder
-    (``cosim.output_path``), a file that is not a cosim results file, another run's target."""
+    (``cosim.output_path``), a file that is not a cosim results file, another run's target.
+
+    ``resume``: the run goes on in an earlier run's unfinished file instead of a new partial
+    one: that file, or (True) the newest unfinished partial file of ``target``."""
     from cosim.output_path import cannot_create, check_output_path
 
     target = Path(target)
@@ -74,7 +77,7 @@ def claim(target: str | Path) -> Claim:
         if (target.exists() or target.is_symlink()) and not is_results_file(target):
             raise OutputError(f"{target}: exists and is not a cosim results file; cosim only "
                               "replaces its own results: choose another -o or move that file")
-        partial = _partial_name(target)
+        partial = _partial_name(target) if not resume else _unfinished(target, resume)
     except BaseException:
         _unlock(lock, fd)
         raise
@@ -175,6 +178,24 @@ def settle(path: str | Path, status: str, error: str) -> None:
             if group.attrs.get("status") in (RUNNING, RUNNING.encode()):
                 group.attrs["status"] = status
                 group.attrs["error"] = error
+
+
+def _unfinished(target: Path, given: bool | str | Path) -> Path:
+    """The file a resumed run goes on in: ``given``, or the newest partial file of ``target``
+    that did not complete."""
+    if given is not True:
+        path = Path(given)
+        if not is_results_file(path):
+            raise OutputError(f"{path}: not a cosim results file to resume")
+        if file_status(path) == COMPLETED:
+            raise OutputError(f"{path}: this run completed; there is nothing to resume")
+        return path
+    pattern = f"{target.stem}.partial-*{target.suffix}"
+    for path in sorted(target.parent.glob(pattern), reverse=True):  # newest first (UTC stamp)
+        if is_results_file(path) and file_status(path) != COMPLETED:
+            return path
+    raise OutputError(f"{target}: no unfinished run of it to resume (no {pattern} beside it "
+                      "that did not complete)")
 
 
 def _partial_name(target: Path) -> Path:

@@ -39,6 +39,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
 from cosim.errors import CosimError, ScenarioError, SimulationError
 from cosim.execution import Execution
 from cosim.graph import CouplingGraph
@@ -139,7 +140,8 @@ def part_path(results: Path, index: int) -> Path:
     return parts_folder(results) / f"rank-{index:04d}.h5"
 
 
-def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=None):
+def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=None,
+                 resume: bool | Path = False):
     """``run_scenario`` under MPI: prepare (every rank), claim (rank 0), run (every rank),
     commit (rank 0). Every rank returns the same report.
 
@@ -170,12 +172,12 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=
         cohort = _collective(comm, lambda: sample_cohort(scenario.cohort, path.parent))
     _group_size(scenario, ranks, cohort is not None)  # a scenario error: before claiming
     prepared = Prepared(scenario, graph, settings, cohort)
-    claimed = _collective(comm, lambda: claim(output or default_output(path)) if me == 0
-                          else None)
+    claimed = _collective(comm, lambda: claim(output or default_output(path), resume)
+                          if me == 0 else None)
     results = comm.bcast(claimed.partial if me == 0 else None, root=0)
     if journal is not None and me == 0:
         journal.announce_results(results)  # rank 0's supervisor completes it after a failure
-    report = run_into(comm, prepared, results, journal)
+    report = run_into(comm, prepared, results, journal, bool(resume))
     if me == 0:
         try:
             report.results = commit(claimed, status=COMPLETED)
@@ -185,10 +187,15 @@ def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=
     return comm.bcast(report, root=0)
 
 
-def run_into(comm, prepared, results: Path, journal=None):
+def run_into(comm, prepared, results: Path, journal=None, resume: bool = False):
     """Run a prepared scenario over the ranks of ``comm`` into ``results`` (rank 0 writes it,
     every rank its part file in ``<results>.parts/``); rank 0 returns the report, the others
-    None. Knows nothing of locks or renames. A failure on any rank stops every rank."""
+    None. Knows nothing of locks or renames. A failure on any rank stops every rank.
+
+    ``resume``: go on with the run in ``results``, at any rank count: a distributed run from
+    its last checkpoint (``cosim.checkpoint``; the part files then hold the rows after it,
+    appended to the main file's at the end), a cohort with its unfinished members.
+    """
     from cosim.run import Report, judge, member_id, provenance, write_summary
 
     me, ranks = comm.Get_rank(), comm.Get_size()
@@ -196,31 +203,43 @@ def run_into(comm, prepared, results: Path, journal=None):
     scenario, graph, settings, cohort = (prepared.scenario, prepared.graph, prepared.settings,
                                          prepared.cohort)
     group_size = _group_size(scenario, ranks, cohort is not None)
+    checkpoint = None
+    if resume and cohort is None:
+        checkpoint = _collective(comm, lambda: checkpoint_to_resume(results, scenario))
+    todo = list(range(len(cohort))) if cohort is not None else []
     if me == 0:
-        info = provenance(scenario, graph, settings)
-        info["mpi_ranks"] = ranks
-        info["group_size"] = group_size
         try:
-            parts_folder(results).mkdir(parents=True)  # new: it belongs to this run
-            with writing(create_results_file(results, info)) as main:
-                main.attrs["parts_folder"] = parts_folder(results).name
+            if resume:
+                done = _consolidate(results, ranks, checkpoint, settings)
+                todo = [i for i in todo if member_id(i) not in done]
+            else:
+                info = provenance(scenario, graph, settings)
+                info["mpi_ranks"] = ranks
+                info["group_size"] = group_size
+                parts_folder(results).mkdir(parents=True)  # new: it belongs to this run
+                with writing(create_results_file(results, info)) as main:
+                    main.attrs["parts_folder"] = parts_folder(results).name
         except BaseException as error:  # noqa: BLE001 - the other ranks wait at the barrier
             _abort(comm, error, results, supervised)
+    todo = comm.bcast(todo, root=0)
     comm.Barrier()
     started = time.perf_counter()
     timing, owner, measured = None, None, None
     try:
         if cohort is None:
             owner, measured = balanced_partition(comm, graph, settings, scenario.parallel)
-            if me == 0:
+            if me == 0 and not resume:
                 _link_instances(results, graph, settings, owner)
             if journal is not None:
                 journal.begin(part_path(results, me), "/")
+            saving = None
+            if scenario.checkpoint_every:
+                saving = (checkpoint_path(results), scenario.checkpoint_every, scenario.sha256)
             timing = _run_distributed(comm, graph, settings, owner, part_path(results, me),
-                                      journal)
+                                      journal, checkpoint, saving)
         else:
             _run_cohort(comm, group_size, scenario, graph, settings, cohort,
-                        part_path(results, me))
+                        part_path(results, me), todo)
     except BaseException as error:  # noqa: BLE001 - every failure must stop every rank
         _abort(comm, error, results, supervised)
     timings = comm.gather(timing, root=0)
@@ -229,7 +248,8 @@ def run_into(comm, prepared, results: Path, journal=None):
     try:
         with writing(open_for_writing(results)) as main:
             merge_parts(main, [part_path(results, r) for r in range(ranks)])
-            main.attrs["run_seconds"] = time.perf_counter() - started  # merging included
+            main.attrs["run_seconds"] = (time.perf_counter() - started  # merging included
+                                         + float(main.attrs.get("run_seconds", 0.0)))
             if cohort is None:
                 balance = write_balance(main, owner, measured, timings)
                 outcomes = judge(main, scenario)
@@ -245,9 +265,39 @@ def run_into(comm, prepared, results: Path, journal=None):
                 write_status(main, None)
                 report = Report(results, members=len(members), cohort=verdict)
         shutil.rmtree(parts_folder(results), ignore_errors=True)
+        checkpoint_path(results).unlink(missing_ok=True)  # completed: nothing to resume
     except BaseException as error:  # noqa: BLE001
         _abort(comm, error, results, supervised)
     return report
+
+
+def _consolidate(results: Path, ranks: int, checkpoint, settings) -> set[str]:
+    """Rank 0, resuming: the main file takes what the stopped run's part files hold (a run
+    killed outright left them linked), cut to the checkpoint's rows; a new parts folder.
+    Returns the cohort members it holds finished (the others are removed, to run again)."""
+    from cosim.h5clear import clear_writer_flags
+    from cosim.run import finished_members, reopen
+
+    old = sorted(parts_folder(results).glob("rank-*.h5"))
+    for path in old:
+        clear_writer_flags(path)
+    with writing(reopen(results)) as main:
+        merge_parts(main, old)
+        done = finished_members(main)
+        if checkpoint is not None:
+            _cut(main, checkpoint.rows)
+        main.attrs["mpi_ranks"] = ranks
+    shutil.rmtree(parts_folder(results), ignore_errors=True)
+    parts_folder(results).mkdir(parents=True)
+    return done
+
+
+def _cut(group: h5py.Group, rows: int) -> None:
+    """Every recorded dataset of a distributed run's main file cut to ``rows`` rows."""
+    series = [group["time"]] + [dataset for instance in group.get("instances", {}).values()
+                                for dataset in instance.values()]
+    for dataset in series:
+        dataset.resize((rows, *dataset.shape[1:]))
 
 
 def complete_after_failure(results: Path, ranks: int, status: str, error: str
@@ -331,15 +381,23 @@ def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str
 
 
 def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int],
-                     part: Path, journal=None) -> dict[str, object]:
+                     part: Path, journal=None, resume=None, saving=None) -> dict[str, object]:
     """Run this rank's instances into its part file; returns its timing (busy seconds per
-    instance, exchange)."""
+    instance, exchange). ``resume``: a checkpoint to go on from (the part file then holds the
+    rows after it); ``saving``: ``(path, every, scenario hash)`` of the checkpoints to write."""
     execution = _distributed_execution(comm, graph, settings, owner,
                                        None if journal is None else journal.position)
+    execution.resume = resume
     file = create_file(part)
+    recorder = Recorder(file, scales=False, journal=journal)
+    observers = [recorder]
+    if saving is not None:
+        path, every, sha256 = saving
+        observers.append(Checkpointer(path, every, sha256, recorder,
+                                      gather=_gather_state(comm, execution, owner)))
     try:
         with writing(file):
-            execution.run([Recorder(file, scales=False, journal=journal)])
+            execution.run(observers)
     except BaseException as error:
         record_end(part, "/", error, execution)
         raise
@@ -366,25 +424,47 @@ def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, fl
             f"{max(busy):.2f} s, exchanging and waiting {min(waited):.2f}–{max(waited):.2f} s)")
 
 
+def _gather_state(comm, execution: Execution, owner: dict[str, int]):
+    """A checkpoint's ``gather`` under MPI: every rank's serialised states and its instances'
+    slices of the signal array, on rank 0 (None on the others)."""
+    layout, me = execution.layout, comm.Get_rank()
+
+    def gather(states, signals):
+        everyone = comm.gather((states, signals), root=0)
+        if me != 0:
+            return None
+        merged, full = {}, np.array(signals)
+        for rank, (their_states, their_signals) in enumerate(everyone):
+            merged.update(their_states)
+            for name, slot in layout.slices.items():
+                if owner[name] == rank:
+                    full[slot] = their_signals[slot]
+        return merged, full
+
+    return gather
+
+
 def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings, cohort,
-                part: Path) -> None:
-    """Run the members this rank's group is handed into ``part``, one after the other (each
-    member: groups created, rows in SWMR mode, status written after reopening)."""
+                part: Path, todo: list[int]) -> None:
+    """Run the members of ``todo`` this rank's group is handed into ``part``, one after the
+    other (each member: groups created, rows in SWMR mode, status written after
+    reopening)."""
     from cosim.run import member_id, member_parameters
 
     me, ranks = comm.Get_rank(), comm.Get_size()
     group = comm.Split(me // group_size, me)
     leaders = (ranks + group_size - 1) // group_size
-    queue = (WorkQueue(comm, len(cohort), leaders, me // group_size)
+    queue = (WorkQueue(comm, len(todo), leaders, me // group_size)
              if group.Get_rank() == 0 else None)
     owner = partition(graph, group.Get_size())
     local = [n for n in graph.instances if owner[n] == group.Get_rank()]
     create_file(part).close()
     while True:
-        index = queue.next() if queue else None
-        index = group.bcast(index, root=0)
-        if index < 0:
+        position = queue.next() if queue else None
+        position = group.bcast(position, root=0)
+        if position < 0:
             break
+        index = todo[position]
         parameters = cohort.member(index)
         name = f"members/{member_id(index)}"
         error = None

@@ -182,8 +182,10 @@ class Recorder:
     """
 
     def __init__(self, group: h5py.Group, block_rows: int = BLOCK_ROWS,
-                 compression: str | None = "gzip", scales: bool = True, journal=None):
+                 compression: str | None = "gzip", scales: bool = True, journal=None,
+                 resume_rows: int | None = None):
         self.group = group
+        self.resume_rows = resume_rows  # go on in the datasets there, cut to this many rows
         self.journal = journal  # a cosim.journal.Journal: rows buffered where a supervisor
         # can read them if this process dies
         self.scales = scales  # attach /time as dimension scale (not in part files: see merge)
@@ -203,42 +205,29 @@ class Recorder:
         options = {"chunks": chunk, "maxshape": (None,), "dtype": "f8"}
         if self.compression:
             options.update(compression=self.compression, compression_opts=1, shuffle=True)
-        self.time = self.group.create_dataset("time", shape=(0,), **options)
-        self.time.attrs["unit"] = "s"
-        self.time.attrs["description"] = "communication points"
-        if self.scales:
-            self.time.make_scale("time")
+        resuming = self.resume_rows is not None
+        self.time = self.group["time"] if resuming else self._time_dataset(options)
         instances = self.group.require_group("instances")
         index, self.datasets, self.columns = [], [], []
-        graph, layout = run.graph, run.layout
+        layout = run.layout
         for name in run.system.local:
             variables = settings.record.get(name, ())
             if not variables:
                 continue
-            fmu = graph.fmu(name)
-            node = graph.graph.nodes[name]
-            group = instances.create_group(name)
-            group.attrs["fmu"] = fmu.path.name
-            group.attrs["fmu_sha256"] = fmu.sha256
-            group.attrs["model_name"] = fmu.model_name
-            group.attrs["scale"] = node["scale"]
-            group.attrs["parameters"] = json.dumps(run.parameters.get(name, {}))
+            group = instances[name] if resuming else self._instance_group(instances, name, run)
             for variable in variables:
-                var = fmu.variables[variable]
                 shape = layout.shapes[name][variable]  # () for a scalar
-                dataset = group.create_dataset(variable, **_array_options(options, shape))
-                dataset.attrs["unit"] = var.unit or ""
-                if var.display_unit:
-                    dataset.attrs["display_unit"] = var.display_unit
-                dataset.attrs["description"] = var.description
-                dataset.attrs["causality"] = var.causality
-                dataset.attrs["type"] = var.type
-                if self.scales:
-                    dataset.dims[0].attach_scale(self.time)
+                dataset = (group[variable] if resuming else
+                           self._variable_dataset(group, run.graph.fmu(name).variables[variable],
+                                                  _array_options(options, shape)))
                 self.datasets.append(dataset)
                 slots = layout.indices(name, variable)
                 self.columns.append((len(index), len(index) + len(slots), shape))
                 index.extend(slots)
+        if resuming:  # the rows after the checkpoint go: they are computed again
+            for dataset in (self.time, *self.datasets):
+                dataset.resize((self.resume_rows, *dataset.shape[1:]))
+            self.rows_written = self.resume_rows
         self.index = np.array(index, dtype=np.intp)
         if self.journal is None:
             self.buffer = np.empty((self.block_rows, len(index)))
@@ -248,9 +237,39 @@ class Recorder:
             names = [self.time.name] + [dataset.name for dataset in self.datasets]
             self.time_buffer, self.buffer = self.journal.rows(
                 self.group.file.filename, self.group.name, names, self.block_rows,
-                widths=[stop - start for start, stop, _ in self.columns])
+                self.rows_written, widths=[stop - start for start, stop, _ in self.columns])
             self.rows_state = self.journal.position[ROWS:ROWS + 1]
         self.group.file.swmr_mode = True  # on disk now; from here on rows are only appended
+
+    def _time_dataset(self, options: dict) -> h5py.Dataset:
+        time = self.group.create_dataset("time", shape=(0,), **options)
+        time.attrs["unit"] = "s"
+        time.attrs["description"] = "communication points"
+        if self.scales:
+            time.make_scale("time")
+        return time
+
+    def _instance_group(self, instances: h5py.Group, name: str, run: Execution) -> h5py.Group:
+        fmu = run.graph.fmu(name)
+        group = instances.create_group(name)
+        group.attrs["fmu"] = fmu.path.name
+        group.attrs["fmu_sha256"] = fmu.sha256
+        group.attrs["model_name"] = fmu.model_name
+        group.attrs["scale"] = run.graph.graph.nodes[name]["scale"]
+        group.attrs["parameters"] = json.dumps(run.parameters.get(name, {}))
+        return group
+
+    def _variable_dataset(self, group: h5py.Group, var, options: dict) -> h5py.Dataset:
+        dataset = group.create_dataset(var.name, **options)
+        dataset.attrs["unit"] = var.unit or ""
+        if var.display_unit:
+            dataset.attrs["display_unit"] = var.display_unit
+        dataset.attrs["description"] = var.description
+        dataset.attrs["causality"] = var.causality
+        dataset.attrs["type"] = var.type
+        if self.scales:
+            dataset.dims[0].attach_scale(self.time)
+        return dataset
 
     def stepped(self, n: int, time: float) -> None:
         if n % self.every:
@@ -396,8 +415,12 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
 
     A part holds ``time`` and ``instances/<name>`` (a distributed run) and/or
     ``members/<id>/…`` (cohort members, possibly split over several parts). A part whose status
-    is "failed" marks the main file (or the member) failed, with its error.
+    is "failed" marks the main file (or the member) failed, with its error. Where the main file
+    already holds the data itself (a run resumed from a checkpoint: the parts hold the rows
+    after the ones there), the parts' rows are appended.
     """
+    time = main.get("time", getlink=True)
+    base = len(main["time"]) if isinstance(time, h5py.HardLink) else None
     for path in parts:
         if not Path(path).exists():
             continue
@@ -407,7 +430,7 @@ def merge_parts(main: h5py.File, parts: list[Path]) -> None:
                 main.attrs["error"] = part.attrs.get("error", "")
             if "end_reason" in part.attrs:
                 main.attrs["end_reason"] = part.attrs["end_reason"]
-            _merge_group(part, main)
+            _merge_group(part, main, base)
             for member_id, member in part.get("members", {}).items():
                 members = main.require_group("members")
                 if member_id not in members:  # the whole member is in this part: one copy
@@ -443,8 +466,13 @@ def cut_to_common_length(group: h5py.Group) -> float | None:
     return float(group["time"][rows - 1]) if rows and "time" in group else None
 
 
-def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
+def _merge_group(source: h5py.Group, target: h5py.Group, base: int | None = None) -> None:
+    """``source``'s time and instances into ``target``: copied, or (``base``: the rows
+    ``target`` holds, a resumed run) written after those rows."""
     _merge_log(source, target)
+    if base is not None:
+        _append_rows(source, target, base)
+        return
     if "time" in source:
         link = target.get("time", getlink=True)
         if isinstance(link, h5py.ExternalLink):
@@ -456,6 +484,19 @@ def _merge_group(source: h5py.Group, target: h5py.Group) -> None:
         if name in instances:
             del instances[name]  # an external link to the part, replaced by the data
         source.copy(instance, instances, name=name)
+
+
+def _append_rows(source: h5py.Group, target: h5py.Group, base: int) -> None:
+    """A part's rows of a resumed run written after the ``base`` rows the main file holds
+    (every part has the same time: written again, the same values)."""
+    pairs = [(source["time"], target["time"])] if "time" in source else []
+    for name, instance in source.get("instances", {}).items():
+        pairs += [(dataset, target["instances"][name][variable])
+                  for variable, dataset in instance.items() if isinstance(dataset, h5py.Dataset)]
+    for part, main in pairs:
+        rows = len(part)
+        main.resize((base + rows, *main.shape[1:]))
+        main[base:base + rows] = part[()]
 
 
 def recover(path: str | Path, pending: PendingRows | None, status: str, error: str,

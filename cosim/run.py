@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
 from cosim.criteria import (
     CohortVerdict,
     Outcome,
@@ -32,12 +33,14 @@ from cosim.criteria import (
 from cosim.errors import ResultsWriteError
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
+from cosim.h5clear import clear_writer_flags
 from cosim.isolation import isolation_by_instance
 from cosim.journal import Journal
 from cosim.output import claim, commit, kept_note
 from cosim.provenance import run_provenance
 from cosim.recorder import (
     COMPLETED,
+    FAILED,
     RUNNING,
     Recorder,
     create_results_file,
@@ -171,40 +174,63 @@ def plotted(report: Report, scenario: Scenario, results: Path | None,
 
 
 def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = None,
-             resume_cohort: bool = False) -> Report:
+             resume: bool = False) -> Report:
     """Run a prepared scenario in this process, writing the results file ``results``.
 
     Knows nothing of locks or renames (``cosim.output``). The file ends with status
     ``completed`` (and the verdict), or ``failed``/``interrupted`` and the error, which is then
     raised again. ``journal``: where a supervising process follows the run
-    (``cosim.supervise``). ``resume_cohort``: go on with a cohort in the existing ``results``,
-    running only the members it does not hold yet (after a member crashed the process running
-    it).
+    (``cosim.supervise``). ``resume``: go on with the run in the existing ``results``: a single
+    run from its last checkpoint (``cosim.checkpoint``), a cohort with the members it has not
+    finished (after a member crashed the process running it, or the run was stopped).
     """
     if journal is not None:
         journal.describe_instances(list(prepared.graph.instances))
         journal.limit_calls(prepared.settings.call_timeout)
     if prepared.cohort is not None:
-        return run_cohort_into(prepared, results, journal, resume_cohort)
+        return run_cohort_into(prepared, results, journal, resume)
     scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
-    file = create_results_file(results, provenance(scenario, graph, settings))
+    checkpoint = checkpoint_to_resume(results, scenario) if resume else None
+    file = (reopen(results) if resume
+            else create_results_file(results, provenance(scenario, graph, settings)))
     if journal is not None:
         journal.begin(results, "/")
-    execution = Execution(graph, settings,
-                          position=None if journal is None else journal.position)
+    execution = Execution(graph, settings, position=None if journal is None else journal.position,
+                          resume=checkpoint)
+    recorder = Recorder(file, journal=journal,
+                        resume_rows=None if checkpoint is None else checkpoint.rows)
+    observers = [recorder]
+    if scenario.checkpoint_every:
+        observers.append(Checkpointer(checkpoint_path(results), scenario.checkpoint_every,
+                                      scenario.sha256, recorder))
     started = time.perf_counter()
     try:
         with writing(file):
-            execution.run([Recorder(file, journal=journal)])
+            execution.run(observers)
     except BaseException as error:
         record_end(results, "/", error, execution)
         raise
     with writing(open_for_writing(results)) as file:
-        file.attrs["run_seconds"] = time.perf_counter() - started
+        file.attrs["run_seconds"] = (time.perf_counter() - started
+                                     + float(file.attrs.get("run_seconds", 0.0)))
         file.attrs["instance_busy_seconds"] = json.dumps(execution.master.busy)
+        if scenario.checkpoint_every:
+            file.attrs["checkpoints"] = observers[-1].saved
+            file.attrs["checkpoint_seconds"] = observers[-1].seconds
         outcomes = judge(file, scenario)
         write_end(file, None, execution)
+    checkpoint_path(results).unlink(missing_ok=True)  # the run completed: nothing to resume
     return Report(results, outcomes)
+
+
+def reopen(results: Path):
+    """A results file an earlier run left unfinished, open to go on: running again."""
+    clear_writer_flags(results)
+    file = open_for_writing(results)
+    file.attrs["status"] = RUNNING
+    file.attrs["error"] = ""
+    file.attrs["resumed"] = int(file.attrs.get("resumed", 0)) + 1
+    return file
 
 
 def run_cohort_into(prepared: Prepared, results: Path, journal: Journal | None = None,
@@ -215,8 +241,8 @@ def run_cohort_into(prepared: Prepared, results: Path, journal: Journal | None =
     cohort = prepared.cohort
     members = [cohort.member(i) for i in range(len(cohort))]
     if resume:
-        with writing(open_for_writing(results)) as file:
-            done = set(file.get("members", {}))
+        with writing(reopen(results)) as file:
+            done = finished_members(file)
             earlier = float(file.attrs.get("run_seconds", 0.0))
     else:
         create_results_file(results, provenance(scenario, graph, settings)).close()
@@ -234,6 +260,16 @@ def run_cohort_into(prepared: Prepared, results: Path, journal: Journal | None =
         verdict = write_summary(file, scenario, cohort.names, members)
         write_status(file, None)
     return Report(results, members=len(members), cohort=verdict)
+
+
+def finished_members(file) -> set[str]:
+    """The members a cohort file holds with a final status; unfinished ones are removed, to be
+    run again."""
+    members = file.get("members", {})
+    for name in [name for name, group in members.items()
+                 if group.attrs.get("status") not in (COMPLETED, FAILED)]:
+        del members[name]
+    return set(members)
 
 
 def judge(group, scenario: Scenario) -> list[Outcome]:

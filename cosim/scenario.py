@@ -45,6 +45,7 @@ SECTIONS = {
     "plot": "signals to plot",
     "parallel": "how to split work over MPI ranks",
     "isolation": "where FMUs run: none (in cosim's process) or process (a child process each)",
+    "checkpoint": "save the run's state every so many seconds of simulated time",
 }
 _ARROW = re.compile(r"^\s*(\S+)\s*->\s*(\S+)\s*$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -83,6 +84,7 @@ class Scenario:
     parallel: dict[str, Any]
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # fmus key -> pinned SHA-256
+    checkpoint_every: int | None = None  # communication steps between two checkpoints
     sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
 
     def source(self, *path) -> Source:
@@ -193,6 +195,8 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
         check.report(("plot",), "plot is a list of 'instance.variable'", "e.g. [cell.V]")
         plot = []
     parallel = _check_parallel(data.get("parallel"), check)
+    checkpoint_every = (_check_checkpoint(data.get("checkpoint"), settings, check)
+                        if settings is not None else None)
     if check.problems:
         raise ScenarioError(check.problems)
     settings = dataclasses.replace(settings, record_every=record_every,
@@ -202,6 +206,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
                     instances=instances, connections=connections, settings=settings,
                     record_patterns=record_patterns, events=events, criteria=criteria,
                     cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines, pins=pins,
+                    checkpoint_every=checkpoint_every,
                     sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
@@ -246,6 +251,20 @@ def _check_fmus(section: Any, base: Path, check: _Checker
                              "of the library", f"library models: {', '.join(names)}")
             fmus[key] = Path(f"library:{value}")
     return fmus, pins
+
+
+def _check_checkpoint(section: Any, settings: Settings, check: _Checker) -> int | None:
+    """``checkpoint: {every: s}``: communication steps between two checkpoints (at least 1)."""
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        check.report(("checkpoint",), "must be a mapping", "checkpoint: {every: 10}")
+        return None
+    check.keys(section, ("checkpoint",), {"every"})
+    every = check.number(section, ("checkpoint", "every"), positive=True)
+    if every is None:
+        return None
+    return max(1, round(every / settings.step))
 
 
 def _check_isolation(section: Any, check: _Checker) -> Isolation:
@@ -553,6 +572,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
                                         key=f"fmus.{spec.fmu}", hint=p.hint))
     problems += checks.check_pins(scenario, graph, paths)
+    if scenario.checkpoint_every:
+        checks.check_checkpoint(scenario, graph, problems)
     if not problems:
         checks.check_binaries(scenario, graph, problems)
     if problems:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cosim.errors import Problem
 from cosim.execution import Event
-from cosim.fmu_file import COUPLED_TYPES, binary_problem, host_platform
+from cosim.fmu_file import CO_SIMULATION, COUPLED_TYPES, binary_problem, host_platform
 from cosim.graph import CouplingGraph, Source, parse_port, value_problem
 
 if TYPE_CHECKING:
@@ -59,6 +59,24 @@ def check_binaries(scenario: Scenario, graph: CouplingGraph, problems: list[Prob
             problems.append(Problem(problem.message, file=spec.source.file,
                                     line=spec.source.line, key=f"fmus.{spec.fmu}",
                                     hint=problem.hint))
+
+
+def check_checkpoint(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]) -> None:
+    """A checkpoint can hold every instance: FMI 2.0 co-simulation FMUs that serialise their
+    state (``cosim.checkpoint``)."""
+    unable = sorted(name for name in graph.instances if not graph.fmu(name).can_serialize_state)
+    if unable:
+        problems.append(scenario.source("checkpoint").problem(
+            f"these instances' FMUs cannot save their state, so no checkpoint can hold them: "
+            f"{', '.join(unable)} (canSerializeFMUstate is false)",
+            "remove 'checkpoint:' or use FMUs that can serialise their state"))
+    other = sorted(name for name in graph.instances if graph.fmu(name).fmi3
+                   or graph.interface(name) not in (None, CO_SIMULATION))
+    if other:
+        problems.append(scenario.source("checkpoint").problem(
+            f"checkpoints hold FMI 2.0 co-simulation instances only so far: "
+            f"{', '.join(other)} (FMI 3.0 or model exchange)",
+            "remove 'checkpoint:' for this scenario"))
 
 
 def check_cohort_parameters(scenario: Scenario, graph: CouplingGraph,

@@ -61,21 +61,22 @@ class Options:
 
 
 def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
-                   options: Options | None = None) -> int:
+                   options: Options | None = None, resume: bool | Path = False) -> int:
     """Run ``scenario`` in a supervised worker; print what happened; return the exit code.
 
     In one process the supervisor claims ``output`` (``cosim.output``): the worker writes the
     partial file, and the supervisor renames it over ``output`` if the run completed, or leaves
     it (repaired) where it is. Under an MPI launcher every rank's process is a supervisor and
     its worker the MPI process (rank 0's worker claims and commits); the supervisors tell each
-    other of a failure through files (``cosim.peers``).
+    other of a failure through files (``cosim.peers``). ``resume``: go on with an earlier
+    run's unfinished file (``cosim.output.claim``), from its last checkpoint.
     """
     options = options or Options()
     rank, size = rank_and_size()
     claimed = None
     if size == 1:
         try:
-            claimed = claim(output)
+            claimed = claim(output, resume)
         except CosimError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             return EXIT_ERROR
@@ -84,7 +85,8 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
     previous = {sig: signal.signal(sig, stop.request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         request = {"scenario": str(scenario), "target": str(output), "plot": plot,
-                   "output": str(claimed.partial if claimed else output)}
+                   "output": str(claimed.partial if claimed else output),
+                   "resume": str(resume) if isinstance(resume, Path) else bool(resume)}
         while True:
             ending = _run_worker(folder, request, options, stop,
                                  _Ranks(Path(f"{output}.ranks"), rank, size) if size > 1 else None)
@@ -98,7 +100,7 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
                     and not stop.signal):
                 print(f"member {target.rsplit('/', 1)[1]} failed: {message}; the cohort goes on",
                       file=sys.stderr, flush=True)
-                request = dict(request, resume_cohort=True, output=str(_output_of(folder)))
+                request = dict(request, resume=True, output=str(_output_of(folder)))
                 continue
             finish(claimed, completed=False)
             print(f"error: {message}{kept}", file=sys.stderr, flush=True)

@@ -77,14 +77,21 @@ def _run(request: dict, journal):
 
     scenario, target = Path(request["scenario"]), Path(request["target"])
     if parallel.size() > 1:
-        return parallel.run_scenario(scenario, target, plot=request["plot"], journal=journal)
+        return parallel.run_scenario(scenario, target, plot=request["plot"], journal=journal,
+                                     resume=_resume(request))
     prepared = prepare(scenario)
     report = run_into(prepared, Path(request["output"]), journal=journal,
-                      resume_cohort=request.get("resume_cohort", False))
+                      resume=request.get("resume", False))
     if request["plot"]:
         report = plotted(report, prepared.scenario, report.results, target.with_suffix(".png"))
     report.results = target  # where the supervisor commits it
     return report
+
+
+def _resume(request: dict) -> bool | Path:
+    """The request's ``resume``: False, True (the newest unfinished file) or a file."""
+    value = request.get("resume", False)
+    return Path(value) if isinstance(value, str) else bool(value)
 
 
 def _exit_on(signum: int) -> None:
