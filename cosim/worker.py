@@ -59,6 +59,13 @@ def main(folder: str) -> int:
                    else "SIGINT"}
     except CosimError as error:
         outcome = {"exit": EXIT_ERROR, "error": str(error) + _memory_note()}
+    except Exception as error:  # a bug in cosim: say so once, with the traceback for a report
+        import traceback
+
+        traceback.print_exc()
+        outcome = {"exit": EXIT_ERROR, "error": f"internal error ({type(error).__name__}: "
+                   f"{error}); this is a bug in cosim — please report it with the traceback "
+                   "above"}
     temporary = folder / "outcome.tmp"
     temporary.write_text(json.dumps(outcome), encoding="utf-8")
     os.replace(temporary, folder / "outcome.json")
