@@ -40,12 +40,12 @@ import h5py
 import numpy as np
 
 from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
-from cosim.errors import CosimError, ScenarioError, SimulationError
+from cosim.errors import CosimError, Interrupted, ScenarioError, SimulationError
 from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.launcher import launched_by_mpi
 from cosim.master import Plan
-from cosim.output import COMPLETED, RUNNING, kept_note, parts_folder
+from cosim.output import COMPLETED, INTERRUPTED, RUNNING, kept_note, parts_folder
 from cosim.partition import partition
 from cosim.recorder import (
     Recorder,
@@ -239,7 +239,7 @@ def run_into(comm, prepared, results: Path, journal=None, resume: bool = False):
                                       journal, checkpoint, saving)
         else:
             _run_cohort(comm, group_size, scenario, graph, settings, cohort,
-                        part_path(results, me), todo)
+                        part_path(results, me), todo, journal)
     except BaseException as error:  # noqa: BLE001 - every failure must stop every rank
         _abort(comm, error, results, supervised)
     timings = comm.gather(timing, root=0)
@@ -445,10 +445,11 @@ def _gather_state(comm, execution: Execution, owner: dict[str, int]):
 
 
 def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings, cohort,
-                part: Path, todo: list[int]) -> None:
+                part: Path, todo: list[int], journal=None) -> None:
     """Run the members of ``todo`` this rank's group is handed into ``part``, one after the
     other (each member: groups created, rows in SWMR mode, status written after
-    reopening)."""
+    reopening). Supervised (``journal``) with one rank per member, a child process runs them
+    (``cosim.runner``): a member whose FMU crashes or hangs fails alone."""
     from cosim.run import member_id, member_parameters
 
     me, ranks = comm.Get_rank(), comm.Get_size()
@@ -459,12 +460,24 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
     owner = partition(graph, group.Get_size())
     local = [n for n in graph.instances if owner[n] == group.Get_rank()]
     create_file(part).close()
+    runner = None
+    if journal is not None and group.Get_size() == 1:
+        from cosim.runner import MemberRunner
+
+        runner = MemberRunner(scenario.file, part,
+                              queue.serve if queue and queue.coordinator else lambda: None,
+                              journal.position)
     while True:
         position = queue.next() if queue else None
         position = group.bcast(position, root=0)
         if position < 0:
             break
         index = todo[position]
+        if runner is not None:
+            if runner.run(index) == INTERRUPTED:
+                runner.close()
+                raise Interrupted("stop requested")
+            continue
         parameters = cohort.member(index)
         name = f"members/{member_id(index)}"
         error = None
@@ -488,6 +501,8 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
                     raise  # the other ranks of the group cannot go on alone
                 error = caught  # one failing virtual patient is a finding
         record_end(part, name, error, execution)
+    if runner is not None:
+        runner.close()
     if queue:
         queue.finish()
     group.Free()
@@ -517,7 +532,7 @@ class WorkQueue:
         if self._first is not None:
             index, self._first = self._first, None
         elif self.coordinator:
-            self._serve()
+            self.serve()
             index = self._take()
         else:
             from mpi4py import MPI
@@ -535,7 +550,8 @@ class WorkQueue:
         self.next_index += 1
         return self.next_index - 1
 
-    def _serve(self) -> None:
+    def serve(self) -> None:
+        """Rank 0: answer the requests waiting (never blocks)."""
         from mpi4py import MPI
 
         status = MPI.Status()
@@ -566,7 +582,7 @@ class WorkQueue:
 
     def stepped(self, n: int, time: float) -> None:
         if n % POLL_EVERY == 0:
-            self._serve()
+            self.serve()
 
     def finished(self, error) -> None:
         pass

@@ -305,9 +305,10 @@ def member_parameters(graph: CouplingGraph, parameters: dict[str, float]
 
 
 def run_member(results: Path, index: int, scenario: Scenario, graph: CouplingGraph,
-               settings: Settings, parameters: dict[str, float], journal: Journal | None = None
-               ) -> str:
-    """Run cohort member ``index`` into ``/members/<id>`` of the file ``results`` and judge it;
+               settings: Settings, parameters: dict[str, float], journal: Journal | None = None,
+               scales: bool = True) -> str:
+    """Run cohort member ``index`` into ``/members/<id>`` of the file ``results`` and judge it
+    (``scales`` False: a part file, whose time scales are attached after the merge);
     returns its status. A failing member is recorded and the cohort goes on; an interruption
     (KeyboardInterrupt) is recorded and raised again."""
     name = f"/members/{member_id(index)}"
@@ -324,7 +325,7 @@ def run_member(results: Path, index: int, scenario: Scenario, graph: CouplingGra
                 journal.begin(results, name)
             execution = Execution(graph, settings, member_parameters(graph, parameters),
                                   position=None if journal is None else journal.position)
-            execution.run([Recorder(group, journal=journal)])
+            execution.run([Recorder(group, journal=journal, scales=scales)])
     except ResultsWriteError as caught:  # the disk: no later member could be written either
         record_end(results, name, caught, execution)
         raise

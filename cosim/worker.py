@@ -51,14 +51,25 @@ def main(folder: str) -> int:
     _position.append(journal.position)
     outcome: dict = {}
     try:
-        report = _run(request, journal)
-        outcome = {"exit": EXIT_VERDICT_FAIL if report.passed is False else EXIT_OK,
-                   "text": report.text()}
+        if request.get("members"):
+            _serve_members(request, journal)
+            outcome = {"exit": EXIT_OK}
+        else:
+            report = _run(request, journal)
+            outcome = {"exit": EXIT_VERDICT_FAIL if report.passed is False else EXIT_OK,
+                       "text": report.text()}
     except KeyboardInterrupt:
         outcome = {"exit": EXIT_INTERRUPTED, "interrupted": _interrupted[0] if _interrupted
                    else "SIGINT"}
     except CosimError as error:
         outcome = {"exit": EXIT_ERROR, "error": str(error) + _memory_note()}
+    except Exception as error:  # a bug in cosim: say so once, with the traceback for a report
+        import traceback
+
+        traceback.print_exc()
+        outcome = {"exit": EXIT_ERROR, "error": f"internal error ({type(error).__name__}: "
+                   f"{error}); this is a bug in cosim — please report it with the traceback "
+                   "above"}
     temporary = folder / "outcome.tmp"
     temporary.write_text(json.dumps(outcome), encoding="utf-8")
     os.replace(temporary, folder / "outcome.json")
@@ -86,6 +97,25 @@ def _run(request: dict, journal):
         report = plotted(report, prepared.scenario, report.results, target.with_suffix(".png"))
     report.results = target  # where the supervisor commits it
     return report
+
+
+def _serve_members(request: dict, journal) -> None:
+    """Members mode (``cosim.runner``): run the cohort members whose numbers arrive on stdin
+    into the part file ``output``, each answered with its status on ``reply_fd``."""
+    from cosim.output import INTERRUPTED
+    from cosim.run import prepare, run_member
+
+    prepared = prepare(Path(request["scenario"]))
+    journal.describe_instances(list(prepared.graph.instances))
+    journal.limit_calls(prepared.settings.call_timeout)
+    part, reply = Path(request["output"]), int(request["reply_fd"])
+    for line in sys.stdin:
+        index = int(line)
+        status = run_member(part, index, prepared.scenario, prepared.graph, prepared.settings,
+                            prepared.cohort.member(index), journal, scales=False)
+        os.write(reply, f"{index} {status}\n".encode())
+        if status == INTERRUPTED:
+            break
 
 
 def _resume(request: dict) -> bool | Path:

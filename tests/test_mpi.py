@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -411,6 +412,14 @@ def test_a_reader_of_a_distributed_run_sees_consistent_rows(tmp_path):
     assert any(0 < rows < 3001 and names == 2 for rows, names in report["seen"]), report
 
 
+def _completed_members(part: Path) -> int:
+    from cosim.results import read_now
+
+    with read_now(part) as file:
+        return sum(1 for group in file.get("members", {}).values()
+                   if group.attrs.get("status") == "completed")
+
+
 KILLED_COHORT = """\
 version: 1
 name: killed cohort
@@ -421,30 +430,70 @@ cohort: {method: table, table: members.csv}
 """
 
 
-def test_a_rerun_of_a_killed_mpi_cohort_keeps_its_partial_file(tmp_path):
-    """A member kills its rank (SIGKILL); the job ends, rank 0's supervisor completes the
-    partial main file with what the ranks' part files held (the members that finished). A rerun
-    to the same target (which removed the parts folder and truncated the file) leaves every
-    file of the killed run as it was."""
+def test_a_member_that_kills_its_process_fails_alone_under_mpi(tmp_path):
+    """Under ``cosim run`` a rank runs its members in a child process (cosim/runner.py): a
+    member whose FMU kills that process (SIGKILL) fails; the others run, the summary and the
+    cohort verdict are written, as in one process."""
     fmu = kit.build_slow_model(tmp_path)
     scenario = tmp_path / "cohort.yaml"
     scenario.write_text(KILLED_COHORT.replace("FMU", str(fmu)))
     (tmp_path / "members.csv").write_text("s.kill_at\n0\n0\n0\n1.1\n0\n0\n")
     target = tmp_path / "cohort.h5"
-    killed = cosim(["run", str(scenario), "-o", str(target), "--no-plot"], 2, timeout=180)
-    assert killed.returncode != 0 and not target.exists()
+    done = cosim(["run", str(scenario), "-o", str(target), "--no-plot"], 2, timeout=180)
+    assert done.returncode == 2, done.stderr
+    assert "COHORT VERDICT: FAIL (5 of 6 members passed, 0 failed their criteria, 1 did not " \
+           "complete)" in done.stdout
+    assert "member 000003 failed: instance 's' in fmi2DoStep at t = 1.1 s: the FMU was killed " \
+           "by SIGKILL" in done.stderr
+    with open_results(target) as res:
+        assert res.status == "completed"
+        statuses = {m: res.group["members"][m].attrs["status"] for m in res.members}
+        assert statuses == {f"{i:06d}": "failed" if i == 3 else "completed" for i in range(6)}
+        with res.member("000003") as member:
+            assert member.rows == 1101, "every row up to the kill is kept"
+
+
+def test_a_rerun_of_a_stopped_mpi_cohort_keeps_its_partial_file(tmp_path):
+    """SIGTERM stops an MPI cohort; rank 0's supervisor completes the partial main file with
+    what the ranks' part files held (the members that finished). A rerun to the same target
+    leaves every file of the stopped run as it was."""
+    fmu = kit.build_slow_model(tmp_path)
+    scenario = tmp_path / "cohort.yaml"
+    scenario.write_text(KILLED_COHORT.replace("FMU", str(fmu)).replace(
+        "parameters: {delay: 0.0}", "parameters: {delay: 0.0, kill_at: 0}"))
+    (tmp_path / "members.csv").write_text("s.delay\n0\n0\n0\n0.02\n0.02\n0.02\n")
+    target = tmp_path / "cohort.h5"
+    command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "cosim.cli", "run",
+               str(scenario), "-o", str(target), "--no-plot"]
+    stopped = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=dict(os.environ, PATH=f"{BIN}{os.pathsep}"
+                                                   f"{os.environ.get('PATH', '')}"))
+    deadline = time.monotonic() + 120
+    while True:  # until the slow members run: the fast ones finished
+        assert time.monotonic() < deadline and stopped.poll() is None
+        parts = list(tmp_path.glob("cohort.partial-*.h5.parts/rank-*.h5"))
+        try:
+            finished = sum(_completed_members(part) for part in parts)
+        except (OSError, KeyError):
+            finished = 0
+        if finished >= 3:
+            break
+        time.sleep(0.1)
+    stopped.send_signal(signal.SIGTERM)
+    stopped.communicate(timeout=120)
+    assert stopped.returncode != 0 and not target.exists()
     [partial] = tmp_path.glob("cohort.partial-*.h5")
     kept = {path: path.read_bytes() for path in tmp_path.rglob("cohort.partial-*")
             if path.is_file()}
     with open_results(partial) as res:
-        assert res.status == "failed"
+        assert res.status == "interrupted"
         finished = [m for m in res.members if res.group["members"][m].attrs["status"]
                     == "completed"]
-        assert finished, "members finished before the kill are kept"
+        assert len(finished) >= 3, "members finished before the stop are kept"
         for member in finished:
             with res.member(member) as m:
                 assert m.rows == 1201
-    (tmp_path / "members.csv").write_text("s.kill_at\n0\n0\n0\n0\n0\n0\n")
+    (tmp_path / "members.csv").write_text("s.delay\n0\n0\n0\n0\n0\n0\n")
     rerun = cosim(["run", str(scenario), "-o", str(target), "--no-plot"], 2, timeout=180)
     assert rerun.returncode == 0, rerun.stderr
     assert "COHORT VERDICT: PASS (6 of 6 members passed" in rerun.stdout
