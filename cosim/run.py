@@ -359,9 +359,13 @@ def write_summary(file, scenario: Scenario, names: tuple[str, ...],
     dtype = ([("member", "i8")] + [(n, "f8") for n in names] + [("status", "S16"),
              ("passed", "?")] + [(c.name, "f8") for c in scenario.criteria])
     table = np.array(rows, dtype=dtype)
-    if "summary" in file:
-        del file["summary"]
-    file.create_dataset("summary", data=table)
+    for name in ("summary", "member"):
+        if name in file:
+            del file[name]
+    summary = file.create_dataset("summary", data=table)
+    member = file.create_dataset("member", data=table["member"])  # its dimension (netCDF)
+    member.make_scale("member")
+    summary.dims[0].attach_scale(member)
     verdict = cohort_verdict(scenario.criteria, judged)
     file.attrs["summary"] = f"{verdict.passed} of {verdict.members} members passed"
     write_cohort_verdict(file, verdict)
