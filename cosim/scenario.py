@@ -20,6 +20,7 @@ from typing import Any
 
 from cosim import scenario_checks as checks
 from cosim.criteria import Criterion, parse_criteria
+from cosim.decimation import check_reduce, modes_by_variable
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
 from cosim.execution import CALL_TIMEOUT, MAX_STEPS, Event, Settings, steps_between
 from cosim.fmu_file import INTERFACES
@@ -85,6 +86,8 @@ class Scenario:
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # fmus key -> pinned SHA-256
     checkpoint_every: int | None = None  # communication steps between two checkpoints
+    record_reduce: list[tuple[str, str, tuple]] = field(default_factory=list)  # (key, mode,
+    # path): record.reduce (cosim.decimation)
     sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
 
     def source(self, *path) -> Source:
@@ -184,6 +187,8 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
     connections = _check_connections(data.get("connections"), check)
     record_patterns, record_every = _check_record(data.get("record"), settings, check)
+    record_reduce = check_reduce(data.get("record").get("reduce") if isinstance(
+        data.get("record"), Mapping) else None, check.report)
     events = _check_events(data.get("events"), simulation, check)
     criteria = parse_criteria(data.get("criteria"),
                               lambda p, m, h: check.report(("criteria",) + p, m, h))
@@ -204,7 +209,8 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
-                    record_patterns=record_patterns, events=events, criteria=criteria,
+                    record_patterns=record_patterns, record_reduce=record_reduce,
+                    events=events, criteria=criteria,
                     cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines, pins=pins,
                     checkpoint_every=checkpoint_every,
                     sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
@@ -469,7 +475,7 @@ def _check_record(section: Any, settings: Settings, check: _Checker
         check.report(("record",), "must be a list of variables or a mapping",
                      "record: {interval: 0.01, variables: [cell.V, generator.*]}")
         return [], 1
-    check.keys(section, ("record",), {"variables", "interval"})
+    check.keys(section, ("record",), {"variables", "interval", "reduce"})
     every = 1
     if "interval" in section:
         interval = check.number(section, ("record", "interval"), positive=True)
@@ -592,8 +598,30 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
         checks.require_signal(signal, scenario.source("plot", i), graph, record, problems)
     if scenario.cohort is not None:
         checks.check_cohort_parameters(scenario, graph, problems)
+    reduce = _check_reduce_names(scenario, graph, problems)
     if problems:
         raise ScenarioError(checks.unique(problems))
     settings = dataclasses.replace(scenario.settings,
-                                   record={k: tuple(v) for k, v in record.items() if v})
+                                   record={k: tuple(v) for k, v in record.items() if v},
+                                   record_reduce=modes_by_variable(reduce, record, lambda i, v:
+                                   graph.fmu(i).variables[v].variability == "discrete"))
     return graph, settings
+
+
+def _check_reduce_names(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]
+                        ) -> list[tuple[str, str]]:
+    """``record.reduce`` keys must name instances and variables that exist."""
+    found = []
+    for key, mode, path in scenario.record_reduce:
+        instance, _, variable = key.partition(".")
+        if variable and instance not in graph.graph:
+            problems.append(scenario.source(*path).problem(
+                f"unknown instance '{instance}'", f"instances: {', '.join(graph.instances)}"))
+        elif variable not in ("", "*") and variable not in graph.fmu(instance).variables:
+            problems.append(scenario.source(*path).problem(
+                f"the FMU {graph.fmu(instance).model_name} of '{instance}' has no variable "
+                f"'{variable}'", f"`cosim info {graph.fmu(instance).path.name}` lists them"))
+        else:
+            found.append((key, mode))
+    return found
+
