@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument("-o", "--output", type=Path, help="DOT file (default <scenario>.dot)")
     graph.add_argument("--ranks", type=int, default=None,
                        help="show the partition over this many MPI ranks")
+    report = sub.add_parser("report", help="write the HTML report of a results file (verdict, "
+                            "plots, coupling graph, V&V evidence, provenance)")
+    report.add_argument("results", type=Path)
+    report.add_argument("-o", "--output", type=Path, help="HTML file (default <results>.html)")
+    report.add_argument("--evidence", type=Path, default=None, metavar="DIR",
+                        help="folder of the models' recorded test evidence "
+                             "(default build/evidence of this checkout)")
     build = sub.add_parser("build-fmus", help="build the model library in fmus/ into FMUs "
                            "(only what changed)")
     build.add_argument("-o", "--output", type=Path, default=None)
@@ -121,6 +128,16 @@ def _graph(args) -> int:
     return EXIT_OK
 
 
+def _report(args) -> int:
+    from cosim.credibility import EVIDENCE
+    from cosim.report import write_report
+
+    if not args.results.is_file():
+        raise CosimError(f"{args.results}: no such results file")
+    print(f"report: {write_report(args.results, args.output, args.evidence or EVIDENCE)}")
+    return EXIT_OK
+
+
 def _build(args) -> int:
     from cosim.build import DEFAULT_OUTPUT, build_library
 
@@ -129,7 +146,8 @@ def _build(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build}
+COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build,
+            "report": _report}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,6 +66,7 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     plot: Path | None = None
     members: int = 0
+    html: Path | None = None  # the report (cosim.report)
     balance: str | None = None  # MPI: how the ranks shared the work, one line
     cohort: CohortVerdict | None = None
 
@@ -81,6 +82,8 @@ class Report:
         lines = [f"results: {self.results}"]
         if self.plot:
             lines.append(f"plot:    {self.plot}")
+        if self.html:
+            lines.append(f"report:  {self.html}")
         if self.balance:
             lines.append(f"ranks:   {self.balance}")
         if self.cohort is not None:
@@ -164,12 +167,20 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
 
 def plotted(report: Report, scenario: Scenario, results: Path | None,
             png: Path | None = None) -> Report:
-    """The report with the PNG of a single run drawn from ``results`` (None: no plot) to
-    ``png`` (default: beside ``results``)."""
-    if results is not None and report.cohort is None and (scenario.plot or scenario.criteria):
+    """The report with the PNG of a single run drawn from ``results`` (None: neither) to
+    ``png`` (default: beside ``results``), and the HTML report (``cosim.report``, single runs
+    and cohorts) beside the PNG."""
+    if results is None:
+        return report
+    png = Path(png) if png else Path(results).with_suffix(".png")
+    if report.cohort is None and (scenario.plot or scenario.criteria):
         from cosim.plot import plot_results
 
         report.plot = plot_results(results, scenario.plot, report.outcomes, png)
+    from cosim.report import write_report
+
+    report.html = write_report(results, png.with_suffix(".html"),
+                               shown_as=png.with_suffix(".h5").name)
     return report
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cosim import scenario_checks as checks
+from cosim.credibility import check_credibility
 from cosim.criteria import Criterion, parse_criteria
 from cosim.decimation import check_reduce, modes_by_variable
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
@@ -47,6 +48,7 @@ SECTIONS = {
     "parallel": "how to split work over MPI ranks",
     "isolation": "where FMUs run: none (in cosim's process) or process (a child process each)",
     "checkpoint": "save the run's state every so many seconds of simulated time",
+    "credibility": "question of interest, context of use, model influence, decision consequence",
 }
 _ARROW = re.compile(r"^\s*(\S+)\s*->\s*(\S+)\s*$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -202,6 +204,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     parallel = _check_parallel(data.get("parallel"), check)
     checkpoint_every = (_check_checkpoint(data.get("checkpoint"), settings, check)
                         if settings is not None else None)
+    check_credibility(data.get("credibility"), check.report)
     if check.problems:
         raise ScenarioError(check.problems)
     settings = dataclasses.replace(settings, record_every=record_every,
