@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                      "members; FILE: its partial results file (default: the newest beside -o)")
     run.add_argument("--memory-limit", type=float, default=None, metavar="GB",
                      help="address space the run may use; above it allocations fail")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress line and no summary; errors only (the exit code tells "
+                          "the verdict)")
     check = sub.add_parser("check", help="check a scenario and its FMUs without running")
     check.add_argument("scenario", type=Path)
     info = sub.add_parser("info", help="describe an FMU: variables, units, dependencies")
@@ -100,7 +103,8 @@ def _run(args) -> int:
     from cosim.output_path import check_output_path
     from cosim.supervise import Options, run_supervised
 
-    options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
+    options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None,
+                      quiet=args.quiet)
     output = args.output or Path("results") / f"{args.scenario.stem}.h5"
     check_output_path(output)
     return run_supervised(args.scenario, output, plot=not args.no_plot, options=options,

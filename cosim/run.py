@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import h5py
 import numpy as np
 
 from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
@@ -198,6 +199,7 @@ def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = Non
     if journal is not None:
         journal.describe_instances(list(prepared.graph.instances))
         journal.limit_calls(prepared.settings.call_timeout)
+        journal.plan(prepared.settings.start, prepared.settings.stop)
     if prepared.cohort is not None:
         return run_cohort_into(prepared, results, journal, resume)
     scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
@@ -259,10 +261,15 @@ def run_cohort_into(prepared: Prepared, results: Path, journal: Journal | None =
         create_results_file(results, provenance(scenario, graph, settings)).close()
         done, earlier = set(), 0.0
     started = time.perf_counter()
+    failed = sum(not _member_passed(results, m) for m in done)
     try:
         for i, parameters in enumerate(members):
             if member_id(i) not in done:
+                if journal is not None:  # what the supervisor's progress line shows
+                    journal.members(len(done), len(members), failed)
                 run_member(results, i, scenario, graph, settings, parameters, journal)
+                done.add(member_id(i))
+                failed += not _member_passed(results, member_id(i))
     except BaseException as error:
         record_end(results, "/", error)
         raise
@@ -296,6 +303,23 @@ def judge(group, scenario: Scenario) -> list[Outcome]:
     outcomes = [evaluate(c, time, values) for c in scenario.criteria]
     write_verdict(group, outcomes)
     return outcomes
+
+
+def _passed(member) -> bool:
+    """A cohort member ran to its end and met every criterion."""
+    verdict = member.get("verdict")
+    return member.attrs.get("status") != "failed" and (verdict is None
+                                                        or bool(verdict.attrs["passed"]))
+
+
+def _member_passed(results: Path, member: str) -> bool:
+    """A cohort member of ``results`` completed and met every criterion."""
+    with h5py.File(results, "r", locking=False) as file:
+        group = file.get(f"members/{member}")
+        if group is None or group.attrs.get("status") != COMPLETED:
+            return False
+        verdict = group.get("verdict")
+        return verdict is None or bool(verdict.attrs["passed"])
 
 
 def member_id(index: int) -> str:
