@@ -119,6 +119,22 @@ def _parser() -> _Parser:
     report.add_argument("--evidence", type=Path, default=None, metavar="DIR",
                         help="folder of the models' recorded test evidence "
                              "(default build/evidence of this checkout)")
+    export = command("export-ssp", "write a scenario as an SSP archive with its FMUs",
+                     "Write the scenario's system (FMUs, parameters, connections with their "
+                     "linear transformations, units, time grid) as an SSP 1.0 archive that "
+                     "other SSP tools (libcosim, OMSimulator) load. Criteria, recording and "
+                     "events are cosim's and are not part of SSP.")
+    export.add_argument("scenario", type=Path, help="the scenario file")
+    export.add_argument("-o", "--output", type=Path, help="SSP file (default <scenario>.ssp)")
+    imported = command("import-ssp", "turn an SSP archive into a scenario file",
+                       "Read an SSP 1.0 archive (or its folder, or a .ssd file), check it "
+                       "against the SSP schema, extract its FMUs and write a scenario file "
+                       "beside them; add criteria and recording to it, then cosim run it.")
+    imported.add_argument("ssp", type=Path, help="an .ssp archive, its folder, or a .ssd file")
+    imported.add_argument("-o", "--output", type=Path, default=None, metavar="FOLDER",
+                          help="folder for the scenario and FMUs (default <ssp name>/)")
+    imported.add_argument("--step", type=positive_float, default=None, metavar="S",
+                          help="communication step in seconds, if the SSP gives none")
     build = command("build-fmus", "build the model library in fmus/ into FMUs (only what "
                     "changed)", "Build the library's FMUs into build/fmus (the C editions; "
                     "with --python also the Python editions); an FMU is rebuilt only when its "
@@ -198,6 +214,21 @@ def _report(args) -> int:
     return EXIT_OK
 
 
+def _export_ssp(args) -> int:
+    from cosim.ssp import export_ssp
+
+    print(f"ssp: {export_ssp(args.scenario, args.output or args.scenario.with_suffix('.ssp'))}")
+    return EXIT_OK
+
+
+def _import_ssp(args) -> int:
+    from cosim.ssp import import_ssp
+
+    folder = args.output or args.ssp.with_suffix("")
+    print(f"scenario: {import_ssp(args.ssp, folder, args.step)}")
+    return EXIT_OK
+
+
 def _build(args) -> int:
     from cosim.build import DEFAULT_OUTPUT, build_library
 
@@ -207,7 +238,7 @@ def _build(args) -> int:
 
 
 COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build,
-            "report": _report}
+            "report": _report, "export-ssp": _export_ssp, "import-ssp": _import_ssp}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,6 +90,8 @@ class Scenario:
     checkpoint_every: int | None = None  # communication steps between two checkpoints
     record_reduce: list[tuple[str, str, tuple]] = field(default_factory=list)  # (key, mode,
     # path): record.reduce (cosim.decimation)
+    transforms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (output,
+    # input) -> factor, offset, convert_units of a connection written as a mapping
     sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
 
     def source(self, *path) -> Source:
@@ -187,7 +189,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     isolation = dataclasses.replace(_check_isolation(data.get("isolation"), check),
                                     timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
-    connections = _check_connections(data.get("connections"), check)
+    connections, transforms = _check_connections(data.get("connections"), check)
     record_patterns, record_every = _check_record(data.get("record"), settings, check)
     record_reduce = check_reduce(data.get("record").get("reduce") if isinstance(
         data.get("record"), Mapping) else None, check.report)
@@ -213,6 +215,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
                     record_patterns=record_patterns, record_reduce=record_reduce,
+                    transforms=transforms,
                     events=events, criteria=criteria,
                     cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines, pins=pins,
                     checkpoint_every=checkpoint_every,
@@ -408,21 +411,44 @@ def _check_parallel(section: Any, check: _Checker) -> dict[str, Any]:
     return dict(section)
 
 
-def _check_connections(section: Any, check: _Checker) -> list[tuple[str, str, Source]]:
+def _check_connections(section: Any, check: _Checker
+                       ) -> tuple[list[tuple[str, str, Source]], dict[tuple[str, str], dict]]:
+    """``a.output -> b.input``, or ``{from: a.output, to: b.input, factor: 2, offset: 0,
+    convert_units: true}`` (a linear transformation, as SSP's LinearTransformation)."""
     if section is None:
-        return []
+        return [], {}
     if not isinstance(section, list):
         check.report(("connections",), "must be a list", "- a.output -> b.input")
-        return []
-    out = []
+        return [], {}
+    out, transforms = [], {}
     for i, item in enumerate(section):
+        if isinstance(item, Mapping):
+            check.keys(item, ("connections", i), {"from", "to", "factor", "offset",
+                                                  "convert_units"})
+            ends = [item.get(key) for key in ("from", "to")]
+            if not all(isinstance(end, str) and parse_port(end) for end in ends):
+                check.report(("connections", i), "a connection mapping needs 'from' and 'to' "
+                             "as instance.variable", "{from: a.y, to: b.u, factor: 2.0}")
+                continue
+            transform = {}
+            for key in ("factor", "offset"):
+                if key in item:
+                    transform[key] = check.number(item, ("connections", i, key))
+            if not isinstance(item.get("convert_units", True), bool):
+                check.report(("connections", i, "convert_units"), "must be true or false")
+            transform["convert_units"] = item.get("convert_units", True) is not False
+            if None in transform.values():
+                continue
+            out.append((ends[0].strip(), ends[1].strip(), check.source("connections", i)))
+            transforms[ends[0].strip(), ends[1].strip()] = transform
+            continue
         match = _ARROW.match(item) if isinstance(item, str) else None
         if not match:
             check.report(("connections", i), f"not a connection: {item!r}",
                          "write '- instance.output -> instance.input'")
             continue
         out.append((match.group(1), match.group(2), check.source("connections", i)))
-    return out
+    return out, transforms
 
 
 def _check_simulation(section: Any, check: _Checker) -> Settings | None:
@@ -588,7 +614,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
     if problems:
         raise ScenarioError(checks.unique(problems))
     for output, input_, source in scenario.connections:
-        graph.connect(output, input_, source=source)
+        graph.connect(output, input_, source=source,
+                      **scenario.transforms.get((output, input_), {}))
     problems = graph.check()
     record = checks.expand_record(scenario, graph, problems)
     for event, source in scenario.events:
