@@ -45,6 +45,7 @@ from cosim.launcher import rank_and_size
 from cosim.output import Claim, claim, finish, kept_note, release
 from cosim.peers import Peers
 from cosim.progress import Progress
+from cosim.provenance import command_line
 
 _SETUP = CALLS[0]
 
@@ -227,7 +228,8 @@ def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
         (folder / stale).unlink(missing_ok=True)
     temporary = folder / "tmp"
     temporary.mkdir(exist_ok=True)
-    env = dict(os.environ, TMPDIR=str(temporary), COSIM_SUPERVISED="1")
+    env = dict(os.environ, TMPDIR=str(temporary), COSIM_SUPERVISED="1",
+               COSIM_COMMAND_LINE=command_line())  # the provenance names the user's command
     worker = subprocess.Popen([sys.executable, "-m", "cosim.worker", str(folder)], env=env,
                               close_fds=False,  # an MPI launcher's connection stays open
                               preexec_fn=_worker_limits(options.memory_limit))
