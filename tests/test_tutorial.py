@@ -68,7 +68,7 @@ def test_the_cohort_fails_only_the_weakest_heart_and_mpi_gives_the_same(folder):
     report = run_scenario(folder / "monitor_cohort.yaml", folder / "cohort.h5", plot=False)
     with open_results(report.results) as res:
         table = res.summary()
-    assert list(table["heart.E_max"]) == [1.0, 1.5, 2.8]
+    assert list(table["heart.E_es_lvf"]) == [1.0, 2.0, 2.88]
     assert list(table["passed"]) == [False, True, True]
     command = [str(BIN / "mpiexec"), "-n", "3", str(BIN / "cosim"), "run",
                str(folder / "monitor_cohort.yaml"), "-o", str(folder / "mpi.h5"), "--no-plot"]
