@@ -127,24 +127,38 @@ def _library_build(name: str, dest_dir: Path, sources: Path, docs: Path,
     if c_file is not None:
         dest_dir = Path(dest_dir) / PYTHON_EDITIONS
     fmu = Path(dest_dir) / f"{_class_name(script)}.fmu"
-    if fmu.is_file() and built_from(fmu) == python_build_inputs(script, documentation_file):
+    if fmu.is_file() and built_from(fmu) == python_build_inputs(script, documentation_file,
+                                                                 c_file):
         return fmu, False
-    return build_fmu(script, dest_dir, documentation_file), True
+    return build_fmu(script, dest_dir, documentation_file, c_file), True
 
 
-def python_build_inputs(script: Path, documentation_file: Path | None) -> str:
+def python_build_inputs(script: Path, documentation_file: Path | None,
+                        c_file: Path | None = None) -> str:
     """The hash of everything a pythonfmu FMU is built from (``cosim.packaging``)."""
     from importlib.metadata import version
 
     files = [Path(script), Path(__file__), Path(__file__).with_name("packaging.py")]
     if documentation_file is not None and Path(documentation_file).is_file():
         files.append(Path(documentation_file))
+    if c_file is not None:
+        files.append(Path(c_file))
     return inputs_hash(files, (version("pythonfmu"),))
 
 
+def c_descriptions(c_file: Path) -> dict[str, str]:
+    """The variable descriptions of a C model's table: the one text both editions use."""
+    from cosim.build_c import describe
+
+    with tempfile.TemporaryDirectory(prefix="cosim_describe_") as tmp:
+        return {v["name"]: v["description"] for v in describe(c_file, Path(tmp))["variables"]}
+
+
 def build_fmu(script: Path, dest_dir: Path = DEFAULT_OUTPUT,
-              documentation: Path | None = None) -> Path:
-    """Build one FMU from a pythonfmu model script into ``dest_dir``; returns its path."""
+              documentation: Path | None = None, c_file: Path | None = None) -> Path:
+    """Build one FMU from a pythonfmu model script into ``dest_dir``; returns its path.
+    ``c_file``: the C edition of the same model, whose table describes the variables the
+    script leaves undescribed."""
     from pythonfmu.builder import FmuBuilder, get_model_class
 
     script = Path(script).resolve()
@@ -161,17 +175,22 @@ def build_fmu(script: Path, dest_dir: Path = DEFAULT_OUTPUT,
                        if not info.is_dir()}
     members["modelDescription.xml"] = _complete_model_description(
         members["modelDescription.xml"], getattr(model_class, "UNITS", {}),
-        getattr(model_class, "OUTPUT_DEPENDENCIES", {}), str(script))
+        getattr(model_class, "OUTPUT_DEPENDENCIES", {}), str(script),
+        c_descriptions(c_file) if c_file is not None else {})
     if documentation is not None and Path(documentation).exists():
         members.update(documentation_members(Path(documentation), model_class.__name__))
     fmu = Path(dest_dir) / Path(built).name
-    return write_archive(fmu, members, python_build_inputs(script, documentation))
+    return write_archive(fmu, members, python_build_inputs(script, documentation, c_file))
 
 
 def _complete_model_description(xml: bytes, units: dict[str, str],
-                                dependencies: dict[str, list[str]], where: str) -> bytes:
+                                dependencies: dict[str, list[str]], where: str,
+                                descriptions: dict[str, str] | None = None) -> bytes:
     root = ET.fromstring(xml)
     variables = root.find("ModelVariables").findall("ScalarVariable")
+    for var in variables:  # pythonfmu writes none unless the script passes description=
+        if not var.get("description") and (descriptions or {}).get(var.get("name")):
+            var.set("description", descriptions[var.get("name")])
     index = {v.get("name"): i + 1 for i, v in enumerate(variables)}
     by_name = {v.get("name"): v for v in variables}
     problems = [Problem(f"UNITS names an unknown variable '{name}'", file=where)

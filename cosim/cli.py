@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from cosim.errors import CosimError
@@ -26,7 +27,9 @@ exit codes:
   {EXIT_VERDICT_FAIL:<4} run completed, verdict FAIL (a cohort: a member failed or did not complete)
   {EXIT_USAGE:<4} usage error: wrong command line
   {EXIT_INTERRUPTED:<4} interrupted by SIGINT (Ctrl-C) or SIGTERM
-"""
+
+documentation: README.md, docs/tutorial.md (from zero to your own FMU in a scenario),
+docs/scenario-format.md, docs/results-format.md, docs/failures.md"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,36 +40,115 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    limit_threads()  # before anything imports numpy: one BLAS thread (cosim/launcher.py)
-    parser = _Parser(prog="cosim", description="Multiscale FMI co-simulation of medical digital "
-                     "twins.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run a scenario into an HDF5 results file")
-    run.add_argument("scenario", type=Path)
+def positive_int(text: str) -> int:
+    """An argument that must be a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argument that must be a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def _parser() -> _Parser:
+    from cosim import __version__
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="cosim", formatter_class=formatter, epilog=EPILOG,
+                     description=textwrap.fill(
+                         "Multiscale FMI co-simulation of medical digital twins: couple FMUs "
+                         "described by a scenario file, run them into one HDF5 results file, "
+                         "and judge the acceptance criteria into a verdict.", 88))
+    parser.add_argument("--version", action="version", version=f"cosim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    def command(name: str, text: str, description: str) -> _Parser:
+        return sub.add_parser(name, help=text, description=textwrap.fill(description, 88),
+                              epilog=EPILOG, formatter_class=formatter)
+
+    run = command("run", "run a scenario into an HDF5 results file, with a verdict",
+                  "Run a scenario in a supervised worker process; write the results file, "
+                  "the plot (PNG) and the report (HTML) beside it; print the verdict.")
+    run.add_argument("scenario", type=Path, help="the scenario file (docs/scenario-format.md)")
     run.add_argument("-o", "--output", type=Path, help="results file (default results/<name>.h5)")
-    run.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    run.add_argument("--no-plot", action="store_true",
+                     help="do not write the PNG plot and the HTML report")
     run.add_argument("--resume", nargs="?", const=True, default=False, type=Path,
                      metavar="FILE", help="go on with a run that did not complete: from its last "
                      "checkpoint (checkpoint: in the scenario), or a cohort's unfinished "
                      "members; FILE: its partial results file (default: the newest beside -o)")
-    run.add_argument("--memory-limit", type=float, default=None, metavar="GB",
+    run.add_argument("--memory-limit", type=positive_float, default=None, metavar="GB",
                      help="address space the run may use; above it allocations fail")
-    check = sub.add_parser("check", help="check a scenario and its FMUs without running")
-    check.add_argument("scenario", type=Path)
-    info = sub.add_parser("info", help="describe an FMU: variables, units, dependencies")
-    info.add_argument("fmu", type=Path)
-    graph = sub.add_parser("graph", help="summarise the coupling graph and write a DOT file")
-    graph.add_argument("scenario", type=Path)
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress line and no summary; errors only (the exit code tells "
+                          "the verdict)")
+    check = command("check", "check a scenario and its FMUs without running",
+                    "Read the scenario and its FMUs and check everything a run would need, "
+                    "starting each instance: every problem with its file, line and key.")
+    check.add_argument("scenario", type=Path, help="the scenario file")
+    info = command("info", "describe an FMU: variables, units, dependencies",
+                   "Describe an FMU: FMI version and interfaces, platforms, SHA-256, and every "
+                   "variable with its type, unit, start value and description.")
+    info.add_argument("fmu", type=Path, help="an .fmu file")
+    graph = command("graph", "summarise the coupling graph and write a DOT file",
+                    "The instances and connections of a scenario, the data-flow order, "
+                    "algebraic loops and, with --ranks, the partition over MPI ranks.")
+    graph.add_argument("scenario", type=Path, help="the scenario file")
     graph.add_argument("-o", "--output", type=Path, help="DOT file (default <scenario>.dot)")
-    graph.add_argument("--ranks", type=int, default=None,
-                       help="show the partition over this many MPI ranks")
-    build = sub.add_parser("build-fmus", help="build the model library in fmus/ into FMUs "
-                           "(only what changed)")
-    build.add_argument("-o", "--output", type=Path, default=None)
+    graph.add_argument("--ranks", type=positive_int, default=None, metavar="N",
+                       help="show the partition over N MPI ranks (N >= 1)")
+    report = command("report", "write the HTML report of a results file",
+                     "One self-contained HTML file: context of use, model risk, coupling graph, "
+                     "the models' verification and validation evidence, verdict table, plots "
+                     "with the criteria drawn, cohort distributions, provenance.")
+    report.add_argument("results", type=Path, help="a results file written by cosim run")
+    report.add_argument("-o", "--output", type=Path, help="HTML file (default <results>.html)")
+    report.add_argument("--evidence", type=Path, default=None, metavar="DIR",
+                        help="folder of the models' recorded test evidence "
+                             "(default build/evidence of this checkout)")
+    export = command("export-ssp", "write a scenario as an SSP archive with its FMUs",
+                     "Write the scenario's system (FMUs, parameters, connections with their "
+                     "linear transformations, units, time grid) as an SSP 1.0 archive that "
+                     "other SSP tools (libcosim, OMSimulator) load. Criteria, recording and "
+                     "events are cosim's and are not part of SSP.")
+    export.add_argument("scenario", type=Path, help="the scenario file")
+    export.add_argument("-o", "--output", type=Path, help="SSP file (default <scenario>.ssp)")
+    imported = command("import-ssp", "turn an SSP archive into a scenario file",
+                       "Read an SSP 1.0 archive (or its folder, or a .ssd file), check it "
+                       "against the SSP schema, extract its FMUs and write a scenario file "
+                       "beside them; add criteria and recording to it, then cosim run it.")
+    imported.add_argument("ssp", type=Path, help="an .ssp archive, its folder, or a .ssd file")
+    imported.add_argument("-o", "--output", type=Path, default=None, metavar="FOLDER",
+                          help="folder for the scenario and FMUs (default <ssp name>/)")
+    imported.add_argument("--step", type=positive_float, default=None, metavar="S",
+                          help="communication step in seconds, if the SSP gives none")
+    build = command("build-fmus", "build the model library in fmus/ into FMUs (only what "
+                    "changed)", "Build the library's FMUs into build/fmus (the C editions; "
+                    "with --python also the Python editions); an FMU is rebuilt only when its "
+                    "sources changed.")
+    build.add_argument("-o", "--output", type=Path, default=None,
+                       help="folder for the FMUs (default build/fmus)")
     build.add_argument("--python", action="store_true",
                        help="also build the Python editions of the C models into <output>/python")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    limit_threads()  # before anything imports numpy: one BLAS thread (cosim/launcher.py)
+    args = _parser().parse_args(argv)  # a usage error exits EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
     except CosimError as error:
@@ -93,7 +175,8 @@ def _run(args) -> int:
     from cosim.output_path import check_output_path
     from cosim.supervise import Options, run_supervised
 
-    options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
+    options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None,
+                      quiet=args.quiet)
     output = args.output or Path("results") / f"{args.scenario.stem}.h5"
     check_output_path(output)
     return run_supervised(args.scenario, output, plot=not args.no_plot, options=options,
@@ -121,6 +204,31 @@ def _graph(args) -> int:
     return EXIT_OK
 
 
+def _report(args) -> int:
+    from cosim.credibility import EVIDENCE
+    from cosim.report import write_report
+
+    if not args.results.is_file():
+        raise CosimError(f"{args.results}: no such results file")
+    print(f"report: {write_report(args.results, args.output, args.evidence or EVIDENCE)}")
+    return EXIT_OK
+
+
+def _export_ssp(args) -> int:
+    from cosim.ssp import export_ssp
+
+    print(f"ssp: {export_ssp(args.scenario, args.output or args.scenario.with_suffix('.ssp'))}")
+    return EXIT_OK
+
+
+def _import_ssp(args) -> int:
+    from cosim.ssp import import_ssp
+
+    folder = args.output or args.ssp.with_suffix("")
+    print(f"scenario: {import_ssp(args.ssp, folder, args.step)}")
+    return EXIT_OK
+
+
 def _build(args) -> int:
     from cosim.build import DEFAULT_OUTPUT, build_library
 
@@ -129,7 +237,8 @@ def _build(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build}
+COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build,
+            "report": _report, "export-ssp": _export_ssp, "import-ssp": _import_ssp}
 
 if __name__ == "__main__":
     sys.exit(main())

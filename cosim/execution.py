@@ -42,6 +42,8 @@ class Settings:
     algorithm: str = "jacobi"
     record: Mapping[str, Sequence[str]] = field(default_factory=dict)  # instance -> variables
     record_every: int = 1  # record every n-th communication point
+    record_reduce: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # instance ->
+    # variable -> how a recorded point stands for its interval (cosim.decimation; not "last")
     events: Sequence[Event] = ()
     call_timeout: float = CALL_TIMEOUT  # s an FMI call may take before it counts as a hang
 

@@ -130,8 +130,13 @@ class CouplingGraph:
             if problem:
                 self._problems.append(problem)
 
-    def connect(self, output: str, input: str, *, source: Source = Source()) -> None:
-        """Connect ``"a.y"`` to ``"b.u"``; every mistake is kept for ``check()``."""
+    def connect(self, output: str, input: str, *, source: Source = Source(),
+                factor: float = 1.0, offset: float = 0.0, convert_units: bool = True) -> None:
+        """Connect ``"a.y"`` to ``"b.u"``; every mistake is kept for ``check()``.
+
+        ``factor``, ``offset``: a linear transformation (SSP's LinearTransformation), applied
+        in the output's unit before the unit conversion: ``u = convert(factor · y + offset)``;
+        ``convert_units=False``: no unit conversion (SSP's suppressUnitConversion)."""
         problems_before = len(self._problems)
         ends = []
         for text, expected in ((output, "output"), (input, "input")):
@@ -189,15 +194,15 @@ class CouplingGraph:
                 "size them to match)"))
             return
         scale, shift = 1.0, 0.0
-        if out_var.type in FLOAT_TYPES and in_var.type in FLOAT_TYPES:
-            factor = conversion(src_fmu.unit_of(out_var.name), dst_fmu.unit_of(in_var.name))
-            if factor is None:
+        if out_var.type in FLOAT_TYPES and in_var.type in FLOAT_TYPES and convert_units:
+            units = conversion(src_fmu.unit_of(out_var.name), dst_fmu.unit_of(in_var.name))
+            if units is None:
                 self._problems.append(source.problem(
                     f"unit mismatch: {output} is in {out_var.unit}, {input} is in {in_var.unit}"
                     ", which measure different quantities",
                     "connect variables of the same physical quantity"))
                 return
-            scale, shift = factor
+            scale, shift = units
         for _, _, data in self.graph.in_edges(dst, data=True):
             if data["input"] == in_var.name:
                 self._problems.append(source.problem(
@@ -205,8 +210,10 @@ class CouplingGraph:
                     f"{data['output']}" + _at(data["where"]),
                     "an input takes exactly one connection; remove one of them"))
                 return
-        self.graph.add_edge(src, dst, output=out_var.name, input=in_var.name, scale=scale,
-                            shift=shift, source_instance=src, where=source)
+        self.graph.add_edge(src, dst, output=out_var.name, input=in_var.name,
+                            scale=scale * factor, shift=scale * offset + shift,
+                            source_instance=src, where=source,
+                            transform=(factor, offset, convert_units))
 
     # -- reading ------------------------------------------------------------------------------
     @property

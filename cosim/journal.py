@@ -7,6 +7,8 @@ supervisor (``cosim.supervise``). It holds:
   FMI call (written by the execution and the master before every call; a plain store into
   shared memory, ~20 ns); a supervisor reads it to name the instance, call and time of a crash,
   and to see that a call has not returned (the watchdog);
+- what a **progress** display needs: the run's start and stop time, a cohort's members done,
+  in all and failed (written once per run or member, never in the step loop);
 - a **stop request**: the worker's signal handler sets it, the execution stops at the next
   communication point (an exception raised inside an FMU's own Python code would become that
   FMU's error instead);
@@ -31,6 +33,8 @@ MAGIC = 0x636F73696D6A6E6C  # "cosimjnl"
 SLOTS = 16  # int64 words of the position header
 # the position: indices into the int64 slots (TIME is a float64 slot)
 MAGIC_SLOT, PHASE, STEP, TIME, CALL, ROWS, RECORDER, FINISHED, STOP, CALL_TIMEOUT = range(10)
+# what a progress display needs: the run's time span (floats), a cohort's members
+RUN_START, RUN_STOP, MEMBERS_DONE, MEMBERS_TOTAL, MEMBERS_FAILED = range(10, 15)
 PHASES = ("starting", "instantiating", "initialising", "stepping", "finishing")
 STARTING, INSTANTIATING, INITIALISING, STEPPING, FINISHING = range(len(PHASES))
 CALLS = ("set-up (instantiate, parameters, initialisation mode)", "fmi2SetReal (inputs)",
@@ -75,6 +79,17 @@ class Journal:
     def limit_calls(self, seconds: float) -> None:
         """How long an FMI call may take before the supervisor's watchdog calls it a hang."""
         self.time_slot[CALL_TIMEOUT] = seconds
+
+    def plan(self, start: float, stop: float) -> None:
+        """The simulated time span of the run (or of each cohort member)."""
+        self.time_slot[RUN_START] = start
+        self.time_slot[RUN_STOP] = stop
+
+    def members(self, done: int, total: int, failed: int) -> None:
+        """A cohort's progress: members finished, in all, and failed so far."""
+        self.position[MEMBERS_DONE] = done
+        self.position[MEMBERS_TOTAL] = total
+        self.position[MEMBERS_FAILED] = failed
 
     def announce_run(self, run_id: str) -> None:
         """The identifier every rank of this MPI run shares (its supervisors meet under it)."""
@@ -141,6 +156,9 @@ class Position:
     finished: bool
     marker: tuple[int, int]  # changes with every call and step: the watchdog compares it
     call_timeout: float  # s; 0 until the worker has read the scenario
+    start: float = 0.0  # s: the run's time span (0, 0 until the worker has read the scenario)
+    stop: float = 0.0
+    members: tuple[int, int, int] = (0, 0, 0)  # a cohort: done, total, failed
 
 
 @dataclass(frozen=True)
@@ -189,7 +207,10 @@ class JournalReader:
         return Position(phase=PHASES[phase] if 0 <= phase < len(PHASES) else "?",
                         step=words[STEP], time=time, instance=instance, call=call,
                         finished=bool(words[FINISHED]), marker=(words[STEP], code),
-                        call_timeout=floats[CALL_TIMEOUT])
+                        call_timeout=floats[CALL_TIMEOUT], start=floats[RUN_START],
+                        stop=floats[RUN_STOP], members=(words[MEMBERS_DONE],
+                                                        words[MEMBERS_TOTAL],
+                                                        words[MEMBERS_FAILED]))
 
     def run_id(self) -> str | None:
         """The MPI run's identifier, once the worker has it (``Journal.announce_run``)."""

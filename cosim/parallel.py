@@ -53,6 +53,7 @@ from cosim.recorder import (
     create_results_file,
     cut_to_common_length,
     error_text,
+    is_recorded,
     merge_parts,
     open_for_writing,
     record_end,
@@ -295,8 +296,8 @@ def _consolidate(results: Path, ranks: int, checkpoint, settings) -> set[str]:
 def _cut(group: h5py.Group, rows: int) -> None:
     """Every recorded dataset of a distributed run's main file cut to ``rows`` rows."""
     series = [group["time"]] + [dataset for instance in group.get("instances", {}).values()
-                                for dataset in instance.values()]
-    for dataset in series:
+                                for dataset in instance.values() if is_recorded(dataset)]
+    for dataset in series:  # the time linked into each instance is /time: resized once more
         dataset.resize((rows, *dataset.shape[1:]))
 
 

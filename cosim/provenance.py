@@ -8,6 +8,7 @@ cannot be known is ``"none"``, never a guess.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import socket
 import subprocess
@@ -36,8 +37,15 @@ def source_commit(root: Path = CHECKOUT) -> tuple[str, bool | None]:
     return commit.stdout.strip(), bool(status.stdout.strip())
 
 
+COMMAND_LINE = "COSIM_COMMAND_LINE"  # set by ``cosim run``'s supervisor for its worker
+
+
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as the user typed it: ``cosim run s.yaml -o x.h5`` (program name only)."""
+    """The command as the user typed it: ``cosim run s.yaml -o x.h5`` (program name only).
+    In a supervised worker: the supervisor's command (``COSIM_COMMAND_LINE``), not the
+    worker's own."""
+    if argv is None and os.environ.get(COMMAND_LINE):
+        return os.environ[COMMAND_LINE]
     argv = list(sys.argv if argv is None else argv)
     if not argv:
         return ""

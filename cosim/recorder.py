@@ -5,8 +5,10 @@ Layout (documented for users in ``docs/results-format.md``)::
     /                       attrs: format, format_version, status, error, provenance
     /time                   float64 (n,), seconds; an HDF5 dimension scale
     /instances/<instance>   attrs: fmu, fmu_sha256, model_name, scale, parameters (JSON)
+    /instances/<instance>/time         a hard link to /time (xarray's coordinate per group)
     /instances/<instance>/<variable>   float64 (n,) — (n, *shape) for an FMI 3 array —
-                            attrs: unit, display_unit, description, causality, type
+                            attrs: units, long_name, display_unit, causality, type
+    /instances/<instance>/<dimension>  an FMI 3 array's other dimensions: 0 … size-1, scales
     /verdict                the acceptance criteria and their figures (``cosim.criteria``)
     /members/<id>/…         one such layout per cohort member (``cosim.cohort``)
 
@@ -40,6 +42,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cosim import decimation
 from cosim.errors import ResultsWriteError
 from cosim.execution import Execution
 from cosim.h5clear import clear_writer_flags
@@ -48,7 +51,7 @@ from cosim.output import COMPLETED, FAILED, INTERRUPTED, RUNNING  # noqa: F401 -
 from cosim.output_path import cannot_create
 
 FORMAT = "cosim-results"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: CF attributes (units, long_name), time linked into each group
 BLOCK_ROWS = 1024
 MARGIN_BYTES = 1 << 20  # free disk below which a run stops, so its file can still be finished
 LIBVER = ("v110", "v110")  # SWMR needs the 1.10 file format; HDF5 >= 1.10 reads it
@@ -209,6 +212,7 @@ class Recorder:
         self.time = self.group["time"] if resuming else self._time_dataset(options)
         instances = self.group.require_group("instances")
         index, self.datasets, self.columns = [], [], []
+        reduced: dict[str, tuple[list[int], list[int]]] = {}
         layout = run.layout
         for name in run.system.local:
             variables = settings.record.get(name, ())
@@ -219,9 +223,16 @@ class Recorder:
                 shape = layout.shapes[name][variable]  # () for a scalar
                 dataset = (group[variable] if resuming else
                            self._variable_dataset(group, run.graph.fmu(name).variables[variable],
-                                                  _array_options(options, shape)))
+                                                  _array_options(options, shape), shape,
+                                                  set(variables)))
                 self.datasets.append(dataset)
                 slots = layout.indices(name, variable)
+                mode = settings.record_reduce.get(name, {}).get(variable, "last")
+                if self.every > 1 and mode != "last":
+                    dataset.attrs["reduction"] = mode
+                    columns, signal_slots = reduced.setdefault(mode, ([], []))
+                    columns.extend(range(len(index), len(index) + len(slots)))
+                    signal_slots.extend(slots)
                 self.columns.append((len(index), len(index) + len(slots), shape))
                 index.extend(slots)
         if resuming:  # the rows after the checkpoint go: they are computed again
@@ -229,6 +240,9 @@ class Recorder:
                 dataset.resize((self.resume_rows, *dataset.shape[1:]))
             self.rows_written = self.resume_rows
         self.index = np.array(index, dtype=np.intp)
+        self.reductions = decimation.reductions(reduced)
+        if self.scales and not resuming:
+            attach_time_scale(self.group)
         if self.journal is None:
             self.buffer = np.empty((self.block_rows, len(index)))
             self.time_buffer = np.empty(self.block_rows)
@@ -243,10 +257,8 @@ class Recorder:
 
     def _time_dataset(self, options: dict) -> h5py.Dataset:
         time = self.group.create_dataset("time", shape=(0,), **options)
-        time.attrs["unit"] = "s"
-        time.attrs["description"] = "communication points"
-        if self.scales:
-            time.make_scale("time")
+        time.attrs["units"] = "s"
+        time.attrs["long_name"] = "simulation time (communication points)"
         return time
 
     def _instance_group(self, instances: h5py.Group, name: str, run: Execution) -> h5py.Group:
@@ -259,23 +271,25 @@ class Recorder:
         group.attrs["parameters"] = json.dumps(run.parameters.get(name, {}))
         return group
 
-    def _variable_dataset(self, group: h5py.Group, var, options: dict) -> h5py.Dataset:
+    def _variable_dataset(self, group: h5py.Group, var, options: dict,
+                          shape: tuple[int, ...], recorded: set[str]) -> h5py.Dataset:
+        """A recorded variable's dataset; its scales come with ``attach_time_scale``."""
         dataset = group.create_dataset(var.name, **options)
-        dataset.attrs["unit"] = var.unit or ""
-        if var.display_unit:
-            dataset.attrs["display_unit"] = var.display_unit
-        dataset.attrs["description"] = var.description
-        dataset.attrs["causality"] = var.causality
-        dataset.attrs["type"] = var.type
-        if self.scales:
-            dataset.dims[0].attach_scale(self.time)
+        describe_variable(dataset, var, f"{group.name.rsplit('/', 1)[-1]}.{var.name}")
+        if shape:
+            dataset.attrs["array_dimensions"] = json.dumps(
+                _dimension_names(var, len(shape), recorded))
         return dataset
 
     def stepped(self, n: int, time: float) -> None:
+        for reduction in self.reductions:
+            decimation.accumulate(reduction, self.signals)
         if n % self.every:
             return
         row = self._row
         np.take(self.signals, self.index, out=self.buffer[row])
+        for reduction in self.reductions:
+            decimation.emit(reduction, self.buffer[row])
         self.time_buffer[row] = time
         self._row = row + 1
         self.rows_state[0] += 1
@@ -323,6 +337,47 @@ class Recorder:
                 f"the disk holding the results file {self.group.file.filename} is full "
                 f"({free / 1e6:.1f} MB left): the run stopped at t = {last:.9g} s; every row "
                 "up to there is in the file")
+
+
+def describe_variable(dataset: h5py.Dataset, var, name: str) -> None:
+    """The attributes of a recorded variable: CF ``units`` and ``long_name`` (what xarray and
+    netCDF tools read), and what the FMU declares of it."""
+    if var.unit:
+        dataset.attrs["units"] = var.unit
+    if var.display_unit:
+        dataset.attrs["display_unit"] = var.display_unit
+    dataset.attrs["long_name"] = var.description or name
+    dataset.attrs["causality"] = var.causality
+    dataset.attrs["type"] = var.type
+
+
+def is_recorded(dataset: h5py.Dataset) -> bool:
+    """A recorded variable, not one of the dimension scales beside it (time, array indices)."""
+    return not dataset.is_scale
+
+
+def _dimension_names(var, rank: int, recorded: set[str]) -> list[str]:
+    """Names of an FMI 3 array's dimensions after time: the structural parameter that sizes one
+    (arrays sized by the same parameter share it), else ``<variable>_dim<k>``."""
+    names = []
+    for k in range(rank):
+        declared = var.dimensions[k] if k < len(var.dimensions) else None
+        names.append(declared if isinstance(declared, str) and declared not in recorded
+                     else f"{var.name}_dim{k + 1}")
+    return names
+
+
+def _attach_array_dimensions(instance: h5py.Group, dataset: h5py.Dataset) -> None:
+    """Each of an array's dimensions after time as a dimension scale beside it holding
+    0 … size-1 (netCDF-4 wants a scale for every dimension; xarray then names them)."""
+    names = json.loads(dataset.attrs["array_dimensions"])
+    for k, (name, size) in enumerate(zip(names, dataset.shape[1:], strict=True), start=1):
+        if name not in instance:
+            scale = instance.create_dataset(name, data=np.arange(size, dtype=np.int64))
+            scale.attrs["long_name"] = f"index along {name}"
+            scale.make_scale(name)
+        if not len(dataset.dims[k]):
+            dataset.dims[k].attach_scale(instance[name])
 
 
 def _array_options(options: dict, shape: tuple[int, ...]) -> dict:
@@ -398,16 +453,26 @@ def _merge_log(source: h5py.Group, target: h5py.Group) -> None:
 
 
 def attach_time_scale(group: h5py.Group) -> None:
-    """Make ``group/time`` the dimension scale of every recorded dataset under it."""
+    """Make ``group/time`` the dimension scale of every recorded dataset under it, link it
+    into each instance's group (where xarray looks for a group's coordinates), and give FMI 3
+    arrays' other dimensions their scales."""
     if "time" not in group:
         return
     time = group["time"]
     if not time.is_scale:
         time.make_scale("time")
     for instance in group.get("instances", {}).values():
+        if "time" in instance and instance["time"] != time and instance["time"].is_scale:
+            del instance["time"]  # a copy of a part file's time, not this file's
         for dataset in instance.values():
+            if not is_recorded(dataset):
+                continue
             if not any(time == scale for scale in dataset.dims[0].values()):
                 dataset.dims[0].attach_scale(time)
+            if "array_dimensions" in dataset.attrs:
+                _attach_array_dimensions(instance, dataset)
+        if "time" not in instance:
+            instance["time"] = time
 
 
 def merge_parts(main: h5py.File, parts: list[Path]) -> None:
@@ -456,7 +521,8 @@ def cut_to_common_length(group: h5py.Group) -> float | None:
     instances = group.get("instances")
     for name in instances or ():
         if isinstance(instances.get(name, getlink=True), h5py.HardLink):
-            series += [d for d in instances[name].values() if isinstance(d, h5py.Dataset)]
+            series += [d for d in instances[name].values()
+                       if isinstance(d, h5py.Dataset) and is_recorded(d)]
     if not series:
         return None
     rows = min(len(dataset) for dataset in series)

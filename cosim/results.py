@@ -2,8 +2,8 @@
 
     from cosim.results import open_results
     with open_results("results/flagship.h5") as res:
-        t, v = res.time, res["cell.V"]
-        print(res.unit("cell.V"), res.status, res.verdict["passed"])
+        t, v = res.time, res["myocyte.V"]
+        print(res.unit("myocyte.V"), res.status, res.verdict["passed"])
 
 A cohort file holds one such layout per member: ``res.members`` lists them and
 ``res.member("0007")`` opens one. The layout is documented in ``docs/results-format.md``.
@@ -17,6 +17,7 @@ Reopen to see the rows written since.
 from __future__ import annotations
 
 import ctypes
+import difflib
 import json
 import os
 import time
@@ -93,8 +94,13 @@ class Results:
             if not self._datasets and self.status == "running":
                 raise KeyError(f"'{name}': nothing is recorded yet (the run is setting up); "
                                "open the file again later") from None
-            raise KeyError(f"'{name}' was not recorded; recorded: "
-                           + ", ".join(self.variables)) from None
+        variable = name.partition(".")[2]
+        close = [v for v in self.variables if v.partition(".")[2] == variable]  # other instance
+        close += [v for v in difflib.get_close_matches(name, self.variables, n=3, cutoff=0.6)
+                  if v not in close]
+        hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+                else "recorded: " + ", ".join(self.variables))
+        raise KeyError(f"'{name}' was not recorded in {self.path}; {hint}")
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self._dataset(name)[:self.rows]
@@ -103,10 +109,12 @@ class Results:
         return name in self.variables
 
     def unit(self, name: str) -> str:
-        return str(self._dataset(name).attrs.get("unit", ""))
+        attrs = self._dataset(name).attrs
+        return str(attrs.get("units", attrs.get("unit", "")))  # "unit": format_version 1
 
     def description(self, name: str) -> str:
-        return str(self._dataset(name).attrs.get("description", ""))
+        attrs = self._dataset(name).attrs
+        return str(attrs.get("long_name", attrs.get("description", "")))
 
     @property
     def verdict(self) -> dict[str, Any] | None:
@@ -208,7 +216,9 @@ def _datasets(group: h5py.Group) -> tuple[h5py.Dataset | None, dict[str, h5py.Da
     outside SWMR mode: then no row is shown (reopen)."""
     time = _get(group, "time")
     datasets = {f"{name}.{variable}": dataset for name, instance in _instances(group)
-                for variable, dataset in instance.items() if isinstance(dataset, h5py.Dataset)}
+                for variable, dataset in instance.items()
+                if isinstance(dataset, h5py.Dataset) and not dataset.is_scale}  # not time, or
+    # an FMI 3 array's index
     if time is None and group.get("time", getlink=True) is not None:
         return None, datasets, 0
     lengths = [len(d) for d in [time, *datasets.values()] if d is not None]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import h5py
 import numpy as np
 
 from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
@@ -66,6 +67,7 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     plot: Path | None = None
     members: int = 0
+    html: Path | None = None  # the report (cosim.report)
     balance: str | None = None  # MPI: how the ranks shared the work, one line
     cohort: CohortVerdict | None = None
 
@@ -81,6 +83,8 @@ class Report:
         lines = [f"results: {self.results}"]
         if self.plot:
             lines.append(f"plot:    {self.plot}")
+        if self.html:
+            lines.append(f"report:  {self.html}")
         if self.balance:
             lines.append(f"ranks:   {self.balance}")
         if self.cohort is not None:
@@ -164,12 +168,20 @@ def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bo
 
 def plotted(report: Report, scenario: Scenario, results: Path | None,
             png: Path | None = None) -> Report:
-    """The report with the PNG of a single run drawn from ``results`` (None: no plot) to
-    ``png`` (default: beside ``results``)."""
-    if results is not None and report.cohort is None and (scenario.plot or scenario.criteria):
+    """The report with the PNG of a single run drawn from ``results`` (None: neither) to
+    ``png`` (default: beside ``results``), and the HTML report (``cosim.report``, single runs
+    and cohorts) beside the PNG."""
+    if results is None:
+        return report
+    png = Path(png) if png else Path(results).with_suffix(".png")
+    if report.cohort is None and (scenario.plot or scenario.criteria):
         from cosim.plot import plot_results
 
         report.plot = plot_results(results, scenario.plot, report.outcomes, png)
+    from cosim.report import write_report
+
+    report.html = write_report(results, png.with_suffix(".html"),
+                               shown_as=png.with_suffix(".h5").name)
     return report
 
 
@@ -187,6 +199,7 @@ def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = Non
     if journal is not None:
         journal.describe_instances(list(prepared.graph.instances))
         journal.limit_calls(prepared.settings.call_timeout)
+        journal.plan(prepared.settings.start, prepared.settings.stop)
     if prepared.cohort is not None:
         return run_cohort_into(prepared, results, journal, resume)
     scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
@@ -248,10 +261,15 @@ def run_cohort_into(prepared: Prepared, results: Path, journal: Journal | None =
         create_results_file(results, provenance(scenario, graph, settings)).close()
         done, earlier = set(), 0.0
     started = time.perf_counter()
+    failed = sum(not _member_passed(results, m) for m in done)
     try:
         for i, parameters in enumerate(members):
             if member_id(i) not in done:
+                if journal is not None:  # what the supervisor's progress line shows
+                    journal.members(len(done), len(members), failed)
                 run_member(results, i, scenario, graph, settings, parameters, journal)
+                done.add(member_id(i))
+                failed += not _member_passed(results, member_id(i))
     except BaseException as error:
         record_end(results, "/", error)
         raise
@@ -285,6 +303,23 @@ def judge(group, scenario: Scenario) -> list[Outcome]:
     outcomes = [evaluate(c, time, values) for c in scenario.criteria]
     write_verdict(group, outcomes)
     return outcomes
+
+
+def _passed(member) -> bool:
+    """A cohort member ran to its end and met every criterion."""
+    verdict = member.get("verdict")
+    return member.attrs.get("status") != "failed" and (verdict is None
+                                                        or bool(verdict.attrs["passed"]))
+
+
+def _member_passed(results: Path, member: str) -> bool:
+    """A cohort member of ``results`` completed and met every criterion."""
+    with h5py.File(results, "r", locking=False) as file:
+        group = file.get(f"members/{member}")
+        if group is None or group.attrs.get("status") != COMPLETED:
+            return False
+        verdict = group.get("verdict")
+        return verdict is None or bool(verdict.attrs["passed"])
 
 
 def member_id(index: int) -> str:
@@ -360,9 +395,13 @@ def write_summary(file, scenario: Scenario, names: tuple[str, ...],
     dtype = ([("member", "i8")] + [(n, "f8") for n in names] + [("status", "S16"),
              ("passed", "?")] + [(c.name, "f8") for c in scenario.criteria])
     table = np.array(rows, dtype=dtype)
-    if "summary" in file:
-        del file["summary"]
-    file.create_dataset("summary", data=table)
+    for name in ("summary", "member"):
+        if name in file:
+            del file[name]
+    summary = file.create_dataset("summary", data=table)
+    member = file.create_dataset("member", data=table["member"])  # its dimension (netCDF)
+    member.make_scale("member")
+    summary.dims[0].attach_scale(member)
     verdict = cohort_verdict(scenario.criteria, judged)
     file.attrs["summary"] = f"{verdict.passed} of {verdict.members} members passed"
     write_cohort_verdict(file, verdict)

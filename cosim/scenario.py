@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cosim import scenario_checks as checks
+from cosim.credibility import check_credibility
 from cosim.criteria import Criterion, parse_criteria
+from cosim.decimation import check_reduce, modes_by_variable
 from cosim.errors import CosimError, FMUError, Problem, ScenarioError
 from cosim.execution import CALL_TIMEOUT, MAX_STEPS, Event, Settings, steps_between
 from cosim.fmu_file import INTERFACES
@@ -46,6 +48,7 @@ SECTIONS = {
     "parallel": "how to split work over MPI ranks",
     "isolation": "where FMUs run: none (in cosim's process) or process (a child process each)",
     "checkpoint": "save the run's state every so many seconds of simulated time",
+    "credibility": "question of interest, context of use, model influence, decision consequence",
 }
 _ARROW = re.compile(r"^\s*(\S+)\s*->\s*(\S+)\s*$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -85,6 +88,10 @@ class Scenario:
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # fmus key -> pinned SHA-256
     checkpoint_every: int | None = None  # communication steps between two checkpoints
+    record_reduce: list[tuple[str, str, tuple]] = field(default_factory=list)  # (key, mode,
+    # path): record.reduce (cosim.decimation)
+    transforms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (output,
+    # input) -> factor, offset, convert_units of a connection written as a mapping
     sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
 
     def source(self, *path) -> Source:
@@ -182,8 +189,10 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     isolation = dataclasses.replace(_check_isolation(data.get("isolation"), check),
                                     timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
-    connections = _check_connections(data.get("connections"), check)
+    connections, transforms = _check_connections(data.get("connections"), check)
     record_patterns, record_every = _check_record(data.get("record"), settings, check)
+    record_reduce = check_reduce(data.get("record").get("reduce") if isinstance(
+        data.get("record"), Mapping) else None, check.report)
     events = _check_events(data.get("events"), simulation, check)
     criteria = parse_criteria(data.get("criteria"),
                               lambda p, m, h: check.report(("criteria",) + p, m, h))
@@ -197,6 +206,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     parallel = _check_parallel(data.get("parallel"), check)
     checkpoint_every = (_check_checkpoint(data.get("checkpoint"), settings, check)
                         if settings is not None else None)
+    check_credibility(data.get("credibility"), check.report)
     if check.problems:
         raise ScenarioError(check.problems)
     settings = dataclasses.replace(settings, record_every=record_every,
@@ -204,7 +214,9 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
-                    record_patterns=record_patterns, events=events, criteria=criteria,
+                    record_patterns=record_patterns, record_reduce=record_reduce,
+                    transforms=transforms,
+                    events=events, criteria=criteria,
                     cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines, pins=pins,
                     checkpoint_every=checkpoint_every,
                     sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
@@ -399,21 +411,44 @@ def _check_parallel(section: Any, check: _Checker) -> dict[str, Any]:
     return dict(section)
 
 
-def _check_connections(section: Any, check: _Checker) -> list[tuple[str, str, Source]]:
+def _check_connections(section: Any, check: _Checker
+                       ) -> tuple[list[tuple[str, str, Source]], dict[tuple[str, str], dict]]:
+    """``a.output -> b.input``, or ``{from: a.output, to: b.input, factor: 2, offset: 0,
+    convert_units: true}`` (a linear transformation, as SSP's LinearTransformation)."""
     if section is None:
-        return []
+        return [], {}
     if not isinstance(section, list):
         check.report(("connections",), "must be a list", "- a.output -> b.input")
-        return []
-    out = []
+        return [], {}
+    out, transforms = [], {}
     for i, item in enumerate(section):
+        if isinstance(item, Mapping):
+            check.keys(item, ("connections", i), {"from", "to", "factor", "offset",
+                                                  "convert_units"})
+            ends = [item.get(key) for key in ("from", "to")]
+            if not all(isinstance(end, str) and parse_port(end) for end in ends):
+                check.report(("connections", i), "a connection mapping needs 'from' and 'to' "
+                             "as instance.variable", "{from: a.y, to: b.u, factor: 2.0}")
+                continue
+            transform = {}
+            for key in ("factor", "offset"):
+                if key in item:
+                    transform[key] = check.number(item, ("connections", i, key))
+            if not isinstance(item.get("convert_units", True), bool):
+                check.report(("connections", i, "convert_units"), "must be true or false")
+            transform["convert_units"] = item.get("convert_units", True) is not False
+            if None in transform.values():
+                continue
+            out.append((ends[0].strip(), ends[1].strip(), check.source("connections", i)))
+            transforms[ends[0].strip(), ends[1].strip()] = transform
+            continue
         match = _ARROW.match(item) if isinstance(item, str) else None
         if not match:
             check.report(("connections", i), f"not a connection: {item!r}",
                          "write '- instance.output -> instance.input'")
             continue
         out.append((match.group(1), match.group(2), check.source("connections", i)))
-    return out
+    return out, transforms
 
 
 def _check_simulation(section: Any, check: _Checker) -> Settings | None:
@@ -469,7 +504,7 @@ def _check_record(section: Any, settings: Settings, check: _Checker
         check.report(("record",), "must be a list of variables or a mapping",
                      "record: {interval: 0.01, variables: [cell.V, generator.*]}")
         return [], 1
-    check.keys(section, ("record",), {"variables", "interval"})
+    check.keys(section, ("record",), {"variables", "interval", "reduce"})
     every = 1
     if "interval" in section:
         interval = check.number(section, ("record", "interval"), positive=True)
@@ -579,7 +614,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
     if problems:
         raise ScenarioError(checks.unique(problems))
     for output, input_, source in scenario.connections:
-        graph.connect(output, input_, source=source)
+        graph.connect(output, input_, source=source,
+                      **scenario.transforms.get((output, input_), {}))
     problems = graph.check()
     record = checks.expand_record(scenario, graph, problems)
     for event, source in scenario.events:
@@ -592,8 +628,30 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
         checks.require_signal(signal, scenario.source("plot", i), graph, record, problems)
     if scenario.cohort is not None:
         checks.check_cohort_parameters(scenario, graph, problems)
+    reduce = _check_reduce_names(scenario, graph, problems)
     if problems:
         raise ScenarioError(checks.unique(problems))
     settings = dataclasses.replace(scenario.settings,
-                                   record={k: tuple(v) for k, v in record.items() if v})
+                                   record={k: tuple(v) for k, v in record.items() if v},
+                                   record_reduce=modes_by_variable(reduce, record, lambda i, v:
+                                   graph.fmu(i).variables[v].variability == "discrete"))
     return graph, settings
+
+
+def _check_reduce_names(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]
+                        ) -> list[tuple[str, str]]:
+    """``record.reduce`` keys must name instances and variables that exist."""
+    found = []
+    for key, mode, path in scenario.record_reduce:
+        instance, _, variable = key.partition(".")
+        if variable and instance not in graph.graph:
+            problems.append(scenario.source(*path).problem(
+                f"unknown instance '{instance}'", f"instances: {', '.join(graph.instances)}"))
+        elif variable not in ("", "*") and variable not in graph.fmu(instance).variables:
+            problems.append(scenario.source(*path).problem(
+                f"the FMU {graph.fmu(instance).model_name} of '{instance}' has no variable "
+                f"'{variable}'", f"`cosim info {graph.fmu(instance).path.name}` lists them"))
+        else:
+            found.append((key, mode))
+    return found
+

@@ -44,6 +44,8 @@ from cosim.journal import CALLS
 from cosim.launcher import rank_and_size
 from cosim.output import Claim, claim, finish, kept_note, release
 from cosim.peers import Peers
+from cosim.progress import Progress
+from cosim.provenance import command_line
 
 _SETUP = CALLS[0]
 
@@ -58,6 +60,7 @@ class Options:
 
     memory_limit: float | None = None  # bytes of address space for the worker (RLIMIT_AS)
     grace: float = GRACE  # seconds to stop after SIGINT/SIGTERM before the worker is killed
+    quiet: bool = False  # no progress line, no summary (errors only; the exit code tells)
 
 
 def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
@@ -73,6 +76,7 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
     """
     options = options or Options()
     rank, size = rank_and_size()
+    progress = Progress(enabled=not options.quiet and rank == 0)
     claimed = None
     if size == 1:
         try:
@@ -89,11 +93,13 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
                    "resume": str(resume) if isinstance(resume, Path) else bool(resume)}
         while True:
             ending = _run_worker(folder, request, options, stop,
-                                 _Ranks(Path(f"{output}.ranks"), rank, size) if size > 1 else None)
+                                 _Ranks(Path(f"{output}.ranks"), rank, size) if size > 1 else None,
+                                 progress)
+            progress.close()
             if size > 1:
-                return _end_of_rank(ending, folder, stop)
+                return _end_of_rank(ending, folder, stop, options.quiet)
             if ending.outcome is not None:
-                return _report(ending, folder, stop, claimed)
+                return _report(ending, folder, stop, claimed, options.quiet)
             message, status = _describe(ending, stop)
             target, kept = _recover_in_child(folder, status, message)
             if (status == "failed" and target is not None and target.startswith("/members/")
@@ -128,7 +134,7 @@ class _Ranks:
         return self.peers
 
 
-def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop) -> int:
+def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop, quiet: bool = False) -> int:
     """How this rank's worker ended, under MPI: a failure is told to the other ranks; rank 0
     completes the (partial) main file its worker announced and prints the one message."""
     from cosim.journal import JournalReader
@@ -136,7 +142,7 @@ def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop) -> int:
     ranks, outcome = ending.ranks, ending.outcome
     peers = ranks.peers
     if outcome is not None and outcome["exit"] not in (EXIT_ERROR, EXIT_INTERRUPTED):
-        return (_report(ending, folder, stop, None) if ranks.rank == 0
+        return (_report(ending, folder, stop, None, quiet) if ranks.rank == 0
                 else int(outcome["exit"]))
     if outcome is not None:  # the worker stopped on an error and marked its part itself
         interrupted = outcome.get("interrupted")
@@ -214,7 +220,7 @@ class _Ending:
 
 
 def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
-                ranks: _Ranks | None = None) -> _Ending:
+                ranks: _Ranks | None = None, progress: Progress | None = None) -> _Ending:
     from cosim.journal import JournalReader
 
     (folder / "request.json").write_text(json.dumps(request), encoding="utf-8")
@@ -222,7 +228,8 @@ def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
         (folder / stale).unlink(missing_ok=True)
     temporary = folder / "tmp"
     temporary.mkdir(exist_ok=True)
-    env = dict(os.environ, TMPDIR=str(temporary), COSIM_SUPERVISED="1")
+    env = dict(os.environ, TMPDIR=str(temporary), COSIM_SUPERVISED="1",
+               COSIM_COMMAND_LINE=command_line())  # the provenance names the user's command
     worker = subprocess.Popen([sys.executable, "-m", "cosim.worker", str(folder)], env=env,
                               close_fds=False,  # an MPI launcher's connection stays open
                               preexec_fn=_worker_limits(options.memory_limit))
@@ -239,6 +246,8 @@ def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
         now = time.monotonic()
         peak = max(peak, _resident_bytes(worker.pid))
         position = reader.position()
+        if progress is not None:
+            progress.update(position, now)
         if position is not None and position.marker != marker:
             marker, since = position.marker, now
         elif (position is not None and position.call is not None and position.marker[1] > 0
@@ -393,7 +402,8 @@ def _output_of(folder: Path) -> Path:
     return Path((folder / "output").read_text(encoding="utf-8"))
 
 
-def _report(ending: _Ending, folder: Path, stop: _Stop, claimed: Claim | None) -> int:
+def _report(ending: _Ending, folder: Path, stop: _Stop, claimed: Claim | None,
+            quiet: bool = False) -> int:
     """Commit what a worker that ended on its own wrote (in one process: renamed over the
     target if the run completed, else left as the partial file); print what it said; its exit
     code."""
@@ -408,7 +418,7 @@ def _report(ending: _Ending, folder: Path, stop: _Stop, claimed: Claim | None) -
         except OutputError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             return EXIT_ERROR
-    if outcome.get("text"):
+    if outcome.get("text") and not quiet:
         print(outcome["text"], flush=True)
     if outcome.get("error"):
         note = f"\n{kept_note(kept)}" if kept is not None else ""

@@ -44,3 +44,52 @@ def c_test_fmu(tmp_path_factory) -> Callable[[str], Path]:
         return cache[name]
 
     return make
+
+
+# -- verification and validation evidence (cosim.credibility) ---------------------------------
+# A session that runs every test of tests/models/test_<model>.py records their outcomes, with
+# each test's docstring, for the library FMU built from the same sources (its SHA-256), in
+# build/evidence/: what `cosim report` shows as that model's V&V evidence.
+_DOCS: dict[str, str] = {}
+_COLLECTED: dict[str, int] = {}
+_OUTCOMES: dict[str, list[dict[str, str]]] = {}
+
+
+def _model_module(nodeid: str) -> str | None:
+    path = Path(nodeid.split("::")[0])
+    return path.stem if path.parent.name == "models" and path.stem.startswith("test_") else None
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        module = _model_module(item.nodeid)
+        if module is not None:
+            doc = (getattr(item, "obj", None).__doc__ or "").strip().split("\n\n")[0]
+            _DOCS[item.nodeid] = " ".join(doc.split()) or item.originalname.removeprefix(
+                "test_").replace("_", " ")
+            _COLLECTED[module] = _COLLECTED.get(module, 0) + 1
+
+
+def pytest_runtest_logreport(report) -> None:
+    module = _model_module(report.nodeid)
+    if module is not None and (report.when == "call" or report.outcome != "passed"):
+        _OUTCOMES.setdefault(module, []).append(
+            {"test": report.nodeid, "doc": _DOCS.get(report.nodeid, ""),
+             "outcome": report.outcome})
+
+
+def pytest_sessionfinish(session) -> None:
+    from cosim.build import library_fmu, library_model_names
+    from cosim.credibility import EVIDENCE, write_evidence
+    from cosim.provenance import file_sha256, source_commit
+
+    complete = {m for m, tests in _OUTCOMES.items()
+                if len({t["test"] for t in tests}) == _COLLECTED.get(m)}
+    editions = _OUTCOMES.get("test_editions", []) if "test_editions" in complete else []
+    for module in complete - {"test_editions"}:
+        model = module.removeprefix("test_")
+        if model not in library_model_names():
+            continue
+        fmu = library_fmu(model)
+        tests = _OUTCOMES[module] + [t for t in editions if f"[{model}" in t["test"]]
+        write_evidence(EVIDENCE, model, fmu, file_sha256(fmu), tests, source_commit()[0])

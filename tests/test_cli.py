@@ -135,6 +135,43 @@ def test_exit_codes_are_distinct_and_in_the_help(capsys):
         assert f"\n  {code:<4} " in out
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["graph", "s.yaml", "--ranks", "0"], "argument --ranks: must be 1 or more, got 0"),
+    (["graph", "s.yaml", "--ranks", "-3"], "argument --ranks: must be 1 or more, got -3"),
+    (["graph", "s.yaml", "--ranks", "two"], "argument --ranks: 'two' is not a whole number"),
+    (["run", "s.yaml", "--memory-limit", "0"], "must be a number above 0, got 0"),
+    (["run", "s.yaml", "--memory-limit", "nan"], "must be a number above 0, got nan"),
+    (["run"], "the following arguments are required: scenario"),
+    (["report"], "the following arguments are required: results"),
+])
+def test_nonsense_arguments_are_refused_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 64
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_version_and_help_with_arguments_and_exit_codes(capsys):
+    import cosim
+
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"cosim {cosim.__version__}\n"
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "docs/tutorial.md" in text
+    for command in ("run", "check", "info", "graph", "report", "build-fmus"):
+        assert f"    {command}" in text
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert "the scenario file (docs/scenario-format.md)" in text and "--quiet" in text
+    assert "  64   usage error" in text  # each command's help has the exit codes too
+
+
 def test_installed_command(folder):
     done = subprocess.run([str(Path(sys.executable).parent / "cosim"), "check",
                            str(folder / "fail.yaml")], capture_output=True, text=True,

@@ -142,3 +142,18 @@ def test_results_file_records_what_produced_it(folder, tmp_path, monkeypatch):
     assert attrs["scenario_sha256"] == sha256(scenario)
     assert attrs["cohort_table"] == {"file": str(table.resolve()), "sha256": sha256(table)}
     assert attrs["isolation"] == {"a": "none"}
+
+
+def test_a_supervised_run_records_the_users_command_not_the_workers(tmp_path):
+    """``cosim run`` runs the scenario in a worker process (``python -m cosim.worker
+    <folder>``): the results name the command the user typed."""
+    kit.build_c_oscillator(tmp_path)
+    scenario = tmp_path / "one.yaml"
+    scenario.write_text("version: 1\nfmus: {osc: c_oscillator.fmu}\ninstances: {a: osc}\n"
+                        "simulation: {stop: 0.1, step: 0.01}\n", encoding="utf-8")
+    cosim_command = Path(sys.executable).parent / "cosim"
+    done = subprocess.run([str(cosim_command), "run", "one.yaml", "-o", "out.h5", "--no-plot"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open_results(tmp_path / "out.h5") as results:
+        assert results.attrs["command_line"] == "cosim run one.yaml -o out.h5 --no-plot"

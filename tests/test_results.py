@@ -67,11 +67,12 @@ def test_layout_and_variable_attributes(run):
     with h5py.File(run[1], "r") as file:
         assert set(file) == {"time", "instances", "verdict", "log"}
         assert set(file["instances"]) == {"left", "right"}
-        assert set(file["instances/left"]) == {"x", "v"}
-        assert set(file["instances/right"]) == {"x", "x_other"}
+        assert set(file["instances/left"]) == {"x", "v", "time"}
+        assert set(file["instances/right"]) == {"x", "x_other", "time"}
+        assert file["instances/left/time"] == file["time"]  # a hard link: xarray's coordinate
         x = file["instances/left/x"]
-        assert (x.attrs["unit"], x.attrs["causality"], x.attrs["type"]) == ("m", "output", "Real")
-        assert x.attrs["description"] == "Position"
+        assert (x.attrs["units"], x.attrs["causality"], x.attrs["type"]) == ("m", "output", "Real")
+        assert x.attrs["long_name"] == "Position"
         assert file["instances/right/x_other"].attrs["causality"] == "input"
         assert x.dims[0][0] == file["time"]  # time is the dimension scale
         for dataset in (file["time"], x):
@@ -87,7 +88,7 @@ def test_root_provenance(run, folder):
     sha256 = hashlib.sha256((folder / "c_oscillator.fmu").read_bytes()).hexdigest()
     with h5py.File(results, "r") as file:
         attrs = file.attrs
-        assert (attrs["format"], attrs["format_version"]) == ("cosim-results", 1)
+        assert (attrs["format"], attrs["format_version"]) == ("cosim-results", 2)
         assert attrs["status"] == "completed" and attrs["error"] == ""
         assert attrs["scenario_text"] == scenario.read_text()
         assert attrs["scenario_file"] == str(scenario)
@@ -111,8 +112,11 @@ def test_reader_api(run):
         assert left[0] == 1.0 and results["right.x"][0] == 0.0
         # Gauss-Seidel, left steps first: right's input over step n is left.x at point n + 1
         np.testing.assert_array_equal(right_input[1:], left[1:])
-        with pytest.raises(KeyError, match="'left.nope' was not recorded; recorded: "):
+        with pytest.raises(KeyError, match="'left.nope' was not recorded in .*; did you mean "
+                           "'left.x' or 'left.v'"):
             results["left.nope"]
+        with pytest.raises(KeyError, match="'zz.q' was not recorded in .*; recorded: left.v, "):
+            results["zz.q"]
         assert results.attrs["fmus"]["right"]["model_name"] == "COscillator"
 
 

@@ -73,6 +73,26 @@ def test_sinus_rhythm_above_the_lower_rate_keeps_the_pacemaker_inhibited(tmp_pat
     assert outcomes(report)["every beat sensed"].value == pytest.approx(75.0, abs=0.05)
 
 
+def test_ddd_with_a_sinus_atrium_tracks_p_waves_and_paces_a_slow_atrium(tmp_path):
+    """The atrium (a second tissue, its lead and cell) as docs/closed-loop.md wires it: at a
+    sinus rate of 75/min the ventricle is paced at that rate after each sensed P wave; with
+    the sinus node at 40/min the generator paces the atrium, and each atrial pace captures."""
+    report = run_scenario(SCENARIOS / "ddd_av_block_sinus.yaml", tmp_path / "ddd.h5",
+                          plot=False)
+    assert report.passed, report.text()
+    assert 73 <= outcomes(report)["ventricle paced at the sinus rate"].value <= 77
+    slow = tmp_path / "slow.yaml"
+    slow.write_text((SCENARIOS / "ddd_av_block_sinus.yaml").read_text().replace(
+        "intrinsic_rate: 75.0, intrinsic_delay: 0.2", "intrinsic_rate: 40.0, intrinsic_delay: 3.0"))
+    with open_results(run_scenario(slow, tmp_path / "slow.h5", plot=False).results) as res:
+        paces, beats = res["pacemaker.ap_count"], res["atrial_myocyte.beat_count"]
+        time = res.time
+    assert paces[-1] >= 10  # below the lower rate: atrial pacing
+    for at in time[np.flatnonzero(np.diff(paces) > 0) + 1]:  # every pace captures the atrium
+        after = (time > at - 1e-9) & (time <= at + 0.1)
+        assert beats[after][-1] > beats[time < at][-1]
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))
 def test_every_scenario_checks(name):
     assert "OK" in check_text(SCENARIOS / name)

@@ -145,6 +145,7 @@ def test_a_cohort_prints_its_verdict_and_exits_2_when_a_member_fails_or_errors(t
     assert done.returncode == cli.EXIT_VERDICT_FAIL, done.stderr
     assert done.stdout.splitlines() == [
         f"results: {output}",
+        f"report:  {output.with_suffix('.html')}",  # the HTML report, cohorts too
         "COHORT VERDICT: FAIL (1 of 3 members passed, 1 failed their criteria, 1 did not "
         "complete)",
         "  worst member per criterion (2 members judged):",

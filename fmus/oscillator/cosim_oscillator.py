@@ -12,6 +12,10 @@ import numpy as np
 from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, Real
 from scipy.linalg import expm
 
+PARAMETERS = {"m": "mass", "k": "spring constant to the wall", "c": "damping coefficient",
+              "k_c": "coupling spring constant to the neighbour", "x0": "initial position",
+              "v0": "initial velocity"}
+
 
 class Oscillator(Fmi2Slave):
     author = "cosim"
@@ -34,14 +38,16 @@ class Oscillator(Fmi2Slave):
         self.x = 1.0
         self.v = 0.0
         self._cache = (None, None)
-        for name in ("m", "k", "c", "k_c", "x0", "v0"):
+        for name, description in PARAMETERS.items():
             self.register_variable(Real(name, causality=Fmi2Causality.parameter,
-                                        variability=Fmi2Variability.fixed))
-        self.register_variable(Real("x_other", causality=Fmi2Causality.input))
+                                        variability=Fmi2Variability.fixed,
+                                        description=description))
+        self.register_variable(Real("x_other", causality=Fmi2Causality.input,
+                                    description="position of the coupled mass"))
         self.register_variable(Real("x", causality=Fmi2Causality.output,
-                                    initial=Fmi2Initial.calculated))
+                                    initial=Fmi2Initial.calculated, description="position"))
         self.register_variable(Real("v", causality=Fmi2Causality.output,
-                                    initial=Fmi2Initial.calculated))
+                                    initial=Fmi2Initial.calculated, description="velocity"))
 
     def exit_initialization_mode(self):
         self.x, self.v = self.x0, self.v0
