@@ -152,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CosimError as error:
-        from cosim import parallel
+        from cosim.launcher import rank_and_size
 
-        if parallel.rank() == 0:  # under MPI every rank finds the same scenario errors
+        # under MPI every rank finds the same errors; the rank comes from the launcher's
+        # environment: this process (a supervisor, or a command) must not initialise MPI
+        if rank_and_size()[0] == 0:
             print(f"error: {_with_notes(error)}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into `head`
