@@ -20,6 +20,7 @@ count (``gather`` collects the ranks' parts on rank 0, which writes the file).
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,9 @@ class Checkpointer:
         self.run = run
         self.first = run.step_index  # a resumed run does not save its first point again
         self.last = run.settings.steps  # nor is the end worth one: the run is over
+        # only at recorded points: between two, the recorder holds part of an interval it
+        # reduces (record.reduce), which a checkpoint does not keep
+        self.every = math.lcm(self.every, max(1, int(run.settings.record_every)))
 
     def stepped(self, n: int, time: float) -> None:
         if n % self.every or n == self.first or n == self.last:

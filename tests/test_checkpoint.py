@@ -211,3 +211,23 @@ def test_a_distributed_run_killed_at_2_ranks_resumes_at_3_bit_for_bit(reference,
     assert resumed.returncode == 0, resumed.stderr
     assert "VERDICT: PASS (6 of 6 criteria met)" in resumed.stdout
     same_results(expected, output)
+
+
+def test_checkpoints_fall_on_recorded_points(reference, tmp_path):
+    """every: 0.3 s with rows every 0.2 s: checkpoints every 0.6 s, so a reduced interval
+    (record.reduce) is never cut by one; resuming still equals an uninterrupted run."""
+    scenario, _ = reference
+    text = scenario.read_text().replace("checkpoint: {every: 2}", "checkpoint: {every: 0.3}")
+    text = text.replace("interval: 0.001", "interval: 0.2")
+    coarse = tmp_path / "coarse.yaml"
+    coarse.write_text(text)
+    expected, output = tmp_path / "expected.h5", tmp_path / "coarse.h5"
+    assert run(["run", str(coarse), "-o", str(expected), "--no-plot"]).returncode == 0
+    with h5py.File(expected) as file:
+        assert file.attrs["checkpoints"] == 33  # at 0.6, 1.2, … 19.8 s
+    partial = kill_after_a_checkpoint(["run", str(coarse), "-o", str(output), "--no-plot"],
+                                      output)
+    assert read_checkpoint(checkpoint_path(partial)).step % 600 == 0
+    done = run(["run", str(coarse), "-o", str(output), "--no-plot", "--resume"])
+    assert done.returncode == 0, done.stderr
+    same_results(expected, output)
