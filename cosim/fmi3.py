@@ -80,6 +80,11 @@ class Instance3(Instance):
         self.early_returns = 0  # doStep calls that returned before the end of their step
         self.event_times: deque[float] = deque(maxlen=1000)  # events handled in event mode
         self._environment = next(_ENVIRONMENT_IDS)
+        # fmi3DoStep's four results, allocated once (the hot path): eventHandlingNeeded,
+        # terminateSimulation, earlyReturn, lastSuccessfulTime
+        self._step_results = (ctypes.c_bool(), ctypes.c_bool(), ctypes.c_bool(),
+                              ctypes.c_double())
+        self._step_pointers = tuple(ctypes.byref(x) for x in self._step_results)
 
     # -- lifecycle -------------------------------------------------------------------------
     def instantiate(self) -> None:
@@ -289,12 +294,10 @@ class Instance3(Instance):
         event it announces, in event mode) by further ``fmi3DoStep`` calls to the step's end."""
         end = time + step
         now, size = time, step  # the step as given: (time + step) - time may round otherwise
-        event, terminate, early = ctypes.c_bool(), ctypes.c_bool(), ctypes.c_bool()
-        last = ctypes.c_double()
+        event, terminate, early, last = self._step_results
         do_step = self._fn["fmi3DoStep"]
         while True:
-            status = do_step(self._component, now, size, True, ctypes.byref(event),
-                             ctypes.byref(terminate), ctypes.byref(early), ctypes.byref(last))
+            status = do_step(self._component, now, size, True, *self._step_pointers)
             if status:
                 if status == 2:
                     raise self._failure("fmi3DoStep", status,
