@@ -1,9 +1,10 @@
 """Proof of exchange: the library's FMUs run in other FMI tools, not only in cosim.
 
 - libcosim's C++ co-simulation engine (PyPI ``libcosimpy``, a test dependency) runs each FMI 2.0
-  library FMU alone, with the values fmpy gives, and the flagship's closed loop as cosim's
-  Jacobi master does (libcosimpy 0.0.6 reads FMI 1.0 and 2.0 only: an FMI 3.0 FMU crashes it
-  while loading, so the FMI 3.0 editions are not given to it);
+  library FMU alone, with the values fmpy gives (the flagship's closed loop in libcosim, from
+  the SSP archive cosim exports, is tests/test_ssp.py's); libcosimpy 0.0.6 reads FMI 1.0 and
+  2.0 only: an FMI 3.0 FMU crashes it while loading, so the FMI 3.0 editions are not given
+  to it;
 - ``fmpy validate`` and ``fmpy simulate`` (the command line) in a fresh virtual environment that
   holds fmpy and what it needs, nothing of cosim, pythonfmu or scipy, accept and run every FMI
   2.0 and FMI 3.0 library FMU.
@@ -24,13 +25,9 @@ import fmpy
 import fmu_kit as kit  # tests/fmu_kit.py
 import pytest
 
-from cosim.results import open_results
-from cosim.run import run_scenario
-
 MODELS = ("cell", "generator", "lead", "organ", "tissue")
 ROOT = Path(__file__).resolve().parent.parent
 LIBCOSIM_RUN = ROOT / "tests" / "fixtures" / "exchange" / "libcosim_run.py"
-FLAGSHIP = ROOT / "scenarios" / "vvi_complete_av_block.yaml"
 ALONE = {  # model: (parameters, outputs) for 1 s of 1 ms steps without inputs
     "cell": ({"g_load": 0.0, "V_rest": -80.0}, ["V", "h", "beat_count"]),
     "generator": ({"mode": 4}, ["vp_count", "ap_count", "battery_charge_used"]),
@@ -86,52 +83,6 @@ def test_libcosim_runs_each_library_fmu_as_fmpy_does(build_model, tmp_path, mode
                        == kind] for kind, refs in wanted.items()}
     reference.free()
     assert got == expected
-
-
-def test_libcosim_runs_the_flagship_loop_as_cosim_does(build_model, tmp_path):
-    """The flagship's five FMUs and ten connections in libcosim's fixed-step (Jacobi) engine
-    for 5 s at 1 ms against the same scenario through cosim's Jacobi master: the same paces
-    and beats, pressures and volumes to 1e-9 (the two engines initialise the loop slightly
-    differently: the values agree to rounding)."""
-    keys = {"pacemaker": "generator", "lead": "lead", "myocyte": "cell",
-            "myocardium": "tissue", "heart": "organ"}
-    parameters = {"pacemaker": {"mode": 2, "lower_rate": 60.0},
-                  "myocardium": {"intrinsic_rate": 35.0, "intrinsic_delay": 0.3,
-                                 "intrinsic_reset": 1}}
-    text = FLAGSHIP.read_text()
-    connections = [line.strip()[2:].split(" -> ") for line in
-                   text[text.index("connections:"):text.index("simulation:")].splitlines()[1:]]
-    variables = {name: references(build_model(model)) for name, model in keys.items()}
-
-    def reference(signal: str) -> tuple[str, int]:
-        instance, variable = signal.split(".")
-        return instance, variables[instance][variable].valueReference
-
-    observed = {"pacemaker.vp_count", "myocyte.beat_count", "heart.P_ao", "heart.V_lv",
-                "heart.P_pu", "myocyte.V"}
-    outputs: dict[str, dict[str, list[int]]] = {}
-    for signal in observed:
-        instance, number = reference(signal)
-        kind = variables[instance][signal.split(".")[1]].type.lower()
-        outputs.setdefault(instance, {"real": [], "integer": []})[kind].append(number)
-    got = libcosim({"step": 0.001, "stop": 5.0,
-                    "instances": {name: {"fmu": str(build_model(model)),
-                                         **typed(variables[name], parameters.get(name, {}))}
-                                  for name, model in keys.items()},
-                    "connections": [[*reference(a), *reference(b)] for a, b in connections],
-                    "outputs": outputs}, tmp_path)
-    scenario = tmp_path / "jacobi.yaml"
-    scenario.write_text(text[:text.index("criteria:")].replace("stop: 20.0", "stop: 5.0")
-                        .replace("gauss-seidel", "jacobi"))
-    report = run_scenario(scenario, tmp_path / "jacobi.h5", plot=False)
-    with open_results(report.results) as results:
-        ours = {signal: results[signal][-1] for signal in observed}
-    for signal in observed:
-        instance, number = reference(signal)
-        kind = variables[instance][signal.split(".")[1]].type.lower()
-        value = got[instance][kind][outputs[instance][kind].index(number)]
-        assert value == pytest.approx(ours[signal], rel=1e-9, abs=1e-12), signal
-    assert ours["pacemaker.vp_count"] >= 4 and ours["myocyte.beat_count"] >= 4
 
 
 @pytest.mark.slow
