@@ -1,12 +1,13 @@
-"""Real-time factor of the flagship closed-loop scenario on one core, C library against the
-Python editions, with a per-FMU breakdown.
+"""Real-time factor of the flagship closed-loop scenario on one core, C library (FMI 2.0 and
+FMI 3.0 editions) against the Python editions, with a per-FMU breakdown.
 
     .venv/bin/python benchmarks/realtime.py [scenario.yaml]
 
 RTF = simulated seconds / CPU seconds of the co-simulation (instantiation to the last step,
 recording included; ``time.process_time``), at the scenario's own fixed communication step.
 Measured in one run for the library as scenarios use it (the C FMUs, "after") and for the
-Python editions of the same models (pythonfmu FMUs, "before"); both must give the same verdict
+Python editions of the same models (pythonfmu FMUs, "before"), and for the FMI 3.0 editions of
+the C models (the same model files under the FMI 3.0 layer); all must give the same verdict
 figures. The breakdown times each instance's fmi2DoStep separately in a further run of the C
 library; "master+calls" is the rest (gathering inputs, fmi2Set/Get, the master, recording).
 The floor: a ring of as many trivial C FMUs (the tests' hand-written oscillator) stepped the
@@ -34,12 +35,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest
 import fmu_kit as kit  # noqa: E402
 
 
-def scenario_graph(path: Path, python: bool):
+def scenario_graph(path: Path, python: bool, fmi3: bool = False):
     """The scenario's graph and settings; with ``python`` its library models are the Python
-    editions."""
+    editions, with ``fmi3`` the FMI 3.0 editions."""
     scenario = load_scenario(path)
-    if python:
-        fmus = {key: library_fmu(str(fmu).split(":", 1)[1], python=True)
+    if python or fmi3:
+        fmus = {key: library_fmu(str(fmu).split(":", 1)[1], python=python, fmi3=fmi3)
                 if str(fmu).startswith("library:") else fmu
                 for key, fmu in scenario.fmus.items()}
         scenario = dataclasses.replace(scenario, fmus=fmus)
@@ -59,8 +60,10 @@ def main() -> None:
         "vvi_complete_av_block.yaml"
     simulated = None
     with tempfile.TemporaryDirectory() as tmp:
-        for label, python in (("C library (after)", False), ("Python editions (before)", True)):
-            graph, settings = scenario_graph(path, python)
+        for label, python, fmi3 in (("C library (after)", False, False),
+                                    ("C library, FMI 3.0", False, True),
+                                    ("Python editions (before)", True, False)):
+            graph, settings = scenario_graph(path, python, fmi3)
             simulated = settings.stop - settings.start
             rtf = cpu_rtf(graph, settings, Path(tmp))
             print(f"{path.name}, {label:<25}: {simulated:g} s simulated at a "

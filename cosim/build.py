@@ -8,6 +8,9 @@ hold the C edition to. ``fmus/common/`` holds the C FMI layer, not a model.
 
 - ``library_fmu(name)``: the FMU a scenario's ``fmus: {key: name}`` means, in
   ``build/fmus/<Name>.fmu``: the C edition where there is one, else the Python edition.
+- ``library_fmu(name, fmi3=True)``: the FMI 3.0 edition of a C model (same model file, the FMI
+  3.0 layer), in ``build/fmus/fmi3/<Name>.fmu``; ``cosim build-fmus`` builds them with the FMI
+  2.0 ones;
 - ``library_fmu(name, python=True)``: the Python edition of a model that also has a C one, in
   ``build/fmus/python/<Name>.fmu`` (``cosim build-fmus --python`` builds them all).
 
@@ -50,6 +53,7 @@ DEFAULT_SOURCES = REPO_ROOT / "fmus"
 DEFAULT_DOCS = REPO_ROOT / "docs" / "models"
 DEFAULT_OUTPUT = REPO_ROOT / "build" / "fmus"
 PYTHON_EDITIONS = "python"  # sub-folder of the output for Python editions of C models
+FMI3_EDITIONS = "fmi3"  # sub-folder of the output for FMI 3.0 editions of C models
 
 
 def model_sources(root: Path = DEFAULT_SOURCES) -> list[Path]:
@@ -82,27 +86,29 @@ def library_model_names(sources: Path = DEFAULT_SOURCES) -> list[str]:
 
 
 def library_fmu(name: str, dest_dir: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES,
-                docs: Path = DEFAULT_DOCS, python: bool = False) -> Path:
+                docs: Path = DEFAULT_DOCS, python: bool = False, fmi3: bool = False) -> Path:
     """The FMU of library model ``name`` (see the module's docstring), built first if it is
     missing or was built from other inputs."""
-    return _library_build(name, dest_dir, sources, docs, python)[0]
+    return _library_build(name, dest_dir, sources, docs, python, fmi3)[0]
 
 
 def build_library(dest_dir: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES,
                   docs: Path = DEFAULT_DOCS, python: bool = False) -> list[tuple[Path, bool]]:
-    """Every library FMU (with ``python``: also the Python editions of the C models), built
-    where stale; returns (path, whether it was built now)."""
+    """Every library FMU and the FMI 3.0 editions of the C models (with ``python``: also
+    their Python editions), built where stale; returns (path, whether it was built now)."""
     results = []
     for name in library_model_names(sources):
-        results.append(_library_build(name, dest_dir, sources, docs, False))
+        results.append(_library_build(name, dest_dir, sources, docs, False, False))
         folder = Path(sources) / name
+        if c_source(folder) is not None:
+            results.append(_library_build(name, dest_dir, sources, docs, False, True))
         if python and c_source(folder) is not None and python_script(folder) is not None:
-            results.append(_library_build(name, dest_dir, sources, docs, True))
+            results.append(_library_build(name, dest_dir, sources, docs, True, False))
     return results
 
 
 def _library_build(name: str, dest_dir: Path, sources: Path, docs: Path,
-                   python: bool) -> tuple[Path, bool]:
+                   python: bool, fmi3: bool) -> tuple[Path, bool]:
     folder = Path(sources) / name
     if name not in library_model_names(sources):
         raise ScenarioError(Problem(f"no model '{name}' in the library ({sources})",
@@ -113,17 +119,22 @@ def _library_build(name: str, dest_dir: Path, sources: Path, docs: Path,
     if python and script is None:
         raise ScenarioError(Problem(f"library model '{name}' has no Python edition",
                                     file=str(folder)))
+    if fmi3 and (python or c_file is None):
+        raise ScenarioError(Problem(f"library model '{name}' has no FMI 3.0 edition (only C "
+                                    "models have one)", file=str(folder)))
     if c_file is not None and not python:
-        fmu = Path(dest_dir) / f"{_c_model_name(c_file)}.fmu"
+        version = "3.0" if fmi3 else "2.0"
+        out = Path(dest_dir) / FMI3_EDITIONS if fmi3 else Path(dest_dir)
+        fmu = out / f"{_c_model_name(c_file)}.fmu"
         try:
-            inputs = build_inputs(c_file, documentation_file)
+            inputs = build_inputs(c_file, documentation_file, version)
         except CosimError:
             if fmu.is_file():  # no compiler here: use the FMU built elsewhere
                 return fmu, False
             raise
         if fmu.is_file() and built_from(fmu) == inputs:
             return fmu, False
-        return build_c_fmu(c_file, dest_dir, documentation_file), True
+        return build_c_fmu(c_file, out, documentation_file, version), True
     if c_file is not None:
         dest_dir = Path(dest_dir) / PYTHON_EDITIONS
     fmu = Path(dest_dir) / f"{_class_name(script)}.fmu"

@@ -1,16 +1,20 @@
-"""Compile a C model of the library (``fmus/<name>/<name>.c``) into an FMI 2.0 co-simulation FMU.
+"""Compile a C model of the library (``fmus/<name>/<name>.c``) into a co-simulation FMU, FMI
+2.0 or FMI 3.0 (the two editions of a model: same model file, another layer).
 
 A model file holds the equations and a table of its variables (``fmus/common/model.h``); the
-FMI 2.0 layer ``fmus/common/fmi2_layer.c`` turns it into the fmi2 functions. The build, with
-the system C compiler (``$CC``, else ``cc``, else ``gcc``):
+FMI 2.0 layer ``fmus/common/fmi2_layer.c`` turns it into the fmi2 functions, the FMI 3.0 layer
+``fmus/common/fmi3_layer.c`` into the fmi3 ones. The build, with the system C compiler
+(``$CC``, else ``cc``, else ``gcc``):
 
-1. compiles ``describe_model.c`` with the model into a program that prints the table as JSON;
-2. writes ``modelDescription.xml`` from it (units, DefaultExperiment, a description for every
-   variable, ModelStructure with outputs, their dependencies and the InitialUnknowns) and
-   ``guid.h``, whose GUID is derived from that interface;
-3. compiles the layer and the model into ``binaries/<platform>/<Name>.so`` with fixed flags;
+1. compiles ``describe_model.c`` with the model into a program that prints its tables as JSON;
+2. writes ``modelDescription.xml`` from it (``cosim.model_descriptions``: units,
+   DefaultExperiment, a description for every variable, ModelStructure) and ``guid.h`` (FMI
+   2.0) or ``token.h`` (FMI 3.0), whose GUID or instantiation token is derived from that
+   interface;
+3. compiles the layer and the model into ``binaries/<platform>/<Name>.so`` with fixed flags
+   (``linux64`` for FMI 2.0, ``x86_64-linux`` for FMI 3.0);
 4. writes the archive (``cosim.packaging``) with ``sources/`` (everything a user needs to
-   rebuild the binary on another platform: the C files, ``model.h``, ``guid.h``, the FMI 2.0
+   rebuild the binary on another platform: the C files, ``model.h``, the token header, the FMI
    headers, ``buildDescription.xml`` and ``README.txt`` with the compiler command) and
    ``documentation/`` (``docs/models/<name>.md`` as HTML).
 
@@ -26,31 +30,55 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from cosim.errors import Problem, ScenarioError
-from cosim.packaging import (
-    documentation_members,
-    inputs_hash,
-    unit_definitions,
-    write_archive,
-    xml_bytes,
-)
+from cosim.model_descriptions import check_table, model_description2, model_description3
+from cosim.packaging import documentation_members, inputs_hash, write_archive, xml_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMON = REPO_ROOT / "fmus" / "common"
-LAYER = ("model.h", "fmi2_layer.c")
 DESCRIBE = "describe_model.c"
-FMI_HEADERS = ("fmi2Functions.h", "fmi2FunctionTypes.h", "fmi2TypesPlatform.h")
 # Deterministic and portable: no -march (the binary runs on any x86-64), no fast-math, no
 # contraction into fused multiply-adds (the arithmetic is the Python editions', bit for bit).
 # -O3 -fno-trapping-math let the compiler vectorise the tissue's loops (values unchanged: it
 # only stops assuming that a comparison may raise a floating-point exception).
 CFLAGS = ("-std=c99", "-O3", "-fno-trapping-math", "-fPIC", "-fvisibility=hidden",
           "-ffp-contract=off", "-Wall", "-Wextra")
-GENERATION_TOOL = "cosim build-fmus (C model, FMI 2.0 layer fmus/common/fmi2_layer.c)"
+
+
+@dataclass(frozen=True)
+class Edition:
+    """What differs between the FMI 2.0 and the FMI 3.0 build of the same model file."""
+
+    fmi_version: str               # "2.0" or "3.0"
+    layer: str                     # the FMI layer in fmus/common/
+    headers: tuple[str, ...]       # the FMI headers (fmpy ships them)
+    token_header: str              # written by the build: the GUID or instantiation token
+    token_macro: str
+    platforms: tuple[str, str]     # binaries/ folder of Linux, macOS on this machine's CPU
+    platform_names: str            # the other folders, for README.txt
+
+
+def edition(fmi_version: str) -> Edition:
+    """The build of ``fmi_version`` ("2.0" or "3.0")."""
+    arm = platform.machine().lower() in ("arm64", "aarch64")
+    if fmi_version == "2.0":
+        return Edition("2.0", "fmi2_layer.c",
+                       ("fmi2Functions.h", "fmi2FunctionTypes.h", "fmi2TypesPlatform.h"),
+                       "guid.h", "MODEL_GUID", ("linux64", "darwin64"),
+                       "linux64, darwin64 as {name}.dylib, win64 as {name}.dll")
+    if fmi_version == "3.0":
+        cpu = "aarch64" if arm else "x86_64"
+        return Edition("3.0", "fmi3_layer.c",
+                       ("fmi3Functions.h", "fmi3FunctionTypes.h", "fmi3PlatformTypes.h"),
+                       "token.h", "INSTANTIATION_TOKEN", (f"{cpu}-linux", f"{cpu}-darwin"),
+                       "x86_64-linux, aarch64-linux, x86_64-darwin or aarch64-darwin as "
+                       "{name}.dylib, x86_64-windows as {name}.dll")
+    raise ValueError(f"no FMI {fmi_version} edition (2.0 or 3.0)")
 
 
 def c_source(model_folder: Path) -> Path | None:
@@ -83,36 +111,40 @@ def compiler_identity(cc: str) -> str:
 
 
 def fmi_headers() -> Path:
-    """The folder of the FMI 2.0 headers (fmpy ships them)."""
+    """The folder of the FMI 2.0 and 3.0 headers (fmpy ships them)."""
     import fmpy
 
     return Path(fmpy.__file__).parent / "c-code"
 
 
-def binary_folder() -> tuple[str, str]:
-    """(FMI 2.0 platform folder, shared-library suffix) of this machine."""
+def binary_folder(fmi_version: str = "2.0") -> tuple[str, str]:
+    """(platform folder under binaries/, shared-library suffix) of this machine."""
     machine = platform.machine().lower()
     if machine not in ("x86_64", "amd64", "arm64", "aarch64"):
-        raise ScenarioError(Problem(f"no FMI 2.0 platform name for a {machine} machine",
-                                    hint="compile sources/ of the FMU with your tool"))
+        raise ScenarioError(Problem(f"no FMI {fmi_version} platform name for a {machine} "
+                                    "machine", hint="compile sources/ of the FMU with your tool"))
+    linux, darwin = edition(fmi_version).platforms
     if sys.platform.startswith("linux"):
-        return "linux64", ".so"
+        return linux, ".so"
     if sys.platform == "darwin":
-        return "darwin64", ".dylib"
+        return darwin, ".dylib"
     raise ScenarioError(Problem(f"building the C library on {sys.platform} is not supported",
                                 hint="build on Linux or macOS, or compile each FMU's sources/ "
                                      "with your tool (sources/README.txt)"))
 
 
-def build_inputs(source: Path, documentation_file: Path | None) -> str:
+def build_inputs(source: Path, documentation_file: Path | None,
+                 fmi_version: str = "2.0") -> str:
     """The hash of everything a C FMU is built from (``cosim.packaging.inputs_hash``)."""
-    files = [source, *(COMMON / name for name in (*LAYER, DESCRIBE)),
-             *(fmi_headers() / name for name in FMI_HEADERS), Path(__file__),
-             Path(__file__).with_name("packaging.py")]
+    chosen = edition(fmi_version)
+    files = [source, *(COMMON / name for name in ("model.h", chosen.layer, DESCRIBE)),
+             *(fmi_headers() / name for name in chosen.headers), Path(__file__),
+             Path(__file__).with_name("packaging.py"),
+             Path(__file__).with_name("model_descriptions.py")]
     if documentation_file is not None and Path(documentation_file).is_file():
         files.append(Path(documentation_file))
     return inputs_hash(files, (compiler_identity(compiler()), " ".join(CFLAGS),
-                               *binary_folder()))
+                               *binary_folder(fmi_version)))
 
 
 def describe(source: Path, work: Path) -> dict:
@@ -127,26 +159,38 @@ def describe(source: Path, work: Path) -> dict:
     return json.loads(result.stdout)
 
 
-def build_c_fmu(source: Path, dest_dir: Path, documentation_file: Path | None = None) -> Path:
-    """Build the FMU of the C model ``source`` into ``dest_dir``; returns its path."""
+def build_c_fmu(source: Path, dest_dir: Path, documentation_file: Path | None = None,
+                fmi_version: str = "2.0") -> Path:
+    """Build the FMU (FMI ``fmi_version``: "2.0" or "3.0") of the C model ``source`` into
+    ``dest_dir``; returns its path."""
     source = Path(source).resolve()
-    platform_folder, suffix = binary_folder()
-    inputs = build_inputs(source, documentation_file)
+    chosen = edition(fmi_version)
+    platform_folder, suffix = binary_folder(fmi_version)
+    inputs = build_inputs(source, documentation_file, fmi_version)
     with tempfile.TemporaryDirectory(prefix="cosim_c_") as tmp:
         work = Path(tmp)
         info = describe(source, work)
-        _check_table(info, source)
+        check_table(info, source)
         name = info["name"]
-        guid = "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, "cosim:" + json.dumps(
-            info, sort_keys=True))) + "}"
-        sources = {name: (COMMON / name).read_bytes() for name in LAYER}
+        compile_files = [chosen.layer, source.name]
+        if fmi_version == "2.0":  # the FMI 2.0 interface: the table alone
+            table = {key: value for key, value in info.items() if key != "arrays"}
+            token = "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, "cosim:" + json.dumps(
+                table, sort_keys=True))) + "}"
+            description = model_description2(info, token, compile_files, source)
+        else:
+            token = "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, "cosim-fmi3:" + json.dumps(
+                info, sort_keys=True))) + "}"
+            description = model_description3(info, token, source)
+        sources = {name: (COMMON / name).read_bytes() for name in ("model.h", chosen.layer)}
         sources[source.name] = source.read_bytes()
-        sources.update({name: (fmi_headers() / name).read_bytes() for name in FMI_HEADERS})
-        sources["guid.h"] = (f"/* Written by the build: the GUID of this modelDescription.xml."
-                             f" */\n#define MODEL_GUID \"{guid}\"\n").encode()
-        compile_files = ["fmi2_layer.c", source.name]
+        sources.update({name: (fmi_headers() / name).read_bytes() for name in chosen.headers})
+        what = "GUID" if fmi_version == "2.0" else "instantiation token"
+        sources[chosen.token_header] = (
+            f"/* Written by the build: the {what} of this modelDescription.xml. */\n"
+            f"#define {chosen.token_macro} \"{token}\"\n").encode()
         sources["buildDescription.xml"] = _build_description(name, compile_files)
-        sources["README.txt"] = _readme(name, compile_files, suffix).encode()
+        sources["README.txt"] = _readme(name, compile_files, suffix, chosen).encode()
         folder = work / "sources"
         folder.mkdir()
         for file_name, data in sources.items():
@@ -157,7 +201,7 @@ def build_c_fmu(source: Path, dest_dir: Path, documentation_file: Path | None = 
                  source, cwd=folder)
         members = {f"sources/{file_name}": data for file_name, data in sources.items()}
         members[f"binaries/{platform_folder}/{name}{suffix}"] = binary.read_bytes()
-        members["modelDescription.xml"] = model_description(info, guid, compile_files, source)
+        members["modelDescription.xml"] = description
         if documentation_file is not None and Path(documentation_file).is_file():
             members.update(documentation_members(Path(documentation_file), name))
     return write_archive(Path(dest_dir) / f"{name}.fmu", members, inputs)
@@ -169,105 +213,6 @@ def _compile(command: list[str], source: Path, cwd: Path) -> None:
         raise ScenarioError(Problem(
             f"the C compiler failed ({result.returncode}): {result.stderr.strip()[-2000:]}",
             file=str(source), hint="fix the model file; the command was: " + " ".join(command)))
-
-
-def _check_table(info: dict, source: Path) -> None:
-    names = [v["name"] for v in info["variables"]]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    problems = [Problem(f"variable '{n}' appears twice in the table", file=str(source))
-                for n in duplicates]
-    inputs = {v["name"] for v in info["variables"] if v["causality"] == "input"}
-    for v in info["variables"]:
-        if v["depends"] and v["causality"] != "output":
-            problems.append(Problem(f"'{v['name']}' is not an output but declares depends",
-                                    file=str(source)))
-        for dependency in v["depends"].split():
-            if dependency not in inputs:
-                problems.append(Problem(f"output '{v['name']}' depends on '{dependency}', "
-                                        "which is not an input", file=str(source)))
-        if not v["description"]:
-            problems.append(Problem(f"variable '{v['name']}' has no description",
-                                    file=str(source), hint="every variable is described"))
-    if problems:
-        raise ScenarioError(problems)
-
-
-def model_description(info: dict, guid: str, compile_files: list[str], source: Path) -> bytes:
-    """``modelDescription.xml`` (FMI 2.0) of a C model from its table."""
-    import cosim
-
-    name = info["name"]
-    root = ET.Element("fmiModelDescription", {
-        "fmiVersion": "2.0", "modelName": name, "guid": guid,
-        "description": info["description"], "author": "cosim", "version": cosim.__version__,
-        "generationTool": GENERATION_TOOL, "variableNamingConvention": "flat",
-        "numberOfEventIndicators": "0"})
-    cosimulation = ET.SubElement(root, "CoSimulation", {
-        "modelIdentifier": name, "canHandleVariableCommunicationStepSize": "true",
-        "canInterpolateInputs": "false", "maxOutputDerivativeOrder": "0",
-        "canRunAsynchronuously": "false", "canBeInstantiatedOnlyOncePerProcess": "false",
-        "canNotUseMemoryManagementFunctions": "false", "canGetAndSetFMUstate": "true",
-        "canSerializeFMUstate": "true", "providesDirectionalDerivative": "false"})
-    files = ET.SubElement(cosimulation, "SourceFiles")
-    for file_name in compile_files:
-        ET.SubElement(files, "File", {"name": file_name})
-    variables = info["variables"]
-    units = unit_definitions((v["unit"] for v in variables if v["unit"]), str(source))
-    if units is not None:
-        root.append(units)
-    categories = ET.SubElement(root, "LogCategories")
-    ET.SubElement(categories, "Category", {
-        "name": "logStatusError", "description": "Errors: invalid parameters, calls in a "
-        "wrong state, invalid inputs"})
-    ET.SubElement(root, "DefaultExperiment", {
-        "startTime": "0.0", "stopTime": repr(float(info["stop_time"])),
-        "stepSize": repr(float(info["step_size"]))})
-    model_variables = ET.SubElement(root, "ModelVariables")
-    index = {}
-    for reference, v in enumerate(variables):
-        index[v["name"]] = reference + 1
-        attributes = {"name": v["name"], "valueReference": str(reference),
-                      "description": v["description"], "causality": v["causality"]}
-        discrete = v["type"] != "Real"
-        if v["causality"] == "parameter":
-            attributes.update(variability="fixed", initial="exact")
-        elif v["causality"] == "output":
-            attributes.update(variability="discrete" if discrete else "continuous",
-                              initial="calculated")
-        else:
-            attributes["variability"] = "discrete" if discrete else "continuous"
-        scalar = ET.SubElement(model_variables, "ScalarVariable", attributes)
-        typed = {}
-        if v["type"] == "Real" and v["unit"]:
-            typed["unit"] = v["unit"]
-        if v["causality"] != "output":
-            typed["start"] = _start(v)
-        ET.SubElement(scalar, v["type"], typed)
-    structure = ET.SubElement(root, "ModelStructure")
-    outputs = [v for v in variables if v["causality"] == "output"]
-    if outputs:
-        node = ET.SubElement(structure, "Outputs")
-        for v in outputs:
-            depends = v["depends"].split()
-            ET.SubElement(node, "Unknown", {
-                "index": str(index[v["name"]]),
-                "dependencies": " ".join(str(index[d]) for d in depends),
-                "dependenciesKind": " ".join("dependent" for _ in depends)})
-        node = ET.SubElement(structure, "InitialUnknowns")
-        for v in outputs:
-            ET.SubElement(node, "Unknown", {"index": str(index[v["name"]])})
-    return xml_bytes(root)
-
-
-def _start(variable: dict) -> str:
-    value = variable["start"]
-    if variable["type"] == "Real":
-        return repr(float(value))
-    if variable["type"] == "Integer":
-        return str(int(value))
-    if variable["type"] == "Boolean":
-        return "true" if value else "false"
-    return str(value)
 
 
 def _build_description(name: str, compile_files: list[str]) -> bytes:
@@ -283,14 +228,15 @@ def _build_description(name: str, compile_files: list[str]) -> bytes:
     return xml_bytes(root)
 
 
-def _readme(name: str, compile_files: list[str], suffix: str) -> str:
-    return (f"{name}: the C sources of this FMU (FMI 2.0 co-simulation).\n\n"
+def _readme(name: str, compile_files: list[str], suffix: str, chosen: Edition) -> str:
+    version = chosen.fmi_version
+    return (f"{name}: the C sources of this FMU (FMI {version} co-simulation).\n\n"
             f"Rebuild the binary for your platform from this folder, e.g. on Linux:\n\n"
             f"    cc {' '.join(CFLAGS)} -I. {' '.join(compile_files)} -o {name}{suffix} "
             f"-shared -lm -s\n\n"
-            f"and put it into binaries/<platform>/ of the FMU (linux64, darwin64 as "
-            f"{name}.dylib, win64 as {name}.dll). With MSVC: cl /O2 /LD /I. "
+            f"and put it into binaries/<platform>/ of the FMU "
+            f"({chosen.platform_names.format(name=name)}). With MSVC: cl /O2 /LD /I. "
             f"{' '.join(compile_files)} /Fe{name}.dll\n"
             f"buildDescription.xml lists the same files for tools that compile FMUs.\n"
             f"{name.lower()}.c holds the model's equations (documentation/index.html);\n"
-            f"fmi2_layer.c is the FMI 2.0 interface, model.h what joins them.\n")
+            f"{chosen.layer} is the FMI {version} interface, model.h what joins them.\n")

@@ -136,9 +136,10 @@ def _parser() -> _Parser:
     imported.add_argument("--step", type=positive_float, default=None, metavar="S",
                           help="communication step in seconds, if the SSP gives none")
     build = command("build-fmus", "build the model library in fmus/ into FMUs (only what "
-                    "changed)", "Build the library's FMUs into build/fmus (the C editions; "
-                    "with --python also the Python editions); an FMU is rebuilt only when its "
-                    "sources changed.")
+                    "changed)", "Build the library's FMUs into build/fmus (the C editions, "
+                    "and the C models as FMI 3.0 FMUs into build/fmus/fmi3; with --python "
+                    "also the Python editions); an FMU is rebuilt only when its sources "
+                    "changed.")
     build.add_argument("-o", "--output", type=Path, default=None,
                        help="folder for the FMUs (default build/fmus)")
     build.add_argument("--python", action="store_true",

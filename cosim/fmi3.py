@@ -80,6 +80,11 @@ class Instance3(Instance):
         self.early_returns = 0  # doStep calls that returned before the end of their step
         self.event_times: deque[float] = deque(maxlen=1000)  # events handled in event mode
         self._environment = next(_ENVIRONMENT_IDS)
+        # fmi3DoStep's four results, allocated once (the hot path): eventHandlingNeeded,
+        # terminateSimulation, earlyReturn, lastSuccessfulTime
+        self._step_results = (ctypes.c_bool(), ctypes.c_bool(), ctypes.c_bool(),
+                              ctypes.c_double())
+        self._step_pointers = tuple(ctypes.byref(x) for x in self._step_results)
 
     # -- lifecycle -------------------------------------------------------------------------
     def instantiate(self) -> None:
@@ -288,17 +293,15 @@ class Instance3(Instance):
         """``fmi3DoStep`` from ``time`` over ``step``; an early return is followed (after the
         event it announces, in event mode) by further ``fmi3DoStep`` calls to the step's end."""
         end = time + step
-        now = time
-        event, terminate, early = ctypes.c_bool(), ctypes.c_bool(), ctypes.c_bool()
-        last = ctypes.c_double()
+        now, size = time, step  # the step as given: (time + step) - time may round otherwise
+        event, terminate, early, last = self._step_results
         do_step = self._fn["fmi3DoStep"]
         while True:
-            status = do_step(self._component, now, end - now, True, ctypes.byref(event),
-                             ctypes.byref(terminate), ctypes.byref(early), ctypes.byref(last))
+            status = do_step(self._component, now, size, True, *self._step_pointers)
             if status:
                 if status == 2:
                     raise self._failure("fmi3DoStep", status,
-                                        f"the FMU could not complete a step of {end - now:g} s "
+                                        f"the FMU could not complete a step of {size:g} s "
                                         "(fmi3Discard); try a smaller step", now)
                 self._check("fmi3DoStep", status, now)
             if terminate.value:
@@ -317,7 +320,7 @@ class Instance3(Instance):
                     f"fmi3DoStep returned early without advancing (t = {now:.9g} s)",
                     instance=self.name, function="fmi3DoStep", time=now, log=list(self.log))
             self.early_returns += 1
-            now = reached
+            now, size = reached, end - reached
         self.time = end
 
     def _handle_event(self, time: float) -> None:
@@ -347,6 +350,33 @@ class Instance3(Instance):
     def free_state(self, state: ctypes.c_void_p) -> None:
         self._check("fmi3FreeFMUState",
                     self._fn["fmi3FreeFMUState"](self._component, ctypes.byref(state)))
+
+    def serialize_state(self) -> bytes:
+        """The FMU's whole state as bytes (a checkpoint): get, serialise, free."""
+        self._require_serialize()
+        state = self.get_state()
+        try:
+            size = ctypes.c_size_t()
+            self._check("fmi3SerializedFMUStateSize", self._fn["fmi3SerializedFMUStateSize"](
+                self._component, state, ctypes.byref(size)))
+            data = (ctypes.c_uint8 * size.value)()
+            self._check("fmi3SerializeFMUState", self._fn["fmi3SerializeFMUState"](
+                self._component, state, data, size))
+            return bytes(data)
+        finally:
+            self.free_state(state)
+
+    def restore_state(self, data: bytes) -> None:
+        """Put the FMU back into a state ``serialize_state`` gave: deserialise, set, free."""
+        self._require_serialize()
+        state = ctypes.c_void_p()
+        self._check("fmi3DeserializeFMUState", self._fn["fmi3DeserializeFMUState"](
+            self._component, (ctypes.c_uint8 * len(data)).from_buffer_copy(data), len(data),
+            ctypes.byref(state)))
+        try:
+            self.set_state(state)
+        finally:
+            self.free_state(state)
 
 
 def _binary(value: Any) -> bytes:

@@ -15,15 +15,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def build_model(tmp_path_factory) -> Callable[..., Path]:
     """``build_model("cell")`` builds the library FMU of ``fmus/cell`` (the C edition where
-    there is one), ``build_model("cell", python=True)`` its Python edition; once per session,
-    into a temporary folder."""
+    there is one), ``build_model("cell", python=True)`` its Python edition,
+    ``build_model("cell", fmi3=True)`` its FMI 3.0 edition; once per session, into a
+    temporary folder."""
     out = tmp_path_factory.mktemp("fmus")
-    cache: dict[tuple[str, bool], Path] = {}
+    cache: dict[tuple[str, bool, bool], Path] = {}
 
-    def build(name: str, python: bool = False) -> Path:
-        if (name, python) not in cache:
-            cache[name, python] = library_fmu(name, out, python=python)
-        return cache[name, python]
+    def build(name: str, python: bool = False, fmi3: bool = False) -> Path:
+        if (name, python, fmi3) not in cache:
+            cache[name, python, fmi3] = library_fmu(name, out, python=python, fmi3=fmi3)
+        return cache[name, python, fmi3]
 
     return build
 

@@ -1,6 +1,7 @@
 """FMUs for the foundation tests: the hand-written C oscillator, variants of its XML, the small
 C models of the master tests, a model that fails on purpose, and broken archives;
-``CInstance``, a library C FMU driven like the Python edition's class.
+``CInstance``/``CInstance3``, a library C FMU (FMI 2.0/3.0 edition) driven like the Python
+edition's class.
 
 Imported as ``fmu_kit`` (tests/ is on sys.path: tests/conftest.py lives there); not collected
 by pytest. ``load_script``/``library_script`` load a Python file (a model script, a build
@@ -327,6 +328,75 @@ class CInstance:
             self._slave.setBoolean([reference], [bool(value)])
         else:
             self._slave.setInteger([reference], [int(value)])
+
+
+
+class CInstance3:
+    """The FMI 3.0 edition of a library C FMU with the interface of ``CInstance``, through
+    fmpy's ``FMU3Slave``: a structural parameter set before initialisation is set in
+    configuration mode; an array output reads as a numpy array of its shape."""
+
+    def __init__(self, fmu: Path, name: str = "c3"):
+        from fmpy.fmi3 import FMU3Slave
+
+        description, unzipped, _ = _opened(Path(fmu))
+        slave = FMU3Slave(guid=description.guid, unzipDirectory=unzipped,
+                          modelIdentifier=description.coSimulation.modelIdentifier,
+                          instanceName=name)
+        log: list[str] = []  # what the FMU logged
+        slave.instantiate(logMessage=lambda env, status, category, message:
+                          log.append(message.decode()))
+        variables = {v.name: v for v in description.modelVariables}
+        for name_, attribute in (("_slave", slave), ("_variables", variables),
+                                 ("_started", False), ("_log", log)):
+            object.__setattr__(self, name_, attribute)
+
+    def setup_experiment(self, start_time: float, stop_time=None, tolerance=None) -> None:
+        object.__setattr__(self, "_started", start_time)
+
+    def exit_initialization_mode(self) -> None:
+        self._slave.enterInitializationMode(startTime=self._started or 0.0)
+        self._slave.exitInitializationMode()
+
+    def do_step(self, current_time: float, step_size: float) -> bool:
+        self._slave.doStep(current_time, step_size)
+        return True
+
+    def free(self) -> None:
+        self._slave.freeInstance()
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(int(getattr(self, d.variable.name)) if d.variable is not None
+                     else int(d.start) for d in self._variables[name].dimensions)
+
+    def __getattr__(self, name: str):
+        import numpy as np
+
+        if name not in self._variables:
+            raise AttributeError(name)
+        variable = self._variables[name]
+        getter = getattr(self._slave, f"get{variable.type}")
+        if variable.dimensions:
+            shape = self.shape(name)
+            return np.array(getter([variable.valueReference], int(np.prod(shape)))
+                            ).reshape(shape)
+        value = getter([variable.valueReference])[0]
+        return value.decode() if variable.type == "String" else value
+
+    def __setattr__(self, name: str, value) -> None:
+        if name not in self._variables:
+            raise AttributeError(f"the FMU has no variable '{name}'")
+        variable = self._variables[name]
+        kind = variable.type
+        convert = {"Float64": float, "String": str,
+                   "Boolean": bool}.get(kind, int)
+        setter = getattr(self._slave, f"set{kind}")
+        if variable.causality == "structuralParameter":
+            self._slave.enterConfigurationMode()
+            setter([variable.valueReference], [convert(value)])
+            self._slave.exitConfigurationMode()
+        else:
+            setter([variable.valueReference], [convert(value)])
 
 
 SLOW_MODEL = '''

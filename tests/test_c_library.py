@@ -179,27 +179,32 @@ def test_a_build_happens_only_when_its_inputs_changed(tmp_path):
         shutil.copy(DEFAULT_DOCS / f"{model}.md", docs)
 
     def built() -> set[str]:
-        return {path.stem for path, now in build_library(out, sources, docs) if now}
+        return {path.relative_to(out).as_posix() for path, now in
+                build_library(out, sources, docs) if now}
 
-    assert built() == {"Cell", "Oscillator"}
+    assert built() == {"Cell.fmu", "fmi3/Cell.fmu", "Oscillator.fmu"}
     assert built() == set()
     cell = out / "Cell.fmu"
     before = cell.read_bytes()
     with open(sources / "cell" / "cell.c", "a") as source:
         source.write("/* a comment */\n")
-    assert built() == {"Cell"}
+    assert built() == {"Cell.fmu", "fmi3/Cell.fmu"}
     assert cell.read_bytes() != before
     with open(docs / "oscillator.md", "a") as page:
         page.write("\nOne more line.\n")
-    assert built() == {"Oscillator"}
+    assert built() == {"Oscillator.fmu"}
 
 
-def test_cli_builds_the_library_and_the_python_editions(tmp_path, capsys):
+def test_cli_builds_the_library_the_fmi3_and_the_python_editions(tmp_path, capsys):
+    """Six library FMUs, the five C models' FMI 3.0 editions in fmi3/, their Python editions
+    in python/; a second run builds nothing."""
     assert main(["build-fmus", "-o", str(tmp_path), "--python"]) == 0
     first = capsys.readouterr().out.splitlines()
-    assert len(first) == 11 and all(line.startswith("built ") for line in first)
-    assert {p.name for p in (tmp_path / "python").iterdir()} == {
-        "Cell.fmu", "Generator.fmu", "Lead.fmu", "Organ.fmu", "Tissue.fmu"}
+    assert len(first) == 16 and all(line.startswith("built ") for line in first)
+    c_models = {"Cell.fmu", "Generator.fmu", "Lead.fmu", "Organ.fmu", "Tissue.fmu"}
+    assert {p.name for p in (tmp_path / "python").iterdir()} == c_models
+    assert {p.name for p in (tmp_path / "fmi3").iterdir()} == c_models
+    assert all(read_fmu(tmp_path / "fmi3" / name).fmi3 for name in c_models)
     assert main(["build-fmus", "-o", str(tmp_path), "--python"]) == 0
     assert all(line.startswith("up to date ") for line in capsys.readouterr().out.splitlines())
 

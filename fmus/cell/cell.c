@@ -168,4 +168,6 @@ const Model MODEL = {
     NULL,
     initialize,
     step,
+    NULL, /* no array outputs */
+    0,
 };

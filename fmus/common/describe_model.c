@@ -1,7 +1,7 @@
 /*
- * describe_model.c: prints a model's table (model.h) as JSON, for the build that writes
- * modelDescription.xml (cosim/build_c.py). Compiled with the model file into a program
- * that runs once at build time; it is not part of the FMU's binary.
+ * describe_model.c: prints a model's tables (model.h: variables, array outputs) as JSON, for
+ * the build that writes modelDescription.xml (cosim/build_c.py). Compiled with the model file
+ * into a program that runs once at build time; it is not part of the FMU's binary.
  */
 #include <stdio.h>
 
@@ -48,6 +48,19 @@ int main(void) {
         printf(", \"depends\": ");
         string(v->depends);
         printf("}%s\n", i + 1 < MODEL.variable_count ? "," : "");
+    }
+    printf("], \"arrays\": [\n");
+    for (i = 0; i < MODEL.array_output_count; i++) {
+        const ArrayOutput *a = &MODEL.array_outputs[i];
+        printf("  {\"name\": ");
+        string(a->name);
+        printf(", \"start\": %.17g, \"unit\": ", a->start);
+        string(a->unit);
+        printf(", \"description\": ");
+        string(a->description);
+        printf(", \"dimensions\": ");
+        string(a->dimensions);
+        printf("}%s\n", i + 1 < MODEL.array_output_count ? "," : "");
     }
     printf("]}\n");
     return 0;

@@ -4,8 +4,12 @@
  * A model file (fmus/<name>/<name>.c) holds the equations of one model and nothing of FMI:
  * a struct with every variable and every piece of internal state, a table describing the
  * variables, and three functions (size its arrays, initialise, step). The FMI 2.0 layer
- * (fmi2_layer.c) turns that into the 34 fmi2 functions; an FMI 3.0 layer can wrap the same
- * model files. describe_model.c prints the table for the build (modelDescription.xml).
+ * (fmi2_layer.c) turns that into the 34 fmi2 functions, the FMI 3.0 layer (fmi3_layer.c) into
+ * the 75 fmi3 ones. describe_model.c prints the table for the build (modelDescription.xml).
+ *
+ * A model may also give array outputs (FMI 3.0 only: FMI 2.0 has no arrays), each shaped by
+ * Integer parameters of the table, which its FMI 3.0 edition declares as structural
+ * parameters; the values are computed when the host asks for them.
  *
  * Memory: an instance's whole state is one block, the model's struct followed by the arrays
  * the model asked for (model_arrays). The struct holds no pointers, only offsets into the
@@ -49,6 +53,20 @@ void model_error(Logger *logger, const char *format, ...)
 #endif
     ;
 
+/* An array output, FMI 3.0 only. Its shape is given by Integer parameters of the table
+ * (`dimensions`: their names, outermost first; row-major, the last varies fastest); the FMI
+ * 3.0 edition declares those parameters as structural parameters (UInt64, set in configuration
+ * mode). Before initialisation every element reads `start`; after it `values` writes the
+ * elements (as many as the product of the dimensions) from the model's current state. */
+typedef struct {
+    const char *name;
+    double start;
+    const char *unit;
+    const char *description;
+    const char *dimensions;
+    void (*values)(const void *model, double *out);
+} ArrayOutput;
+
 typedef struct {
     const char *name;        /* modelName and modelIdentifier */
     const char *description;
@@ -65,6 +83,9 @@ typedef struct {
     int (*initialize)(void *model, double start_time, Logger *logger);
     /* Advance from time to time + step (seconds). 0 on success, -1 after logging why not. */
     int (*step)(void *model, double time, double step, Logger *logger);
+    /* Array outputs (FMI 3.0 only): a table and its length, NULL and 0 for none. */
+    const ArrayOutput *array_outputs;
+    size_t array_output_count;
 } Model;
 
 /* Defined by the model file. */

@@ -401,4 +401,6 @@ const Model MODEL = {
     NULL,
     initialize,
     step,
+    NULL, /* no array outputs */
+    0,
 };

@@ -447,4 +447,6 @@ const Model MODEL = {
     NULL,
     initialize,
     step,
+    NULL, /* no array outputs */
+    0,
 };

@@ -617,6 +617,25 @@ static int step(void *model, double time, double step_size, Logger *logger) {
     return 0;
 }
 
+/* The membrane potential of every node (mV), [z][y][x]: as V_electrode for the electrode
+ * node, the quiescent interval's decay included. */
+static void membrane_potentials(const void *model, double *out) {
+    const Tissue *t = (const Tissue *)model;
+    const double *v = ARRAY(t, v);
+    long i;
+    if (t->quiet) {
+        const double decay = exp(-t->quiet_time / t->tau_out);
+        for (i = 0; i < t->n; i++) out[i] = t->V_rest + t->span * v[i] * decay;
+    } else {
+        for (i = 0; i < t->n; i++) out[i] = t->V_rest + t->span * v[i];
+    }
+}
+
+static const ArrayOutput ARRAY_OUTPUTS[] = {
+    {"V", -85.0, "mV", "membrane potential of every node, indexed [z][y][x] (a map of the "
+     "tissue; the FMI 3.0 edition only)", "nz ny nx", membrane_potentials},
+};
+
 const Model MODEL = {
     "Tissue",
     "Monodomain myocardium, Mitchell-Schaeffer kinetics, electrogram at the lead tip",
@@ -628,4 +647,6 @@ const Model MODEL = {
     arrays,
     initialize,
     step,
+    ARRAY_OUTPUTS, /* V, the map (FMI 3.0 only) */
+    sizeof ARRAY_OUTPUTS / sizeof ARRAY_OUTPUTS[0],
 };
