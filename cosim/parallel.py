@@ -609,10 +609,10 @@ def _collective(comm, action):
         error = caught
     errors = comm.allgather(None if error is None else str(error))
     if any(errors):
-        if error is not None:
-            raise error
-        first = next(e for e in errors if e)
-        raise _Quiet(first)
+        if error is None:
+            error = _Quiet(next(e for e in errors if e))
+        error.every_rank = True  # every rank raises it: the ranks may end MPI together
+        raise error
     return result
 
 

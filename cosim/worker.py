@@ -62,7 +62,8 @@ def main(folder: str) -> int:
         outcome = {"exit": EXIT_INTERRUPTED, "interrupted": _interrupted[0] if _interrupted
                    else "SIGINT"}
     except CosimError as error:
-        outcome = {"exit": EXIT_ERROR, "error": str(error) + _memory_note()}
+        outcome = {"exit": EXIT_ERROR, "error": str(error) + _memory_note(),
+                   "every_rank": getattr(error, "every_rank", False)}
     except Exception as error:  # a bug in cosim: say so once, with the traceback for a report
         import traceback
 
@@ -74,8 +75,11 @@ def main(folder: str) -> int:
     temporary.write_text(json.dumps(outcome), encoding="utf-8")
     os.replace(temporary, folder / "outcome.json")
     journal.finish()
-    if outcome["exit"] in (EXIT_ERROR, EXIT_INTERRUPTED) and launched_by_mpi():
+    if (outcome["exit"] in (EXIT_ERROR, EXIT_INTERRUPTED) and launched_by_mpi()
+            and not outcome.get("every_rank")):
         os._exit(outcome["exit"])  # the other ranks are gone: MPI_Finalize would wait for them
+    # else every rank ends the same way (an error found by all of them): MPI ends normally;
+    # ended without MPI_Finalize, mpiexec took the job for crashed and killed the slower ranks
     return outcome["exit"]
 
 
