@@ -463,10 +463,11 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
     create_file(part).close()
     runner = None
     if journal is not None and group.Get_size() == 1:
+        from cosim.run import Prepared
         from cosim.runner import MemberRunner
 
-        runner = MemberRunner(scenario.file, part,
-                              queue.serve if queue and queue.coordinator else lambda: None,
+        runner = MemberRunner(Prepared(scenario, graph, settings, cohort), part,
+                              queue.serve if queue and queue.coordinator else None,
                               journal.position)
     while True:
         position = queue.next() if queue else None

@@ -5,7 +5,8 @@ Under ``mpiexec``, a cohort's members are handed out by MPI (``cosim.parallel.Wo
 If a member's FMU crashed the rank's MPI process, MPI would be lost for every rank; so, when
 ``cosim run`` supervises the ranks, each rank (a member being one rank's work) runs its
 members in a child process of its own: ``python -m cosim.worker`` in *members* mode, which
-reads member numbers on a pipe, runs each into the rank's part file (``cosim.run.run_member``,
+reads member numbers on a pipe (the scenario comes prepared, pickled by the rank: built once),
+runs each into the rank's part file (``cosim.run.run_member``,
 with a journal) and answers with its status. The rank waits for the answer, and meanwhile
 hands out work to the other ranks (rank 0), watches the child's FMI calls
 (``simulation.call_timeout``) and passes on a stop request. A child that dies or hangs is
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import select
 import shutil
 import signal
@@ -31,21 +33,23 @@ from pathlib import Path
 from cosim.journal import STOP, JournalReader
 from cosim.launcher import MPI_ENV
 
-WAIT = 0.005  # seconds between two looks at the child while a member runs
+SERVE_EVERY = 0.02  # seconds between two looks for other ranks' requests (rank 0)
+WATCH_EVERY = 0.2  # seconds between two looks at the child's FMI calls (the watchdog)
 
 
 class MemberRunner:
     """The child process running this rank's members (started at the first member)."""
 
-    def __init__(self, scenario: Path, part: Path, serve: Callable[[], None],
+    def __init__(self, prepared, part: Path, serve: Callable[[], None] | None,
                  position: memoryview):
-        self.scenario = scenario
+        self.prepared = prepared  # a cosim.run.Prepared: handed to the child, not rebuilt
         self.part = part
-        self.serve = serve  # called while waiting (rank 0: answer the other ranks)
+        self.serve = serve  # called while waiting (rank 0: answer the other ranks), or None
         self.position = position  # this rank's journal slots: its stop request
         self.folder = Path(tempfile.mkdtemp(prefix="cosim-members-"))
         self.child: subprocess.Popen | None = None
         self.replies = -1
+        self._start()  # its start-up overlaps the rank's first exchanges
 
     def run(self, index: int) -> str:
         """Run member ``index``; its status (``completed``, ``failed``, ``interrupted``)."""
@@ -54,20 +58,26 @@ class MemberRunner:
         os.write(self.child.stdin.fileno(), f"{index}\n".encode())
         reader = JournalReader(self.folder / "journal")
         marker, since, hang, answer = None, time.monotonic(), None, b""
+        wait = SERVE_EVERY if self.serve is not None else WATCH_EVERY
+        watched = time.monotonic()
         while True:
-            ready, _, _ = select.select([self.replies], [], [], WAIT)
+            ready, _, _ = select.select([self.replies], [], [], wait)
             if ready:
                 answer += os.read(self.replies, 4096)
                 if answer.endswith(b"\n"):
                     return answer.decode().split()[-1]
                 if not answer:  # the pipe closed: the child is gone
                     break
-            self.serve()
+            if self.serve is not None:
+                self.serve()
             if self.position[STOP] and self.child.poll() is None:
                 self.child.send_signal(signal.SIGTERM)  # the member stops at its next point
             if self.child.poll() is not None:
                 break
-            now, position = time.monotonic(), reader.position()
+            now = time.monotonic()
+            if now - watched < WATCH_EVERY:
+                continue
+            watched, position = now, reader.position()
             if position is not None and position.marker != marker:
                 marker, since = position.marker, now
             elif (position is not None and position.call is not None and position.marker[1] > 0
@@ -89,9 +99,12 @@ class MemberRunner:
 
     def _start(self) -> None:
         read, write = os.pipe()
+        with open(self.folder / "prepared.pickle", "wb") as stream:  # this process's own data
+            pickle.dump(self.prepared, stream)
         (self.folder / "request.json").write_text(json.dumps(
-            {"members": True, "scenario": str(self.scenario), "output": str(self.part),
-             "reply_fd": write, "target": str(self.part), "plot": False}), encoding="utf-8")
+            {"members": True, "prepared": str(self.folder / "prepared.pickle"),
+             "output": str(self.part), "reply_fd": write, "target": str(self.part),
+             "plot": False, "scenario": str(self.prepared.scenario.file)}), encoding="utf-8")
         (self.folder / "journal").unlink(missing_ok=True)
         temporary = self.folder / "tmp"
         temporary.mkdir(exist_ok=True)

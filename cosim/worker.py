@@ -106,10 +106,13 @@ def _run(request: dict, journal):
 def _serve_members(request: dict, journal) -> None:
     """Members mode (``cosim.runner``): run the cohort members whose numbers arrive on stdin
     into the part file ``output``, each answered with its status on ``reply_fd``."""
-    from cosim.output import INTERRUPTED
-    from cosim.run import prepare, run_member
+    import pickle
 
-    prepared = prepare(Path(request["scenario"]))
+    from cosim.output import INTERRUPTED
+    from cosim.run import run_member
+
+    with open(request["prepared"], "rb") as stream:  # written by this worker's parent rank
+        prepared = pickle.load(stream)
     journal.describe_instances(list(prepared.graph.instances))
     journal.limit_calls(prepared.settings.call_timeout)
     part, reply = Path(request["output"]), int(request["reply_fd"])
