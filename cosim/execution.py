@@ -17,9 +17,10 @@ from cosim import journal
 from cosim.capture import CapturedOutput, capture_output
 from cosim.errors import CosimError, Interrupted, SimulationError
 from cosim.graph import CouplingGraph
-from cosim.master import FixedStepMaster, Plan, make_plan
+from cosim.master import Master, Plan, make_master, make_plan
 from cosim.system import Layout, System, make_layout
 
+ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: cosim.parallel.Exchange
 CALL_TIMEOUT = 60.0  # seconds an FMI call may take, by default, before it counts as a hang
 
 
@@ -87,7 +88,7 @@ class Execution:
     def __init__(self, graph: CouplingGraph, settings: Settings,
                  parameters: Mapping[str, Mapping[str, Any]] | None = None,
                  local: Iterable[str] | None = None,
-                 exchange: Callable[[int], None] | None = None,
+                 exchange: ExchangeFactory | None = None,
                  plan: Plan | None = None, time_every: int = 16,
                  position: memoryview | None = None, resume=None):
         self.graph = graph
@@ -102,9 +103,13 @@ class Execution:
         # where the run is (phase, step, time, instance and FMI call), for a supervisor to read
         # (cosim.journal); a private array when nobody reads it
         self.position = journal.private_position() if position is None else position
-        self.master = FixedStepMaster(self.system, self.plan, settings.start, settings.step,
-                                      **({"exchange": exchange} if exchange else {}),
-                                      time_every=time_every, position=self.position)
+        # ``exchange(stage)`` after each stage moves values between processes (MPI); made for
+        # this plan and system by the factory handed in
+        self.exchange = None if exchange is None else exchange(self.plan, self.system)
+        self.master: Master = make_master(
+            self.system, self.plan, settings.start, settings.step,
+            **({} if self.exchange is None else {"exchange": self.exchange}),
+            time_every=time_every, position=self.position)
         self.resume = resume  # a cosim.checkpoint.Checkpoint to go on from, or None
         self.step_index = 0
         self.end_reason = ""  # why the run ended, once it has: see ``run``
@@ -176,7 +181,7 @@ class Execution:
                 observer.stepped(0, self.settings.start)
         position[journal.PHASE] = journal.STEPPING
         steps = self.settings.steps
-        step, events, ended = self.master.step, self._events, self.master.ended
+        advance, events, ended = self.master.advance, self._events, self.master.ended
         stepped = [o.stepped for o in observers]
         for n in range(first, steps):
             self.step_index = n
@@ -186,7 +191,7 @@ class Execution:
                 raise Interrupted("stop requested")
             if n in events:
                 self._apply(events[n])
-            step(n)
+            advance(self.settings.start + n * self.settings.step, self.settings.stop)
             position[journal.CALL] = 0
             self.step_index = n + 1
             time = self.settings.start + (n + 1) * self.settings.step

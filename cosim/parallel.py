@@ -375,10 +375,14 @@ class _WarmUp:
 def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int],
                            position: memoryview | None = None) -> Execution:
     me = comm.Get_rank()
-    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
-                          time_every=1, position=position)
-    execution.master.exchange = Exchange(comm, graph, execution.plan, execution.system, owner)
-    return execution
+    return Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
+                     time_every=1, position=position, exchange=exchanging(comm, graph, owner))
+
+
+def exchanging(comm, graph: CouplingGraph, owner: dict[str, int]):
+    """The exchange factory of an ``Execution`` whose instances ``owner`` spreads over the
+    ranks of ``comm``."""
+    return lambda plan, system: Exchange(comm, graph, plan, system, owner)
 
 
 def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int],
@@ -403,7 +407,7 @@ def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int]
         record_end(part, "/", error, execution)
         raise
     record_end(part, "/", None, execution)
-    return {"busy": execution.master.busy, "exchange": execution.master.exchange.seconds}
+    return {"busy": execution.master.busy, "exchange": execution.exchange.seconds}
 
 
 def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, float] | None,
@@ -489,10 +493,8 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
             node.attrs["parameters"] = json.dumps(parameters)
             node.attrs["status"] = RUNNING
             execution = Execution(graph, settings, member_parameters(graph, parameters),
-                                  local=local)
-            if group.Get_size() > 1:
-                execution.master.exchange = Exchange(group, graph, execution.plan,
-                                                     execution.system, owner)
+                                  local=local, exchange=(exchanging(group, graph, owner)
+                                                         if group.Get_size() > 1 else None))
             observers = [Recorder(node, scales=False)]
             if queue and queue.coordinator:
                 observers.append(queue)

@@ -24,7 +24,7 @@ from cosim.build import build_fmu
 from cosim.errors import SimulationError
 from cosim.execution import Execution, Settings
 from cosim.graph import CouplingGraph
-from cosim.master import SETTLE, STEP, Stage, make_plan
+from cosim.master import SETTLE, STEP, FixedStepMaster, Stage, make_plan
 from cosim.results import open_results
 from cosim.run import run_scenario
 
@@ -196,6 +196,29 @@ def test_plan_follows_the_data_flow_not_the_declaration(fmus):
     assert jacobi.initial[1:] == (Stage(SETTLE, ("m2",)), Stage(SETTLE, ("m1",)))
 
 
+# -- the master interface ----------------------------------------------------------------------
+def test_the_fixed_step_master_lands_on_its_grid_whatever_it_is_asked(fmus):
+    """``advance(time, until)`` returns the next communication point, start + (n + 1) h
+    computed, never summed (0.1 added ten times is not 1.1), even when asked to stop short of
+    it; ``landing`` puts what is due between two points on the next one."""
+    execution = Execution(two_mass(fmus), Settings(0.1, 1.1, 0.1))
+    master = execution.master
+    assert isinstance(master, FixedStepMaster) and master.plan is execution.plan
+    execution.start()
+    try:
+        time, summed = 0.1, 0.1
+        for n in range(10):
+            time = master.advance(time, until=time + 0.01)
+            summed += 0.1
+            assert time == 0.1 + (n + 1) * 0.1
+        assert time == 1.1 != summed
+        assert master.landing(0.35) == 0.1 + 3 * 0.1
+        assert master.landing(0.1 + 3 * 0.1 + 1e-12) == 0.1 + 3 * 0.1  # within 1e-9 of a step
+        assert master.landing(-5.0) == 0.1
+    finally:
+        execution.system.close()
+
+
 # -- correctness 4: values that are not finite ----------------------------------------------
 def gain_loop(fmus: dict[str, Path], folder: Path) -> Path:
     scenario = folder / "loop.yaml"
@@ -297,30 +320,20 @@ def test_busy_seconds_go_to_the_instance_whose_calls_took_them(fmus, monkeypatch
     """A fake clock that advances only inside m2's fmi2DoStep: all of it is m2's, none m1's,
     scaled from the timed steps (every 4th here) to the whole run."""
     import cosim.master as master
+    from cosim.fmu import Instance
 
     ticks = [0.0]
     monkeypatch.setattr(master, "perf_counter", lambda: ticks[0])
-    graph = two_mass(fmus)
-    execution = Execution(graph, Settings(0.0, 0.1, 0.01), time_every=4)
-    instance_step = {}
+    do_step = Instance.do_step
 
-    class SlowM2:
-        def started(self, run: Execution) -> None:
-            m2 = run.system.instances["m2"]
-            instance_step["m2"] = m2.do_step
+    def slow_m2(instance: Instance, time: float, step: float):
+        if instance.name == "m2":
+            ticks[0] += 0.5
+        return do_step(instance, time, step)
 
-            def slow(time: float, step: float):
-                ticks[0] += 0.5
-                return instance_step["m2"](time, step)
-            m2.do_step = slow
-
-        def stepped(self, n: int, time: float) -> None:
-            pass
-
-        def finished(self, error: BaseException | None) -> None:
-            pass
-
-    execution.run([SlowM2()])
+    monkeypatch.setattr(Instance, "do_step", slow_m2)
+    execution = Execution(two_mass(fmus), Settings(0.0, 0.1, 0.01), time_every=4)
+    execution.run()
     # steps 0, 4, 8 timed: 3 × 0.5 s, times 4
     assert execution.master.busy == {"m1": 0.0, "m2": 6.0}
 
