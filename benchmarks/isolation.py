@@ -50,7 +50,8 @@ class Stopwatch:
 
         self.clock = np.empty(self.last + 1)
 
-    def stepped(self, n: int, time_: float) -> None:
+    def stepped(self, time_: float) -> None:
+        n = self.run.steps
         self.clock[n] = time.perf_counter()
         if n == 0:
             self.startup = self.clock[0] - self.created

@@ -151,10 +151,10 @@ class Stopwatch:
         self.last = run.settings.steps
         self.run = run
 
-    def stepped(self, n: int, time_: float) -> None:
-        if n == 0:
+    def stepped(self, time_: float) -> None:
+        if self.run.steps == 0:
             self.begin = CLOCK[0]()
-        elif n == self.last:
+        elif self.run.steps == self.last:
             self.elapsed = CLOCK[0]() - self.begin
             layout = self.run.layout
             self.x = np.array([self.run.system.signals[layout.index(f"o{i}", "x")]
@@ -176,7 +176,7 @@ def cosim_ring(fmu: Path, n: int, steps: int, record_to: Path | None,
     settings = Settings(0.0, steps * STEP, STEP, algorithm="jacobi",
                         record={f"o{i}": ("x",) for i in range(n)})
     if reduce:
-        settings.record_every = 2
+        settings.record_interval = 2 * STEP
         settings.record_reduce = {f"o{i}": {"x": "max"} for i in range(n)}
     watch = Stopwatch()
     if record_to is None:

@@ -1,9 +1,13 @@
 """An execution: builds the runtime system from a coupling graph, initialises it, steps it to the
 end, and tells observers (results writer, progress, MPI gather…) what happened.
 
-Timed events (``Event``: set these values on that instance before step n) are data applied here
-before a step, never tests of the time inside the master. Whatever happens, every instance is
-terminated and freed, and observers hear ``finished(error)`` so they can keep what they have.
+Time, never a step index, is what passes between the execution, its master, its events and its
+observers: the master says which communication point it reached (``Master.advance``), observers
+hear each point's time (``stepped(time)``), and a timed event (``Event``: set these values on
+that instance at that time) is applied before the master advances from the communication point
+at which it falls (``Master.landing``); the master is asked not to go past the next one. Whatever
+happens, every instance is terminated and freed, and observers hear ``finished(error)`` so they
+can keep what they have.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from cosim.master import Master, Plan, make_master, make_plan
 from cosim.system import Layout, System, make_layout
 
 ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: cosim.parallel.Exchange
+MasterFactory = Callable[..., Master]  # (system, plan, start, step, *, exchange, time_every,
+# position) -> Master; cosim.master.make_master unless another is handed in
 CALL_TIMEOUT = 60.0  # seconds an FMI call may take, by default, before it counts as a hang
 
 
@@ -35,14 +41,14 @@ class Event:
 
 @dataclass
 class Settings:
-    """What to run: the time grid, the algorithm, what to record, timed events."""
+    """What to run: the time span and step, the algorithm, what to record, timed events."""
 
     start: float
     stop: float
     step: float
     algorithm: str = "jacobi"
     record: Mapping[str, Sequence[str]] = field(default_factory=dict)  # instance -> variables
-    record_every: int = 1  # record every n-th communication point
+    record_interval: float | None = None  # s between recorded points (None: every point)
     record_reduce: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # instance ->
     # variable -> how a recorded point stands for its interval (cosim.decimation; not "last")
     events: Sequence[Event] = ()
@@ -50,8 +56,13 @@ class Settings:
 
     @property
     def steps(self) -> int:
-        """Number of communication steps from start to stop."""
+        """Number of communication steps of ``step`` from start to stop."""
         return steps_between(self.start, self.stop, self.step)
+
+    @property
+    def record_every(self) -> int:
+        """Communication steps of ``step`` between recorded points."""
+        return 1 if not self.record_interval else round(self.record_interval / self.step)
 
 
 MAX_STEPS = 10**9  # a run of more communication steps is refused (a typo, not a plan)
@@ -76,8 +87,9 @@ class Observer(Protocol):
 
     def started(self, run: Execution) -> None: ...
 
-    def stepped(self, n: int, time: float) -> None:
-        """Called after communication point n (time = start + n·step) has been reached."""
+    def stepped(self, time: float) -> None:
+        """Called at every communication point, the first (the start, or where a resumed run
+        goes on) included, once the system has reached it."""
 
     def finished(self, error: BaseException | None) -> None: ...
 
@@ -90,7 +102,8 @@ class Execution:
                  local: Iterable[str] | None = None,
                  exchange: ExchangeFactory | None = None,
                  plan: Plan | None = None, time_every: int = 16,
-                 position: memoryview | None = None, resume=None):
+                 position: memoryview | None = None, resume=None,
+                 master: MasterFactory = make_master):
         self.graph = graph
         self.settings = settings
         self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
@@ -103,22 +116,19 @@ class Execution:
         # where the run is (phase, step, time, instance and FMI call), for a supervisor to read
         # (cosim.journal); a private array when nobody reads it
         self.position = journal.private_position() if position is None else position
+        self.call_codes = journal.call_codes(self.layout.instances, self.system.local)
         # ``exchange(stage)`` after each stage moves values between processes (MPI); made for
         # this plan and system by the factory handed in
         self.exchange = None if exchange is None else exchange(self.plan, self.system)
-        self.master: Master = make_master(
+        self.master: Master = master(
             self.system, self.plan, settings.start, settings.step,
             **({} if self.exchange is None else {"exchange": self.exchange}),
             time_every=time_every, position=self.position)
         self.resume = resume  # a cosim.checkpoint.Checkpoint to go on from, or None
-        self.step_index = 0
+        self.time = settings.start  # the communication point reached
+        self.steps = 0  # communication steps taken to reach it
         self.end_reason = ""  # why the run ended, once it has: see ``run``
-        self._events = self._schedule(settings.events)
         self.output = CapturedOutput()  # what the FMUs printed during ``run``
-
-    @property
-    def time(self) -> float:
-        return self.settings.start + self.step_index * self.settings.step
 
     def start(self) -> None:
         """Everything a run does before its first step: load every instance, set its
@@ -126,7 +136,7 @@ class Execution:
         position = self.position
         position[journal.PHASE] = journal.INSTANTIATING
         for name in self.system.local:
-            position[journal.CALL] = self.master.call_codes[name][0]
+            position[journal.CALL] = self.call_codes[name][0]
             self.system.instantiate(name, self.parameters.get(name))
         self.system.bind()
         position[journal.PHASE] = journal.INITIALISING
@@ -173,50 +183,51 @@ class Execution:
     def _run(self, observers: Sequence[Observer]) -> None:
         position, times = self.position, self.position.cast("B").cast("d")
         self.start()
-        first = 0 if self.resume is None else self._restore(self.resume)
+        if self.resume is not None:
+            self._restore(self.resume)
         for observer in observers:
             observer.started(self)
         if self.resume is None:  # a resumed run's first point is in the file already
             for observer in observers:
-                observer.stepped(0, self.settings.start)
+                observer.stepped(self.time)
         position[journal.PHASE] = journal.STEPPING
-        steps = self.settings.steps
-        advance, events, ended = self.master.advance, self._events, self.master.ended
+        master, stop = self.master, self.settings.stop
+        advance, ended, end = master.advance, master.ended, master.landing(stop)
+        events = self._pending(self.time)
         stepped = [o.stepped for o in observers]
-        for n in range(first, steps):
-            self.step_index = n
-            position[journal.STEP] = n
-            times[journal.TIME] = self.settings.start + n * self.settings.step
+        while self.time < end:
+            position[journal.STEP] = self.steps
+            times[journal.TIME] = self.time
             if position[journal.STOP]:
                 raise Interrupted("stop requested")
-            if n in events:
-                self._apply(events[n])
-            advance(self.settings.start + n * self.settings.step, self.settings.stop)
+            while events and events[-1][0] <= self.time:
+                self._apply(events.pop()[1])
+            self.time = advance(self.time, min(events[-1][1].time, stop) if events else stop)
+            self.steps += 1
             position[journal.CALL] = 0
-            self.step_index = n + 1
-            time = self.settings.start + (n + 1) * self.settings.step
             for callback in stepped:
-                callback(n + 1, time)
+                callback(self.time)
             if ended:
                 break
         position[journal.PHASE] = journal.FINISHING
         self.end_reason = self._ending()
 
-    def _restore(self, checkpoint) -> int:
+    def _restore(self, checkpoint) -> None:
         """Put every local instance and the signal array back as ``checkpoint`` saved them
-        (after the usual initialisation); returns the step to go on from."""
+        (after the usual initialisation), at its communication point."""
         missing = [name for name in self.system.local if name not in checkpoint.states]
         if missing or checkpoint.signals.shape != self.system.signals.shape:
             raise SimulationError("the checkpoint does not match this scenario (instances "
                                   f"{missing or 'the same'}, {checkpoint.signals.size} signals "
                                   f"saved, {self.system.signals.size} here)")
-        for name in self.system.local:
-            self.position[journal.CALL] = self.master.call_codes[name][0]
-            self.system.instances[name].restore_state(checkpoint.states[name])
+        codes = self.call_codes
+
+        def calling(name: str) -> None:
+            self.position[journal.CALL] = codes[name][0]
+
+        self.system.restore(checkpoint.states, checkpoint.signals, calling)
         self.position[journal.CALL] = 0
-        self.system.signals[:] = checkpoint.signals
-        self.step_index = checkpoint.step
-        return checkpoint.step
+        self.time, self.steps = checkpoint.time, checkpoint.step
 
     def _ending(self) -> str:
         """Why the run ended: the stop time, or the FMUs that ended the simulation."""
@@ -233,16 +244,13 @@ class Execution:
                 instance=self.master.ended[0], time=self.time)
         return "; ".join(ended)
 
-    def _schedule(self, events: Sequence[Event]) -> dict[int, list[Event]]:
-        by_step: dict[int, list[Event]] = {}
-        local = set(self.system.local)
-        for event in events:
-            if event.instance not in local:
-                continue
-            n = max(0, math.ceil((event.time - self.settings.start) / self.settings.step - 1e-9))
-            by_step.setdefault(n, []).append(event)
-        return by_step
+    def _pending(self, time: float) -> list[tuple[float, Event]]:
+        """The local events due at or after communication point ``time`` with the point at
+        which each falls, the next one last."""
+        local, landing = set(self.system.local), self.master.landing
+        due = [(landing(event.time), i, event) for i, event in enumerate(self.settings.events)
+               if event.instance in local]
+        return [(at, event) for at, _, event in sorted(due, reverse=True) if at >= time]
 
-    def _apply(self, events: list[Event]) -> None:
-        for event in events:
-            self.system.instances[event.instance].set(event.values)
+    def _apply(self, event: Event) -> None:
+        self.system.instances[event.instance].set(event.values)

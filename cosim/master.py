@@ -239,7 +239,8 @@ class Master(Protocol):
         """Consistent initialisation, the system instantiated and bound."""
 
     def advance(self, time: float, until: float) -> float:
-        """Every local instance from communication point ``time`` to the next; its time."""
+        """Every local instance from communication point ``time`` to the next; its time
+        (``until`` itself, not a sum that comes near it, when the master lands there)."""
 
     def landing(self, time: float) -> float:
         """The communication point at which something due at ``time`` happens."""
@@ -280,9 +281,7 @@ class FixedStepMaster:
         # before each FMI call, its code goes into the CALL slot of ``position`` (a supervisor
         # reads it: which instance crashed or hangs in which call; cosim.journal)
         self.position = journal.private_position() if position is None else position
-        number = {name: i for i, name in enumerate(system.layout.instances)}
-        self.call_codes = {name: tuple(journal.call_code(number[name], call)
-                                       for call in range(4)) for name in system.local}
+        self.call_codes = journal.call_codes(system.layout.instances, system.local)
         self._seconds = dict.fromkeys(system.local, 0.0)
         self._ones = np.ones(len(system.signals))  # signals · 1 is finite iff all signals are
         self._plain: tuple[list[tuple], ...] = ()  # the stages as calls, once bound

@@ -362,10 +362,10 @@ class _WarmUp:
         self.master, self.steps = master, steps
 
     def started(self, run) -> None:
-        pass
+        self.run = run
 
-    def stepped(self, n: int, time: float) -> None:
-        if n == self.steps:
+    def stepped(self, time: float) -> None:
+        if self.run.steps == self.steps:
             self.master.reset_busy()
 
     def finished(self, error) -> None:
@@ -582,10 +582,10 @@ class WorkQueue:
 
     # observer hooks: rank 0 serves requests while it runs its own members
     def started(self, run) -> None:
-        pass
+        self.run = run
 
-    def stepped(self, n: int, time: float) -> None:
-        if n % POLL_EVERY == 0:
+    def stepped(self, time: float) -> None:
+        if self.run.steps % POLL_EVERY == 0:
             self.serve()
 
     def finished(self, error) -> None:

@@ -87,7 +87,7 @@ class Scenario:
     parallel: dict[str, Any]
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # fmus key -> pinned SHA-256
-    checkpoint_every: int | None = None  # communication steps between two checkpoints
+    checkpoint_every: float | None = None  # s of simulated time between two checkpoints
     record_reduce: list[tuple[str, str, tuple]] = field(default_factory=list)  # (key, mode,
     # path): record.reduce (cosim.decimation)
     transforms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (output,
@@ -190,7 +190,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
                                     timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
     connections, transforms = _check_connections(data.get("connections"), check)
-    record_patterns, record_every = _check_record(data.get("record"), settings, check)
+    record_patterns, record_interval = _check_record(data.get("record"), settings, check)
     record_reduce = check_reduce(data.get("record").get("reduce") if isinstance(
         data.get("record"), Mapping) else None, check.report)
     events = _check_events(data.get("events"), simulation, check)
@@ -209,7 +209,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     check_credibility(data.get("credibility"), check.report)
     if check.problems:
         raise ScenarioError(check.problems)
-    settings = dataclasses.replace(settings, record_every=record_every,
+    settings = dataclasses.replace(settings, record_interval=record_interval,
                                    events=tuple(e for e, _ in events))
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
@@ -265,18 +265,15 @@ def _check_fmus(section: Any, base: Path, check: _Checker
     return fmus, pins
 
 
-def _check_checkpoint(section: Any, settings: Settings, check: _Checker) -> int | None:
-    """``checkpoint: {every: s}``: communication steps between two checkpoints (at least 1)."""
+def _check_checkpoint(section: Any, settings: Settings, check: _Checker) -> float | None:
+    """``checkpoint: {every: s}``: seconds of simulated time between two checkpoints."""
     if section is None:
         return None
     if not isinstance(section, Mapping):
         check.report(("checkpoint",), "must be a mapping", "checkpoint: {every: 10}")
         return None
     check.keys(section, ("checkpoint",), {"every"})
-    every = check.number(section, ("checkpoint", "every"), positive=True)
-    if every is None:
-        return None
-    return max(1, round(every / settings.step))
+    return check.number(section, ("checkpoint", "every"), positive=True)
 
 
 def _check_isolation(section: Any, check: _Checker) -> Isolation:
@@ -494,18 +491,19 @@ def _check_simulation(section: Any, check: _Checker) -> Settings | None:
 
 
 def _check_record(section: Any, settings: Settings, check: _Checker
-                  ) -> tuple[list[tuple[str, Source]], int]:
+                  ) -> tuple[list[tuple[str, Source]], float | None]:
+    """The record patterns, and the seconds between recorded points (None: every point)."""
     if section is None:
-        return [("*.*", Source())], 1
+        return [("*.*", Source())], None
     items_path: tuple = ("record", "variables")
     if isinstance(section, list):  # the short form: record: [cell.V, ...]
         section, items_path = {"variables": section}, ("record",)
     if not isinstance(section, Mapping):
         check.report(("record",), "must be a list of variables or a mapping",
                      "record: {interval: 0.01, variables: [cell.V, generator.*]}")
-        return [], 1
+        return [], None
     check.keys(section, ("record",), {"variables", "interval", "reduce"})
-    every = 1
+    every = None
     if "interval" in section:
         interval = check.number(section, ("record", "interval"), positive=True)
         if interval is not None:
@@ -514,8 +512,8 @@ def _check_record(section: Any, settings: Settings, check: _Checker
                 check.report(("record", "interval"), f"interval {interval:g} s is not a whole "
                              f"number of steps of {settings.step:g} s",
                              "use a multiple of simulation.step")
-            else:
-                every = round(ratio)
+            elif round(ratio) > 1:
+                every = interval
     variables = section.get("variables", ["*.*"])
     patterns = []
     if not isinstance(variables, list):

@@ -163,6 +163,21 @@ class System:
             set_inputs()
         return take
 
+    def snapshot(self) -> tuple[dict[str, bytes], np.ndarray]:
+        """This process's part of the system's state: every local instance's serialised FMU
+        state (by name) and a copy of the signal array (a checkpoint; a rollback)."""
+        states = {name: self.instances[name].serialize_state() for name in self.local}
+        return states, self.signals.copy()
+
+    def restore(self, states: Mapping[str, bytes], signals: np.ndarray,
+                calling: Callable[[str], None] = lambda name: None) -> None:
+        """Put every local instance back into its state of ``states`` (``calling(name)``
+        before each) and the signal array to ``signals``: the state ``snapshot`` gave."""
+        for name in self.local:
+            calling(name)
+            self.instances[name].restore_state(states[name])
+        self.signals[:] = signals
+
     def close(self) -> None:
         """Terminate and free every instance, whatever state each is in."""
         for instance in self.instances.values():

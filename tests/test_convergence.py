@@ -58,7 +58,7 @@ class Trace:
         self.index = [run.layout.index("left", "x"), run.layout.index("right", "x")]
         self.rows: list[list[float]] = []
 
-    def stepped(self, n: int, time: float) -> None:
+    def stepped(self, time: float) -> None:
         self.rows.append([time, *self.signals[self.index]])
 
     def finished(self, error: BaseException | None) -> None:

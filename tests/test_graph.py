@@ -115,7 +115,7 @@ def test_unit_conversion_is_applied_during_the_run(fmus):
         def started(self, run):
             self.run = run
 
-        def stepped(self, n, time):
+        def stepped(self, time):
             metric = self.run.system.instances["metric"].get(["x"])["x"]
             seen.append((metric, self.run.system.instances["milli"].get(["x_other"])["x_other"]))
 

@@ -89,7 +89,7 @@ def recorded(execution_factory) -> dict[str, np.ndarray]:
         def started(self, run):
             self.run = run
 
-        def stepped(self, n, time):
+        def stepped(self, time):
             rows.append(self.run.system.signals.copy())
 
         def finished(self, error):
@@ -178,7 +178,7 @@ def test_a_step_is_one_round_trip_per_isolated_instance(fmus, monkeypatch):
         def started(self, run):
             requests.clear()
 
-        def stepped(self, n, time):
+        def stepped(self, time):
             pass
 
         def finished(self, error):

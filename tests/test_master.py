@@ -71,7 +71,7 @@ class Trace:
         self.rows: list[np.ndarray] = []
         self.times: list[float] = []
 
-    def stepped(self, n: int, time: float) -> None:
+    def stepped(self, time: float) -> None:
         self.rows.append(self.signals[list(self.index.values())].copy())
         self.times.append(time)
 
