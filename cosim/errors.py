@@ -8,11 +8,23 @@
   that is not a cosim results file, another run writing the same file).
 
 The CLI prints ``str(error)`` and nothing else; a message must make sense to a device engineer.
+How things end is here too: the ``status`` a results file (or a cohort member) ends with, and
+the exit codes of the ``cosim`` command.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# a results file's (or a cohort member's) ``status`` attribute
+RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
+
+EXIT_OK = 0  # success; for run: completed and every acceptance criterion met (PASS)
+EXIT_ERROR = 1  # an error: one message, no traceback; nothing claimed was replaced
+EXIT_VERDICT_FAIL = 2  # the run completed and its verdict is FAIL (a cohort: any member
+#                        failed its criteria or did not complete)
+EXIT_USAGE = 64  # the command line is wrong (EX_USAGE of sysexits.h)
+EXIT_INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C) or SIGTERM (128 + SIGINT, as shells do)
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,10 @@ import h5py
 import numpy as np
 
 from cosim import decimation
-from cosim.errors import ResultsWriteError
+from cosim.errors import COMPLETED, FAILED, INTERRUPTED, RUNNING, ResultsWriteError  # noqa: F401 - statuses
 from cosim.execution import Execution
 from cosim.h5clear import clear_writer_flags
 from cosim.journal import ROW_BITS, ROWS, PendingRows
-from cosim.output import COMPLETED, FAILED, INTERRUPTED, RUNNING  # noqa: F401 - statuses
 from cosim.output_path import cannot_create
 
 FORMAT = "cosim-results"
