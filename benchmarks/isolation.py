@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from cosim.build import build_fmu
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.isolation import Isolation
 

@@ -23,6 +23,7 @@ Oscillator of fmus/oscillator.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -33,7 +34,8 @@ from fmpy import extract, read_model_description
 from fmpy.fmi2 import FMU2Slave
 
 from cosim.build import build_fmu
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 
@@ -176,8 +178,8 @@ def cosim_ring(fmu: Path, n: int, steps: int, record_to: Path | None,
     settings = Settings(0.0, steps * STEP, STEP, algorithm="jacobi",
                         record={f"o{i}": ("x",) for i in range(n)})
     if reduce:
-        settings.record_interval = 2 * STEP
-        settings.record_reduce = {f"o{i}": {"x": "max"} for i in range(n)}
+        settings = dataclasses.replace(settings, record_interval=2 * STEP, record_reduce={
+            f"o{i}": {"x": "max"} for i in range(n)})
     watch = Stopwatch()
     if record_to is None:
         Execution(graph, settings).run([watch])

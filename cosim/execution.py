@@ -12,13 +12,12 @@ can keep what they have.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cosim import journal
 from cosim.capture import CapturedOutput, capture_output
+from cosim.description import Event, Settings
 from cosim.errors import CosimError, Interrupted, SimulationError
 from cosim.graph import CouplingGraph
 from cosim.master import Master, Plan, make_master, make_plan
@@ -27,61 +26,6 @@ from cosim.system import Layout, System, make_layout
 ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: cosim.parallel.Exchange
 MasterFactory = Callable[..., Master]  # (system, plan, start, step, *, exchange, time_every,
 # position) -> Master; cosim.master.make_master unless another is handed in
-CALL_TIMEOUT = 60.0  # seconds an FMI call may take, by default, before it counts as a hang
-
-
-@dataclass(frozen=True)
-class Event:
-    """Set ``values`` on ``instance`` at ``time`` (applied before the step starting there)."""
-
-    time: float
-    instance: str
-    values: Mapping[str, Any]
-
-
-@dataclass
-class Settings:
-    """What to run: the time span and step, the algorithm, what to record, timed events."""
-
-    start: float
-    stop: float
-    step: float
-    algorithm: str = "jacobi"
-    record: Mapping[str, Sequence[str]] = field(default_factory=dict)  # instance -> variables
-    record_interval: float | None = None  # s between recorded points (None: every point)
-    record_reduce: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # instance ->
-    # variable -> how a recorded point stands for its interval (cosim.decimation; not "last")
-    events: Sequence[Event] = ()
-    call_timeout: float = CALL_TIMEOUT  # s an FMI call may take before it counts as a hang
-
-    @property
-    def steps(self) -> int:
-        """Number of communication steps of ``step`` from start to stop."""
-        return steps_between(self.start, self.stop, self.step)
-
-    @property
-    def record_every(self) -> int:
-        """Communication steps of ``step`` between recorded points."""
-        return 1 if not self.record_interval else round(self.record_interval / self.step)
-
-
-MAX_STEPS = 10**9  # a run of more communication steps is refused (a typo, not a plan)
-
-
-def steps_between(start: float, stop: float, step: float) -> int:
-    """``(stop - start) / step`` as an integer; ValueError if it is not one, or above
-    ``MAX_STEPS``."""
-    count = (stop - start) / step
-    if not math.isfinite(count) or count > MAX_STEPS:
-        raise ValueError(f"stop - start = {stop - start:g} s is {count:.3g} steps of {step:g} s,"
-                         f" more than the limit of {MAX_STEPS:.0e} steps")
-    rounded = round(count)
-    if rounded < 1 or not math.isclose(count, rounded, rel_tol=1e-9, abs_tol=1e-9):
-        raise ValueError(f"stop - start = {stop - start:g} s is not a whole number of "
-                         f"steps of {step:g} s")
-    return rounded
-
-
 class Observer(Protocol):
     """Receives the events of an execution. The three methods are called in this order."""
 
@@ -106,8 +50,7 @@ class Execution:
                  master: MasterFactory = make_master):
         self.graph = graph
         self.settings = settings
-        self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
-                           for name in graph.instances}
+        self.parameters = {name: graph.parameters(name) for name in graph.instances}
         for name, values in (parameters or {}).items():
             self.parameters.setdefault(name, {}).update(values)
         self.plan = plan or make_plan(graph, settings.algorithm)

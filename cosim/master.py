@@ -118,8 +118,7 @@ def make_plan(graph: CouplingGraph, algorithm: str) -> Plan:
         position = {name: i for i, name in enumerate(order)}
         level: dict[str, int] = {}
         for name in order:
-            feeding = [level[s] for s, _ in graph.graph.in_edges(name)
-                       if s != name and position[s] < position[name]]
+            feeding = [level[s] for s in graph.feeding(name) if position[s] < position[name]]
             level[name] = 1 + max(feeding) if feeding else 0
         levels = [[] for _ in range(max(level.values(), default=-1) + 1)]
         for name in order:

@@ -33,7 +33,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +41,7 @@ import h5py
 import numpy as np
 
 from cosim.checkpoint import checkpoint_path
+from cosim.description import Parallel
 from cosim.errors import INTERRUPTED, CosimError, Interrupted, ScenarioError, SimulationError
 from cosim.execution import Execution
 from cosim.graph import CouplingGraph
@@ -73,7 +74,6 @@ T = TypeVar("T")
 
 TAG_REQUEST, TAG_MEMBER = 901, 902
 POLL_EVERY = 32  # steps between two looks for work requests on rank 0
-MEASURE_STEPS = 100  # default length of the pilot run that measures the instances' costs
 WARM_UP = 5  # pilot steps not counted: first calls load code and fill caches
 
 
@@ -301,7 +301,7 @@ def _cut(group: h5py.Group, rows: int) -> None:
         dataset.resize((rows, *dataset.shape[1:]))
 
 
-def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
+def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Parallel
                        ) -> tuple[dict[str, int], dict[str, float] | None]:
     """``({instance: rank}, measured costs or None)``: the same on every rank.
 
@@ -311,9 +311,9 @@ def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
     seconds, and the run proper starts again from the start time with fresh instances.
     """
     owner = partition(graph, comm.Get_size())
-    if parallel.get("balance", "declared") != "measured" or comm.Get_size() == 1:
+    if parallel.balance != "measured" or comm.Get_size() == 1:
         return owner, None
-    steps = min(settings.steps, WARM_UP + parallel.get("measure_steps", MEASURE_STEPS))
+    steps = min(settings.steps, WARM_UP + parallel.measure_steps)
     pilot = dataclasses.replace(settings, stop=settings.start + steps * settings.step,
                                 record={})
     execution = _distributed_execution(comm, graph, pilot, owner)
@@ -519,7 +519,7 @@ class WorkQueue:
 
 
 def _group_size(scenario, ranks: int, cohort: bool) -> int:
-    requested = scenario.parallel.get("group_size")
+    requested = scenario.parallel.group_size
     if requested is None:
         return 1 if cohort else ranks
     if ranks % requested:  # a whole number ≥ 1: checked with the scenario
@@ -551,13 +551,11 @@ class _Quiet(CosimError):
 
 def _prebuild_library(path: Path) -> None:
     """The library FMUs a scenario uses, built (if stale) before the other ranks look."""
-    from cosim.build import library_fmu
     from cosim.scenario import load_scenario
 
     try:
-        for fmu in load_scenario(path).fmus.values():
-            if str(fmu).startswith("library:"):
-                library_fmu(str(fmu).split(":", 1)[1])
+        for source in load_scenario(path).fmus.values():
+            source.path()
     except CosimError:
         pass  # every rank reports it when it prepares
 

@@ -270,7 +270,7 @@ class Recorder:
         group.attrs["fmu"] = fmu.path.name
         group.attrs["fmu_sha256"] = fmu.sha256
         group.attrs["model_name"] = fmu.model_name
-        group.attrs["scale"] = run.graph.graph.nodes[name]["scale"]
+        group.attrs["scale"] = run.graph.scale(name)
         group.attrs["parameters"] = json.dumps(run.parameters.get(name, {}))
         return group
 

@@ -31,8 +31,9 @@ import h5py
 
 from cosim.checkpoint import Checkpointer, checkpoint_path
 from cosim.criteria import Outcome, evaluate, write_verdict
+from cosim.description import Settings
 from cosim.errors import ResultsWriteError
-from cosim.execution import ExchangeFactory, Execution, Observer, Settings
+from cosim.execution import ExchangeFactory, Execution, Observer
 from cosim.graph import CouplingGraph
 from cosim.h5clear import clear_writer_flags
 from cosim.isolation import isolation_by_instance

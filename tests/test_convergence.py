@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.results import open_results
 from cosim.run import run_scenario

@@ -8,7 +8,8 @@ import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 
-from cosim.execution import Event, Execution, Settings
+from cosim.description import Event, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 
 

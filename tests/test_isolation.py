@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from cosim import cli
+from cosim.description import Event, Settings
 from cosim.errors import ScenarioError, SimulationError
-from cosim.execution import Event, Execution, Settings
+from cosim.execution import Execution
 from cosim.fmu import Instance
 from cosim.graph import CouplingGraph
 from cosim.isolation import Isolation, ProcessInstance

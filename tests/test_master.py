@@ -21,8 +21,9 @@ import pytest
 from scipy.linalg import expm
 
 from cosim.build import build_fmu
+from cosim.description import Settings
 from cosim.errors import SimulationError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.master import SETTLE, STEP, FixedStepMaster, Stage, make_plan
 from cosim.results import open_results

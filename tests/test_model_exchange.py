@@ -18,8 +18,9 @@ import pytest
 from test_mpi import cosim, datasets
 
 from cosim.describe import check_text, fmu_text
+from cosim.description import Settings
 from cosim.errors import ScenarioError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.isolation import Isolation
 from cosim.model_exchange import Solver

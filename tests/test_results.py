@@ -15,8 +15,9 @@ import h5py
 import numpy as np
 import pytest
 
+from cosim.description import Settings
 from cosim.errors import CosimError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 from cosim.results import open_results
@@ -162,7 +163,8 @@ def failing_fmu(folder) -> Path:
 FAILING_RUN = """\
 import json, sys
 from cosim.errors import SimulationError
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 
@@ -220,7 +222,8 @@ def test_cli_run_of_a_failing_fmu(folder, failing_fmu, tmp_path):
 
 KILLED_RUN = """\
 import os, sys
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 

@@ -70,3 +70,16 @@ def test_modules_import_each_other_without_a_cycle():
     assert graph.has_edge("cosim.run", "cosim.strategies")  # the scan sees imports
     cycles = list(nx.simple_cycles(graph))
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c + c[:1]) for c in cycles)
+
+
+def test_only_the_coupling_graph_sees_its_networkx_graph():
+    """Other modules read a ``CouplingGraph`` through its methods (instances, fmu, parameters,
+    scale, cost, feeding, connections), never through the networkx graph it keeps."""
+    import re
+
+    reaching = re.compile(r"\bgraph\.graph\b")
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "cosim").rglob("*.py")) if path.name != "graph.py"
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if reaching.search(line)]
+    assert not found, "\n".join(found)
