@@ -20,6 +20,8 @@ from cosim.capture import CapturedOutput, capture_output
 from cosim.description import Event, Settings
 from cosim.errors import CosimError, Interrupted, SimulationError
 from cosim.graph import CouplingGraph
+from cosim.instances import InstanceFactory
+from cosim.isolation import make_instance
 from cosim.master import Master, Plan, make_master, make_plan
 from cosim.system import Layout, System, make_layout
 
@@ -47,7 +49,8 @@ class Execution:
                  exchange: ExchangeFactory | None = None,
                  plan: Plan | None = None, time_every: int = 16,
                  position: memoryview | None = None, resume=None,
-                 master: MasterFactory = make_master):
+                 master: MasterFactory = make_master,
+                 instances: InstanceFactory = make_instance):
         self.graph = graph
         self.settings = settings
         self.parameters = {name: graph.parameters(name) for name in graph.instances}
@@ -55,7 +58,8 @@ class Execution:
             self.parameters.setdefault(name, {}).update(values)
         self.plan = plan or make_plan(graph, settings.algorithm)
         self.layout: Layout = make_layout(graph, settings.record)
-        self.system = System(graph, self.layout, graph.instances if local is None else local)
+        self.system = System(graph, self.layout, graph.instances if local is None else local,
+                             instances)
         # where the run is (phase, step, time, instance and FMI call), for a supervisor to read
         # (cosim.journal); a private array when nobody reads it
         self.position = journal.private_position() if position is None else position
