@@ -275,7 +275,7 @@ def test_partition_on_measured_costs_overrides_the_declared_ones(fmus):
     measured = {"o0": 0.01, "o1": 0.01, "o2": 0.01, "o3": 0.5}
     assert partition(graph, 2) == {"o0": 0, "o1": 0, "o2": 1, "o3": 1}
     assert partition(graph, 2, cost=measured) == {"o0": 0, "o1": 0, "o2": 0, "o3": 1}
-    # test_mpi.py's measured balance: a ring of three and an unconnected expensive patch
+    # test_parallel.py's measured balance: a ring of three and an unconnected expensive patch
     ring = graph_of(fmus, o0="c", o1="c", o2="c", patch="c")
     for i in range(3):
         ring.connect(f"o{i}.x", f"o{(i + 1) % 3}.x_other")

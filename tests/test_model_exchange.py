@@ -15,7 +15,7 @@ import textwrap
 import fmu_kit as kit
 import numpy as np
 import pytest
-from test_mpi import cosim, datasets
+from test_parallel import cosim, datasets
 
 from cosim.describe import check_text, fmu_text
 from cosim.description import Settings
