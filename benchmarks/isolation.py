@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from cosim.build import build_fmu
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.isolation import Isolation
 
@@ -50,7 +51,8 @@ class Stopwatch:
 
         self.clock = np.empty(self.last + 1)
 
-    def stepped(self, n: int, time_: float) -> None:
+    def stepped(self, time_: float) -> None:
+        n = self.run.steps
         self.clock[n] = time.perf_counter()
         if n == 0:
             self.startup = self.clock[0] - self.created

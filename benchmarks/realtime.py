@@ -24,7 +24,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from cosim.build import library_fmu
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.fmu import Instance
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file

@@ -3,27 +3,27 @@
 With ``checkpoint: {every: 5}`` in a scenario, every 5 s of simulated time the run saves, in
 ``<results file>.checkpoint`` (HDF5, replaced atomically):
 
-- every instance's serialised FMU state (``fmi2SerializeFMUstate``; in any order, by name);
-- the signal array (the values the instances exchange, with their unit conversions applied
-  at the next gather);
-- the communication point (step index and time) and how many rows the results file holds
-  then (its recorder flushed first).
+- every instance's serialised FMU state (``fmi2SerializeFMUstate``; in any order, by name) and
+  the signal array (the values the instances exchange, with their unit conversions applied
+  at the next gather): ``System.snapshot``;
+- the communication point (its time, and the steps taken to reach it) and how many rows the
+  results file holds then (its recorder flushed first).
 
 That is the whole state of a fixed-step run: ``Execution`` resumes it by instantiating and
 initialising the instances as usual, putting each back into its saved state, restoring the
-signal array and stepping on from the saved step; the recorder cuts the results file back to
-the saved rows and appends. Results equal an uninterrupted run's bit for bit, and, because the
-checkpoint holds every instance and the whole array, a distributed run resumes at any rank
-count (``gather`` collects the ranks' parts on rank 0, which writes the file).
+signal array (``System.restore``) and stepping on from the saved time; the recorder cuts the
+results file back to the saved rows and appends. Results equal an uninterrupted run's bit for
+bit, and, because the checkpoint holds every instance and the whole array, a distributed run
+resumes at any rank count (``gather`` collects the ranks' parts on rank 0, which writes the file).
 """
 
 from __future__ import annotations
 
 import datetime
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import h5py
@@ -39,9 +39,9 @@ FORMAT_VERSION = 1
 class Checkpoint:
     """A run's state at communication point ``step``."""
 
-    step: int
+    step: int  # communication steps taken to reach it
     time: float
-    rows: int  # rows recorded up to that point (step // record_every + 1)
+    rows: int  # rows recorded up to that point
     signals: np.ndarray
     states: dict[str, bytes]  # instance -> serialised FMU state
     scenario_sha256: str
@@ -102,14 +102,14 @@ def checkpoint_to_resume(results: str | Path, scenario) -> Checkpoint:
 
 
 class Checkpointer:
-    """Observer: saves a checkpoint every ``every`` communication steps.
+    """Observer: saves a checkpoint every ``every`` seconds of simulated time.
 
     ``recorder``: the run's ``cosim.recorder.Recorder``, flushed first so the results file
     holds every row up to the checkpoint. ``gather``: under MPI, collects the ranks' states
     and signal arrays on rank 0 (returns None elsewhere); in one process the identity.
     """
 
-    def __init__(self, path: Path, every: int, scenario_sha256: str,
+    def __init__(self, path: Path, every: float, scenario_sha256: str,
                  recorder, gather: Callable | None = None):
         self.path = path
         self.every = every
@@ -121,26 +121,35 @@ class Checkpointer:
 
     def started(self, run) -> None:
         self.run = run
-        self.first = run.step_index  # a resumed run does not save its first point again
-        self.last = run.settings.steps  # nor is the end worth one: the run is over
-        # only at recorded points: between two, the recorder holds part of an interval it
-        # reduces (record.reduce), which a checkpoint does not keep
-        self.every = math.lcm(self.every, max(1, int(run.settings.record_every)))
+        settings = run.settings
+        self.start, self.landing = settings.start, run.master.landing
+        self.last = self.landing(settings.stop)  # the end is not worth one: the run is over
+        interval = settings.record_interval
+        if interval:  # only at recorded points: between two, the recorder holds part of an
+            # interval it reduces (record.reduce), which a checkpoint does not keep; so every
+            # is the least common multiple of itself and the record interval
+            ratio = Fraction(self.every / interval).limit_denominator(1000)
+            self.every = interval * max(1, ratio.numerator)
+        # the next one after the run's first point (a resumed run does not save it again)
+        self.count = int((run.time - self.start) / self.every + 1e-9) + 1
+        self.due = self.landing(self.start + self.count * self.every)
 
-    def stepped(self, n: int, time: float) -> None:
-        if n % self.every or n == self.first or n == self.last:
+    def stepped(self, time: float) -> None:
+        if time < self.due:
+            return
+        self.count = int((time - self.start) / self.every + 1e-9) + 1
+        self.due = self.landing(self.start + self.count * self.every)
+        if time >= self.last:
             return
         import time as clock
 
         began = clock.perf_counter()
         self.recorder.flush()  # the results file holds every row up to here
-        rows = n // max(1, int(self.run.settings.record_every)) + 1
-        system = self.run.system
-        states = {name: system.instances[name].serialize_state() for name in system.local}
-        gathered = self.gather(states, system.signals)
+        gathered = self.gather(*self.run.system.snapshot())
         if gathered is not None:
             states, signals = gathered
-            write_checkpoint(self.path, Checkpoint(n, time, rows, signals, states,
+            write_checkpoint(self.path, Checkpoint(self.run.steps, time,
+                                                   self.recorder.rows_written, signals, states,
                                                    self.scenario_sha256))
         self.saved += 1
         self.seconds += clock.perf_counter() - began

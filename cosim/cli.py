@@ -10,15 +10,15 @@ import sys
 import textwrap
 from pathlib import Path
 
-from cosim.errors import CosimError
+from cosim.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VERDICT_FAIL,
+    CosimError,
+)
 from cosim.launcher import limit_threads
-
-EXIT_OK = 0  # success; for run: completed and every acceptance criterion met (PASS)
-EXIT_ERROR = 1  # an error: one message, no traceback; nothing claimed was replaced
-EXIT_VERDICT_FAIL = 2  # the run completed and its verdict is FAIL (a cohort: any member
-#                        failed its criteria or did not complete)
-EXIT_USAGE = 64  # the command line is wrong (EX_USAGE of sysexits.h)
-EXIT_INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C) or SIGTERM (128 + SIGINT, as shells do)
 
 EPILOG = f"""\
 exit codes:

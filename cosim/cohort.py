@@ -34,9 +34,10 @@ Distributions (allowed keys): ``normal`` (mean, sd; optional low/high truncate i
 ``lognormal`` (median, sigma: the log of the value is normal with mean ln(median), sd sigma),
 ``uniform`` (low, high).
 
-``check_cohort`` returns every problem found (never stops at the first); ``sample_cohort``
-raises ``CohortError`` carrying them all. Sampling is a pure function of the mapping (and of the
-CSV file for ``table``).
+``check_cohort`` reports every problem found (never stops at the first) into the one collector
+of a scenario's problems (``cosim.errors.Problems``), each at its key under ``cohort``;
+``sample_cohort`` raises them all as one ``ScenarioError``. Sampling is a pure function of the
+mapping (and of the CSV file for ``table``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import numpy as np
 from scipy import stats
 from scipy.stats import qmc
 
-from cosim.errors import CosimError
+from cosim.errors import Problems
 
 METHODS = ("random", "latin-hypercube", "grid", "table")
 KEYS = ("size", "seed", "method", "parameters", "table")
@@ -76,34 +77,6 @@ NAME_HINT = 'write "instance.parameter", e.g. "organ.E_es_lvf"'
 MEMBER_COLUMN = "member"
 
 KeyPath = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class CohortProblem:
-    """One mistake in a ``cohort`` mapping; ``key_path`` starts inside that mapping."""
-
-    key_path: KeyPath
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        where = "cohort" + "".join(
-            f"[{k}]" if isinstance(k, int) else f'["{k}"]' if "." in k else f".{k}"
-            for k in self.key_path)
-        hint = f"\n    -> {self.hint}" if self.hint else ""
-        return f"{where}: {self.message}{hint}"
-
-
-class CohortError(CosimError):
-    """The cohort declaration is wrong; ``.problems`` lists every mistake found."""
-
-    def __init__(self, problems: Sequence[CohortProblem]):
-        self.problems: list[CohortProblem] = list(problems)
-        text = "\n".join(str(p) for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) in the cohort:\n{text}")
-
-    def __reduce__(self) -> tuple[type, tuple[list[CohortProblem]]]:
-        return CohortError, (self.problems,)  # pickles whole (MPI ranks, multiprocessing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,13 +148,15 @@ def _suggest(word: object, choices: Sequence[str]) -> str:
 class _Checker:
     """Walks a cohort mapping, collecting problems and building a ``_Plan``."""
 
-    def __init__(self, base_dir: Path):
+    def __init__(self, base_dir: Path, problems: Problems):
         self.base_dir = Path(base_dir)
-        self.problems: list[CohortProblem] = []
+        self.problems = problems
+        self.found = 0  # problems this cohort had
         self.plan = _Plan()
 
     def add(self, path: KeyPath, message: str, hint: str = "") -> None:
-        self.problems.append(CohortProblem(tuple(path), message, hint))
+        self.found += 1
+        self.problems.report(("cohort", *path), message, hint)
 
     def real(self, value: object, path: KeyPath) -> float | None:
         """``value`` as a finite float, or None after recording a problem."""
@@ -536,22 +511,22 @@ def _latin_hypercube(d: int, n: int, seed: int) -> np.ndarray:
     return engine.random(n)
 
 
-def check_cohort(spec: Mapping, base_dir: Path) -> list[CohortProblem]:
-    """Every problem in the ``cohort`` mapping ``spec`` (empty list: it can be sampled).
+def check_cohort(spec: Mapping, base_dir: Path, problems: Problems | None = None) -> Problems:
+    """Every problem in the ``cohort`` mapping ``spec``, reported into ``problems`` (a new
+    collector if None) at its key under ``cohort``; returns the collector.
 
     ``base_dir`` is the folder that a relative ``table`` path starts from (the scenario's).
     """
-    checker = _Checker(base_dir)
-    checker.check(spec)
-    return checker.problems
+    problems = Problems() if problems is None else problems
+    _Checker(base_dir, problems).check(spec)
+    return problems
 
 
 def sample_cohort(spec: Mapping, base_dir: Path) -> Cohort:
-    """The member table the ``cohort`` mapping declares; raises ``CohortError`` if it is wrong."""
-    checker = _Checker(base_dir)
+    """The member table the ``cohort`` mapping declares; a ``ScenarioError`` if it is wrong."""
+    checker = _Checker(base_dir, Problems())
     checker.check(spec)
-    if checker.problems:
-        raise CohortError(checker.problems)
+    checker.problems.raise_any()
     plan = checker.plan
     names = tuple(plan.names)
     if plan.method == "table":

@@ -116,10 +116,9 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
         owner = partition(graph, ranks)
     lines = [f"{len(graph.instances)} instances:"]
     for name in graph.instances:
-        node = graph.graph.nodes[name]
         rank = f"  rank {owner[name]}" if owner else ""
-        lines.append(f"  {name:<16} {node['fmu'].model_name:<14} scale={node['scale']:<7} "
-                     f"cost={node['cost']:g}{rank}")
+        lines.append(f"  {name:<16} {graph.fmu(name).model_name:<14} "
+                     f"scale={graph.scale(name):<7} cost={graph.cost(name):g}{rank}")
     lines.append(f"{len(graph.connections())} connections:")
     for c in graph.connections():
         conv = "" if (c.scale, c.shift) == (1.0, 0.0) else f"  (× {c.scale:g} + {c.shift:g})"
@@ -133,7 +132,7 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
     if owner:
         lines.append(f"partition over {ranks} ranks cuts {cut_edges(graph, owner)} of "
                      f"{len(graph.connections())} connections")
-        if scenario.parallel.get("balance") == "measured":
+        if scenario.parallel.balance == "measured":
             lines.append("balance: measured — this partition (on declared costs) runs the pilot; "
                          "the run itself is split on the seconds measured there")
     for warning in graph.warnings():

@@ -8,11 +8,24 @@
   that is not a cosim results file, another run writing the same file).
 
 The CLI prints ``str(error)`` and nothing else; a message must make sense to a device engineer.
+How things end is here too: the ``status`` a results file (or a cohort member) ends with, and
+the exit codes of the ``cosim`` command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+# a results file's (or a cohort member's) ``status`` attribute
+RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
+
+EXIT_OK = 0  # success; for run: completed and every acceptance criterion met (PASS)
+EXIT_ERROR = 1  # an error: one message, no traceback; nothing claimed was replaced
+EXIT_VERDICT_FAIL = 2  # the run completed and its verdict is FAIL (a cohort: any member
+#                        failed its criteria or did not complete)
+EXIT_USAGE = 64  # the command line is wrong (EX_USAGE of sysexits.h)
+EXIT_INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C) or SIGTERM (128 + SIGINT, as shells do)
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,57 @@ class Problem:
         key = f"{self.key}: " if self.key else ""
         hint = f"\n    -> {self.hint}" if self.hint else ""
         return f"{where}{key}{self.message}{hint}"
+
+
+def line_of(lines: Mapping[tuple, int], path: tuple) -> int | None:
+    """The line of key ``path`` in a file read with the line of every key
+    (``cosim.scenario_yaml``), or of its nearest parent that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where something was declared: a scenario file, line and key (all optional)."""
+
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None
+
+    def problem(self, message: str, hint: str | None = None) -> Problem:
+        return Problem(message, file=self.file, line=self.line, key=self.key, hint=hint)
+
+
+class Problems(list[Problem]):
+    """The one collector of problems found before a run: every section of a scenario file
+    (its cohort, criteria, record and credibility sections included) and every check against
+    the FMUs reports here, at the key path of what caused it (located in ``file`` by
+    ``lines``, the line of every key); ``raise_any`` raises them all as one
+    ``ScenarioError``."""
+
+    def __init__(self, file: str | None = None, lines: Mapping[tuple, int] | None = None):
+        super().__init__()
+        self.file = file
+        self.lines = lines or {}
+
+    def source(self, *path) -> Source:
+        return Source(self.file, line_of(self.lines, path), ".".join(map(str, path)) or None)
+
+    def report(self, path: tuple, message: str, hint: str | None = None) -> None:
+        """A problem at key ``path`` (a tuple of keys and list indices)."""
+        self.append(self.source(*path).problem(message, hint or None))
+
+    def within(self, *prefix) -> Callable[[tuple, str, str | None], None]:
+        """``report`` for paths under ``prefix`` (what a section's own checker calls)."""
+        return lambda path, message, hint=None: self.report(prefix + tuple(path), message, hint)
+
+    def raise_any(self) -> None:
+        """Raise every problem found (each once, in order) as one ``ScenarioError``."""
+        if self:
+            raise ScenarioError(list(dict.fromkeys(self)))
 
 
 class CosimError(Exception):

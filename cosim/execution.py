@@ -1,82 +1,41 @@
 """An execution: builds the runtime system from a coupling graph, initialises it, steps it to the
 end, and tells observers (results writer, progress, MPI gather…) what happened.
 
-Timed events (``Event``: set these values on that instance before step n) are data applied here
-before a step, never tests of the time inside the master. Whatever happens, every instance is
-terminated and freed, and observers hear ``finished(error)`` so they can keep what they have.
+Time, never a step index, is what passes between the execution, its master, its events and its
+observers: the master says which communication point it reached (``Master.advance``), observers
+hear each point's time (``stepped(time)``), and a timed event (``Event``: set these values on
+that instance at that time) is applied before the master advances from the communication point
+at which it falls (``Master.landing``); the master is asked not to go past the next one. Whatever
+happens, every instance is terminated and freed, and observers hear ``finished(error)`` so they
+can keep what they have.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cosim import journal
 from cosim.capture import CapturedOutput, capture_output
+from cosim.description import Event, Settings
 from cosim.errors import CosimError, Interrupted, SimulationError
 from cosim.graph import CouplingGraph
-from cosim.master import FixedStepMaster, Plan, make_plan
+from cosim.instances import InstanceFactory
+from cosim.isolation import make_instance
+from cosim.master import Master, Plan, make_master, make_plan
 from cosim.system import Layout, System, make_layout
 
-CALL_TIMEOUT = 60.0  # seconds an FMI call may take, by default, before it counts as a hang
-
-
-@dataclass(frozen=True)
-class Event:
-    """Set ``values`` on ``instance`` at ``time`` (applied before the step starting there)."""
-
-    time: float
-    instance: str
-    values: Mapping[str, Any]
-
-
-@dataclass
-class Settings:
-    """What to run: the time grid, the algorithm, what to record, timed events."""
-
-    start: float
-    stop: float
-    step: float
-    algorithm: str = "jacobi"
-    record: Mapping[str, Sequence[str]] = field(default_factory=dict)  # instance -> variables
-    record_every: int = 1  # record every n-th communication point
-    record_reduce: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # instance ->
-    # variable -> how a recorded point stands for its interval (cosim.decimation; not "last")
-    events: Sequence[Event] = ()
-    call_timeout: float = CALL_TIMEOUT  # s an FMI call may take before it counts as a hang
-
-    @property
-    def steps(self) -> int:
-        """Number of communication steps from start to stop."""
-        return steps_between(self.start, self.stop, self.step)
-
-
-MAX_STEPS = 10**9  # a run of more communication steps is refused (a typo, not a plan)
-
-
-def steps_between(start: float, stop: float, step: float) -> int:
-    """``(stop - start) / step`` as an integer; ValueError if it is not one, or above
-    ``MAX_STEPS``."""
-    count = (stop - start) / step
-    if not math.isfinite(count) or count > MAX_STEPS:
-        raise ValueError(f"stop - start = {stop - start:g} s is {count:.3g} steps of {step:g} s,"
-                         f" more than the limit of {MAX_STEPS:.0e} steps")
-    rounded = round(count)
-    if rounded < 1 or not math.isclose(count, rounded, rel_tol=1e-9, abs_tol=1e-9):
-        raise ValueError(f"stop - start = {stop - start:g} s is not a whole number of "
-                         f"steps of {step:g} s")
-    return rounded
-
-
+ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: cosim.parallel.Exchange
+MasterFactory = Callable[..., Master]  # (system, plan, start, step, *, exchange, time_every,
+# position) -> Master; cosim.master.make_master unless another is handed in
 class Observer(Protocol):
     """Receives the events of an execution. The three methods are called in this order."""
 
     def started(self, run: Execution) -> None: ...
 
-    def stepped(self, n: int, time: float) -> None:
-        """Called after communication point n (time = start + n·step) has been reached."""
+    def stepped(self, time: float) -> None:
+        """Called at every communication point, the first (the start, or where a resumed run
+        goes on) included, once the system has reached it."""
 
     def finished(self, error: BaseException | None) -> None: ...
 
@@ -87,33 +46,36 @@ class Execution:
     def __init__(self, graph: CouplingGraph, settings: Settings,
                  parameters: Mapping[str, Mapping[str, Any]] | None = None,
                  local: Iterable[str] | None = None,
-                 exchange: Callable[[int], None] | None = None,
+                 exchange: ExchangeFactory | None = None,
                  plan: Plan | None = None, time_every: int = 16,
-                 position: memoryview | None = None, resume=None):
+                 position: memoryview | None = None, resume=None,
+                 master: MasterFactory = make_master,
+                 instances: InstanceFactory = make_instance):
         self.graph = graph
         self.settings = settings
-        self.parameters = {name: dict(graph.graph.nodes[name]["parameters"])
-                           for name in graph.instances}
+        self.parameters = {name: graph.parameters(name) for name in graph.instances}
         for name, values in (parameters or {}).items():
             self.parameters.setdefault(name, {}).update(values)
         self.plan = plan or make_plan(graph, settings.algorithm)
         self.layout: Layout = make_layout(graph, settings.record)
-        self.system = System(graph, self.layout, graph.instances if local is None else local)
+        self.system = System(graph, self.layout, graph.instances if local is None else local,
+                             instances)
         # where the run is (phase, step, time, instance and FMI call), for a supervisor to read
         # (cosim.journal); a private array when nobody reads it
         self.position = journal.private_position() if position is None else position
-        self.master = FixedStepMaster(self.system, self.plan, settings.start, settings.step,
-                                      **({"exchange": exchange} if exchange else {}),
-                                      time_every=time_every, position=self.position)
+        self.call_codes = journal.call_codes(self.layout.instances, self.system.local)
+        # ``exchange(stage)`` after each stage moves values between processes (MPI); made for
+        # this plan and system by the factory handed in
+        self.exchange = None if exchange is None else exchange(self.plan, self.system)
+        self.master: Master = master(
+            self.system, self.plan, settings.start, settings.step,
+            **({} if self.exchange is None else {"exchange": self.exchange}),
+            time_every=time_every, position=self.position)
         self.resume = resume  # a cosim.checkpoint.Checkpoint to go on from, or None
-        self.step_index = 0
+        self.time = settings.start  # the communication point reached
+        self.steps = 0  # communication steps taken to reach it
         self.end_reason = ""  # why the run ended, once it has: see ``run``
-        self._events = self._schedule(settings.events)
         self.output = CapturedOutput()  # what the FMUs printed during ``run``
-
-    @property
-    def time(self) -> float:
-        return self.settings.start + self.step_index * self.settings.step
 
     def start(self) -> None:
         """Everything a run does before its first step: load every instance, set its
@@ -121,7 +83,7 @@ class Execution:
         position = self.position
         position[journal.PHASE] = journal.INSTANTIATING
         for name in self.system.local:
-            position[journal.CALL] = self.master.call_codes[name][0]
+            position[journal.CALL] = self.call_codes[name][0]
             self.system.instantiate(name, self.parameters.get(name))
         self.system.bind()
         position[journal.PHASE] = journal.INITIALISING
@@ -168,50 +130,51 @@ class Execution:
     def _run(self, observers: Sequence[Observer]) -> None:
         position, times = self.position, self.position.cast("B").cast("d")
         self.start()
-        first = 0 if self.resume is None else self._restore(self.resume)
+        if self.resume is not None:
+            self._restore(self.resume)
         for observer in observers:
             observer.started(self)
         if self.resume is None:  # a resumed run's first point is in the file already
             for observer in observers:
-                observer.stepped(0, self.settings.start)
+                observer.stepped(self.time)
         position[journal.PHASE] = journal.STEPPING
-        steps = self.settings.steps
-        step, events, ended = self.master.step, self._events, self.master.ended
+        master, stop = self.master, self.settings.stop
+        advance, ended, end = master.advance, master.ended, master.landing(stop)
+        events = self._pending(self.time)
         stepped = [o.stepped for o in observers]
-        for n in range(first, steps):
-            self.step_index = n
-            position[journal.STEP] = n
-            times[journal.TIME] = self.settings.start + n * self.settings.step
+        while self.time < end:
+            position[journal.STEP] = self.steps
+            times[journal.TIME] = self.time
             if position[journal.STOP]:
                 raise Interrupted("stop requested")
-            if n in events:
-                self._apply(events[n])
-            step(n)
+            while events and events[-1][0] <= self.time:
+                self._apply(events.pop()[1])
+            self.time = advance(self.time, min(events[-1][1].time, stop) if events else stop)
+            self.steps += 1
             position[journal.CALL] = 0
-            self.step_index = n + 1
-            time = self.settings.start + (n + 1) * self.settings.step
             for callback in stepped:
-                callback(n + 1, time)
+                callback(self.time)
             if ended:
                 break
         position[journal.PHASE] = journal.FINISHING
         self.end_reason = self._ending()
 
-    def _restore(self, checkpoint) -> int:
+    def _restore(self, checkpoint) -> None:
         """Put every local instance and the signal array back as ``checkpoint`` saved them
-        (after the usual initialisation); returns the step to go on from."""
+        (after the usual initialisation), at its communication point."""
         missing = [name for name in self.system.local if name not in checkpoint.states]
         if missing or checkpoint.signals.shape != self.system.signals.shape:
             raise SimulationError("the checkpoint does not match this scenario (instances "
                                   f"{missing or 'the same'}, {checkpoint.signals.size} signals "
                                   f"saved, {self.system.signals.size} here)")
-        for name in self.system.local:
-            self.position[journal.CALL] = self.master.call_codes[name][0]
-            self.system.instances[name].restore_state(checkpoint.states[name])
+        codes = self.call_codes
+
+        def calling(name: str) -> None:
+            self.position[journal.CALL] = codes[name][0]
+
+        self.system.restore(checkpoint.states, checkpoint.signals, calling)
         self.position[journal.CALL] = 0
-        self.system.signals[:] = checkpoint.signals
-        self.step_index = checkpoint.step
-        return checkpoint.step
+        self.time, self.steps = checkpoint.time, checkpoint.step
 
     def _ending(self) -> str:
         """Why the run ended: the stop time, or the FMUs that ended the simulation."""
@@ -228,16 +191,13 @@ class Execution:
                 instance=self.master.ended[0], time=self.time)
         return "; ".join(ended)
 
-    def _schedule(self, events: Sequence[Event]) -> dict[int, list[Event]]:
-        by_step: dict[int, list[Event]] = {}
-        local = set(self.system.local)
-        for event in events:
-            if event.instance not in local:
-                continue
-            n = max(0, math.ceil((event.time - self.settings.start) / self.settings.step - 1e-9))
-            by_step.setdefault(n, []).append(event)
-        return by_step
+    def _pending(self, time: float) -> list[tuple[float, Event]]:
+        """The local events due at or after communication point ``time`` with the point at
+        which each falls, the next one last."""
+        local, landing = set(self.system.local), self.master.landing
+        due = [(landing(event.time), i, event) for i, event in enumerate(self.settings.events)
+               if event.instance in local]
+        return [(at, event) for at, _, event in sorted(due, reverse=True) if at >= time]
 
-    def _apply(self, events: list[Event]) -> None:
-        for event in events:
-            self.system.instances[event.instance].set(event.values)
+    def _apply(self, event: Event) -> None:
+        self.system.instances[event.instance].set(event.values)

@@ -1,9 +1,9 @@
 """The coupling graph: which FMU instances exist and which output feeds which input.
 
-A ``CouplingGraph`` wraps a ``networkx.MultiDiGraph``: one node per instance (attributes
-``fmu``, ``scale``, ``parameters``, ``cost``, ``isolation``), one edge per connection
-``instance.output -> instance.input`` (attributes ``output``, ``input``, ``scale``, ``shift``:
-the unit conversion ``input = scale * output + shift``). Users build it in Python
+A ``CouplingGraph`` holds one node per instance (its FMU, scale, parameters, cost, isolation,
+interface, solver: read through its methods) and one edge per connection ``instance.output ->
+instance.input`` (``Connection``: with the unit conversion ``input = scale * output + shift``).
+It keeps them in a ``networkx.MultiDiGraph``, which no other module sees. Users build it in Python
 (``add_instance``, ``connect``) or from a scenario file (``cosim.scenario``); ``check()`` returns
 every problem found, each located at the scenario line that caused it.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from cosim.errors import Problem, ScenarioError
+from cosim.errors import Problem, ScenarioError, Source
 from cosim.fmu_file import (
     BOOLEAN,
     COUPLED_TYPES,
@@ -42,18 +42,7 @@ if TYPE_CHECKING:
     from cosim.isolation import Isolation
 
 SCALES = ("cell", "tissue", "organ", "device", "other")
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where something was declared: a scenario file, line and key (all optional)."""
-
-    file: str | None = None
-    line: int | None = None
-    key: str | None = None
-
-    def problem(self, message: str, hint: str | None = None) -> Problem:
-        return Problem(message, file=self.file, line=self.line, key=self.key, hint=hint)
+NOWHERE = Source()  # built in Python: no scenario line to point at
 
 
 @dataclass(frozen=True)
@@ -66,6 +55,8 @@ class Connection:
     input: str
     scale: float = 1.0
     shift: float = 0.0
+    transform: tuple[float, float, bool] = (1.0, 0.0, True)  # as declared: factor, offset,
+    # convert_units (``connect``); scale and shift include it
 
     def __str__(self) -> str:
         return f"{self.source}.{self.output} -> {self.target}.{self.input}"
@@ -90,7 +81,7 @@ class CouplingGraph:
     # -- building -----------------------------------------------------------------------------
     def add_instance(self, name: str, fmu: FMU | str | Path, *, scale: str = "other",
                      parameters: Mapping[str, Any] | None = None, cost: float = 1.0,
-                     source: Source = Source(), isolation: Isolation | None = None,
+                     source: Source = NOWHERE, isolation: Isolation | None = None,
                      interface: str | None = None, solver: Any = None) -> None:
         """Add an FMU instance; problems are kept for ``check()``. ``isolation``: where it
         runs (``cosim.isolation``; None: in the master's process); ``interface``: which of the
@@ -130,7 +121,7 @@ class CouplingGraph:
             if problem:
                 self._problems.append(problem)
 
-    def connect(self, output: str, input: str, *, source: Source = Source(),
+    def connect(self, output: str, input: str, *, source: Source = NOWHERE,
                 factor: float = 1.0, offset: float = 0.0, convert_units: bool = True) -> None:
         """Connect ``"a.y"`` to ``"b.u"``; every mistake is kept for ``check()``.
 
@@ -221,8 +212,31 @@ class CouplingGraph:
         """Instance names in declaration order."""
         return sorted(self.graph.nodes, key=lambda n: self.graph.nodes[n]["order"])
 
+    def __contains__(self, instance: object) -> bool:
+        return instance in self.graph
+
     def fmu(self, instance: str) -> FMU:
         return self.graph.nodes[instance]["fmu"]
+
+    def parameters(self, instance: str) -> dict[str, Any]:
+        """The parameters and start values ``instance`` is given (a copy)."""
+        return dict(self.graph.nodes[instance]["parameters"])
+
+    def scale(self, instance: str) -> str:
+        """The scale ``instance`` models (``SCALES``)."""
+        return self.graph.nodes[instance]["scale"]
+
+    def cost(self, instance: str) -> float:
+        """The relative cost of a step of ``instance`` declared for partitioning."""
+        return self.graph.nodes[instance]["cost"]
+
+    def feeding(self, instance: str) -> list[str]:
+        """The other instances whose outputs feed ``instance``'s inputs."""
+        return sorted({s for s, _ in self.graph.in_edges(instance) if s != instance},
+                      key=self._order)
+
+    def _order(self, instance: str) -> int:
+        return self.graph.nodes[instance]["order"]
 
     def shape(self, instance: str, variable: str) -> tuple[int, ...]:
         """The shape of ``instance.variable`` (``()``: a scalar), sized by the instance's
@@ -242,10 +256,14 @@ class CouplingGraph:
         """Where ``instance`` was asked to run (None: in the master's process)."""
         return self.graph.nodes[instance]["isolation"]
 
-    def connections(self) -> list[Connection]:
-        """Every connection, ordered by target instance order then input name."""
-        edges = [Connection(s, d["output"], t, d["input"], d["scale"], d["shift"])
+    def connections(self, declared: bool = False) -> list[Connection]:
+        """Every connection, ordered by target instance order then input name (``declared``:
+        in the order they were connected)."""
+        edges = [Connection(s, d["output"], t, d["input"], d["scale"], d["shift"],
+                            d["transform"])
                  for s, t, d in self.graph.edges(data=True)]
+        if declared:
+            return edges
         order = {n: self.graph.nodes[n]["order"] for n in self.graph}
         return sorted(edges, key=lambda c: (order[c.target], c.input))
 

@@ -26,6 +26,7 @@ import json
 import mmap
 import os
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,13 @@ HEADER_BYTES = SLOTS * 8
 def call_code(instance: int, call: int) -> int:
     """The CALL slot's value while instance number ``instance`` is in ``call``."""
     return 1 + instance * 4 + call
+
+
+def call_codes(instances: Sequence[str], local: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """Each of ``local``'s CALL codes (set-up, set inputs, step, get outputs), an instance's
+    number being its position in ``instances`` (every instance of the run)."""
+    number = {name: i for i, name in enumerate(instances)}
+    return {name: tuple(call_code(number[name], call) for call in range(4)) for name in local}
 
 
 def private_position() -> memoryview:

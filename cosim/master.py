@@ -1,4 +1,4 @@
-"""Master algorithms: fixed-step Jacobi and Gauss-Seidel, defined on the coupling graph.
+"""Master algorithms: the ``Master`` interface, and fixed-step Jacobi and Gauss-Seidel.
 
 A ``Plan`` is a sequence of *stages*. A stage is a set of instances that all do the same thing,
 first every instance's ``fmi2SetReal`` of its inputs (gathered from the signal array as it was
@@ -42,17 +42,20 @@ A run meets the plan's stages in this order:
 Because the plan depends only on the graph, results do not depend on how instances are split
 over processes. The algorithm knows nothing about files or MPI: ``exchange`` is handed in.
 
-Call order: ``initialize(stop)`` → ``step(n)`` for n = 0 … N-1 → (the caller closes the system).
-Communication point n is ``start + n * step_size``, never an accumulated sum. After each of
-them the signal array is checked for values that are not finite (NaN, ±inf): the run stops
-there, naming the first such value in data-flow order. An FMU that ends the simulation itself
-(terminateSimulation) is listed in ``ended``; the step still completes for the others, and the
-caller ends the run at that communication point.
+A master is whatever has the methods of ``Master``: ``initialize(stop)`` → ``advance(time,
+until)`` from one communication point to the next, which it returns, until the caller stops
+(and closes the system). Jacobi and Gauss-Seidel are two plans run by one ``FixedStepMaster``
+(``make_master`` chooses by ``plan.algorithm``): communication point n is ``start + n *
+step_size``, never an accumulated sum. The stages of every phase go through one loop
+(``FixedStepMaster._run``). After each step the signal array is checked for values that are
+not finite (NaN, ±inf): the run stops there, naming the first such value in data-flow order.
+An FMU that ends the simulation itself (terminateSimulation) is listed in ``ended``; the step
+still completes for the others, and the caller ends the run at that communication point.
 
 The master also adds up, per instance, the seconds its calls take: ``busy``. A timed step costs
-one clock read per call, about 0.6 µs per instance (10 % of the cheapest C FMU's step), so only
-every ``time_every``-th step is timed and ``busy`` is scaled up from those: every step under MPI
-(balance), every 16th in one process (reports).
+two clock reads per call, about 0.6 µs per instance (10 % of the cheapest C FMU's step), so only
+every ``time_every``-th step is timed (the same loop, each call wrapped in a timer) and ``busy``
+is scaled up from those: every step under MPI (balance), every 16th in one process (reports).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Protocol
 
 import networkx as nx
 import numpy as np
@@ -114,8 +118,7 @@ def make_plan(graph: CouplingGraph, algorithm: str) -> Plan:
         position = {name: i for i, name in enumerate(order)}
         level: dict[str, int] = {}
         for name in order:
-            feeding = [level[s] for s, _ in graph.graph.in_edges(name)
-                       if s != name and position[s] < position[name]]
+            feeding = [level[s] for s in graph.feeding(name) if position[s] < position[name]]
             level[name] = 1 + max(feeding) if feeding else 0
         levels = [[] for _ in range(max(level.values(), default=-1) + 1)]
         for name in order:
@@ -215,12 +218,54 @@ class DataFlow:
                      for k in range(1, stages + 1))
 
 
+class Master(Protocol):
+    """What an ``Execution`` asks of a coupling algorithm.
+
+    The protocol is time, never a step index: ``advance(time, until)`` takes the system from
+    communication point ``time`` to the next one, which the master chooses (a fixed step, or a
+    step size of its own), never beyond ``until`` when it can land there (the next event or the
+    stop time: ``landing`` says where something due at a time happens); it returns the time
+    reached. The system's state (every instance's FMU state and the signal array) is saved and
+    restored through ``System.snapshot``/``System.restore``, so a master that rejects a step
+    restores it and advances again. ``ended`` lists the instances that ended the simulation
+    themselves; ``busy`` the seconds each local instance's FMI calls took.
+    """
+
+    plan: Plan
+    ended: list[str]
+
+    def initialize(self, stop: float | None) -> None:
+        """Consistent initialisation, the system instantiated and bound."""
+
+    def advance(self, time: float, until: float) -> float:
+        """Every local instance from communication point ``time`` to the next; its time
+        (``until`` itself, not a sum that comes near it, when the master lands there)."""
+
+    def landing(self, time: float) -> float:
+        """The communication point at which something due at ``time`` happens."""
+
+    @property
+    def busy(self) -> dict[str, float]: ...
+
+    def reset_busy(self) -> None: ...
+
+
 def _no_exchange(stage: int) -> None:
     return None
 
 
+def make_master(system: System, plan: Plan, start: float, step_size: float, *,
+                exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
+                position: memoryview | None = None) -> Master:
+    """The master running ``plan`` (its algorithm: ``ALGORITHMS``) on ``system``."""
+    if plan.algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm '{plan.algorithm}'; use one of {ALGORITHMS}")
+    return FixedStepMaster(system, plan, start, step_size, exchange, time_every, position)
+
+
 class FixedStepMaster:
-    """Steps a ``System`` by ``plan`` with a fixed communication step."""
+    """Jacobi or Gauss-Seidel (whichever ``plan`` says) at a fixed communication step:
+    communication point n is ``start + n * step_size``, never an accumulated sum."""
 
     def __init__(self, system: System, plan: Plan, start: float, step_size: float,
                  exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
@@ -235,129 +280,117 @@ class FixedStepMaster:
         # before each FMI call, its code goes into the CALL slot of ``position`` (a supervisor
         # reads it: which instance crashed or hangs in which call; cosim.journal)
         self.position = journal.private_position() if position is None else position
-        number = {name: i for i, name in enumerate(system.layout.instances)}
-        self.call_codes = {name: tuple(journal.call_code(number[name], call)
-                                       for call in range(4)) for name in system.local}
-        local = set(system.local)
-
-        def localized(stages: tuple[Stage, ...], offset: int) -> list[tuple]:
-            """(exchange index, action, [(instance, set, step, get call codes)]) per stage."""
-            return [(offset + i, stage.action,
-                     [(system.instances[n], *self.call_codes[n][1:])
-                      for n in stage.instances if n in local])
-                    for i, stage in enumerate(stages)]
-
-        self._initial = localized(plan.initial, 0)
-        self._start = localized(plan.start, len(plan.initial))
-        self._step_stages = localized(plan.step, len(plan.initial) + len(plan.start))
-        self._step: list[tuple] = []  # the same with each gatherer, once the system is bound
+        self.call_codes = journal.call_codes(system.layout.instances, system.local)
         self._seconds = dict.fromkeys(system.local, 0.0)
         self._ones = np.ones(len(system.signals))  # signals · 1 is finite iff all signals are
+        self._plain: tuple[list[tuple], ...] = ()  # the stages as calls, once bound
+        self._timed: tuple[list[tuple], ...] = ()  # the same, each call timed into ``busy``
 
     @property
     def busy(self) -> dict[str, float]:
-        """Seconds each local instance's calls have taken in ``step`` so far (estimated from
-        every ``time_every``-th step)."""
+        """Seconds each local instance's calls have taken in ``advance`` so far (estimated
+        from every ``time_every``-th step)."""
         return {name: seconds * self.time_every for name, seconds in self._seconds.items()}
 
     def reset_busy(self) -> None:
-        self._seconds = dict.fromkeys(self._seconds, 0.0)
+        for name in self._seconds:
+            self._seconds[name] = 0.0
+
+    def landing(self, time: float) -> float:
+        """The first communication point at or after ``time`` (within 1e-9 of a step)."""
+        n = max(0, math.ceil((time - self.start) / self.step_size - 1e-9))
+        return self.start + n * self.step_size
 
     def initialize(self, stop: float | None) -> None:
         """Consistent initialisation: the ``initial`` stages, then the ``start`` stages (the
         system is instantiated and bound)."""
+        self._plain = tuple(self._calls(stages, offset, timed=False)
+                            for stages, offset in self._phases())
+        self._timed = tuple(self._calls(stages, offset, timed=True)
+                            for stages, offset in self._phases())
         system, position, codes = self.system, self.position, self.call_codes
-        gatherers = system.gatherers
-        self._step = [(index, action == STEP,
-                       [(gatherers[instance.name], instance, *call_codes)
-                        for instance, *call_codes in calls])
-                      for index, action, calls in self._step_stages]
         for name, instance in system.instances.items():
             position[journal.CALL] = codes[name][0]
             instance.setup_experiment(self.start, stop)
             instance.enter_initialization_mode()
-        self._settle(self._initial)
+        self._run(self._plain[0], self.start)
         for name, instance in system.instances.items():
             position[journal.CALL] = codes[name][0]
             instance.exit_initialization_mode()
-        self._settle(self._start)
+        self._run(self._plain[1], self.start)
         position[journal.CALL] = 0
         self._check_finite(self.start)
 
-    def _settle(self, stages: list[tuple]) -> None:
-        gather, position, slot = self.system.gather, self.position, journal.CALL
-        for index, action, calls in stages:
-            if action == SETTLE:
-                for instance, set_code, _, _ in calls:
+    def advance(self, time: float, until: float) -> float:
+        """One step from ``time`` (a communication point) to the next: the fixed step goes
+        past ``until`` if it must (events and the stop time fall on the grid: ``landing``)."""
+        n = round((time - self.start) / self.step_size)
+        self._run(self._timed[2] if n % self.time_every == 0 else self._plain[2], time)
+        reached = self.start + (n + 1) * self.step_size
+        if not math.isfinite(self.system.signals.dot(self._ones)):
+            self._check_finite(reached)
+        return reached
+
+    def _phases(self) -> tuple[tuple[tuple[Stage, ...], int], ...]:
+        """(stages, exchange index of the first) of the initial, start and step phases."""
+        plan = self.plan
+        return ((plan.initial, 0), (plan.start, len(plan.initial)),
+                (plan.step, len(plan.initial) + len(plan.start)))
+
+    def _calls(self, stages: tuple[Stage, ...], offset: int, timed: bool) -> list[tuple]:
+        """Per stage: (exchange index, sets inputs, steps, [(set inputs, do step, get outputs,
+        name, set/step/get call codes)] of the local instances); ``timed``: each call adds
+        its seconds to ``busy``."""
+        system, local = self.system, set(self.system.local)
+        wrap = self._timing if timed else _untimed
+        out = []
+        for i, stage in enumerate(stages):
+            calls = []
+            for name in stage.instances:
+                if name not in local:
+                    continue
+                instance = system.instances[name]
+                calls.append((wrap(system.gatherers[name], name), wrap(instance.do_step, name),
+                              wrap(instance.get_outputs, name), name,
+                              *self.call_codes[name][1:]))
+            out.append((offset + i, stage.action != READ, stage.action == STEP, calls))
+        return out
+
+    def _timing(self, call: Callable, name: str) -> Callable:
+        """``call`` adding the seconds it takes to ``name``'s busy time."""
+        seconds, clock = self._seconds, perf_counter
+
+        def timed(*args):
+            began = clock()
+            result = call(*args)
+            seconds[name] += clock() - began
+            return result
+        return timed
+
+    def _run(self, stages: list[tuple], time: float) -> None:
+        """The one loop over stages: inputs set, step (step stages), outputs got, exchange."""
+        step_size, exchange, ended = self.step_size, self.exchange, self.ended
+        position, slot = self.position, journal.CALL
+        for index, sets, steps, calls in stages:
+            if sets:
+                for set_inputs, _, _, _, set_code, _, _ in (self._running(calls) if ended
+                                                             else calls):
                     position[slot] = set_code
-                    gather(instance.name)
-            for instance, _, _, get_code in calls:
-                position[slot] = get_code
-                instance.get_outputs()
-            position[slot] = 0
-            self.exchange(index)
-
-    def step(self, n: int) -> None:
-        """Advance every instance from communication point n to n + 1."""
-        if n % self.time_every == 0:
-            self._timed_step(n)
-            return
-        time = self.start + n * self.step_size
-        step_size, exchange, ended = self.step_size, self.exchange, self.ended
-        position, slot = self.position, journal.CALL
-        for index, steps, calls in self._step:
-            for gather, _, set_code, _, _ in self._running(calls) if ended else calls:
-                position[slot] = set_code
-                gather()
+                    set_inputs()
             if steps:
-                for _, instance, _, step_code, _ in calls:
+                for _, do_step, _, name, _, step_code, _ in calls:
                     position[slot] = step_code
-                    if instance.do_step(time, step_size):
-                        ended.append(instance.name)
-            for _, instance, _, _, get_code in calls:
+                    if do_step(time, step_size):
+                        ended.append(name)
+            for _, _, get_outputs, _, _, _, get_code in calls:
                 position[slot] = get_code
-                instance.get_outputs()
+                get_outputs()
             position[slot] = 0
             exchange(index)
-        if not math.isfinite(self.system.signals.dot(self._ones)):
-            self._check_finite(time + step_size)
-
-    def _timed_step(self, n: int) -> None:
-        """``step`` (same calls, same order) adding each instance's seconds to ``busy``."""
-        time = self.start + n * self.step_size
-        step_size, exchange, ended = self.step_size, self.exchange, self.ended
-        clock, seconds = perf_counter, self._seconds
-        position, slot = self.position, journal.CALL
-        for index, steps, calls in self._step:
-            then = clock()
-            for gather, instance, set_code, _, _ in self._running(calls) if ended else calls:
-                position[slot] = set_code
-                gather()
-                now = clock()
-                seconds[instance.name] += now - then
-                then = now
-            if steps:
-                for _, instance, _, step_code, _ in calls:
-                    position[slot] = step_code
-                    if instance.do_step(time, step_size):
-                        ended.append(instance.name)
-                    now = clock()
-                    seconds[instance.name] += now - then
-                    then = now
-            for _, instance, _, _, get_code in calls:
-                position[slot] = get_code
-                instance.get_outputs()
-                now = clock()
-                seconds[instance.name] += now - then
-                then = now
-            position[slot] = 0
-            exchange(index)
-        if not math.isfinite(self.system.signals.dot(self._ones)):
-            self._check_finite(time + step_size)
 
     def _running(self, calls: list[tuple]) -> list[tuple]:
         """``calls`` without the instances that ended (their inputs may no longer be set)."""
-        return [call for call in calls if call[1].name not in self.ended]
+        return [call for call in calls if call[3] not in self.ended]
 
     def _check_finite(self, time: float) -> None:
         """Stop at the first value that is not finite, in data-flow order (its producer)."""
@@ -377,3 +410,7 @@ class FixedStepMaster:
                     "a step too large for a stiff coupling, or an FMU driven outside its range; "
                     "try a smaller step, and see the warnings of `cosim check`)",
                     instance=name, time=time)
+
+
+def _untimed(call: Callable, name: str) -> Callable:
+    return call

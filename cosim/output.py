@@ -27,15 +27,13 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cosim.errors import CosimError, OutputError
-
-# a results file's (or a cohort member's) ``status`` attribute
-RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
+from cosim.errors import COMPLETED, FAILED, RUNNING, CosimError, OutputError
 
 
 @dataclass
@@ -54,7 +52,12 @@ class Claim:
 
 
 def parts_folder(results: Path) -> Path:
+    """Where the ranks of a distributed run write their part files (``part_path``)."""
     return Path(f"{results}.parts")
+
+
+def part_path(results: Path, index: int) -> Path:
+    return parts_folder(results) / f"rank-{index:04d}.h5"
 
 
 def claim(target: str | Path, resume: bool | str | Path = False) -> Claim:
@@ -178,6 +181,39 @@ def settle(path: str | Path, status: str, error: str) -> None:
             if group.attrs.get("status") in (RUNNING, RUNNING.encode()):
                 group.attrs["status"] = status
                 group.attrs["error"] = error
+
+
+def complete_after_failure(results: Path, ranks: int, status: str, error: str
+                           ) -> float | None:
+    """``settle`` for a distributed run: after a rank failed or the run was interrupted, the
+    (partial) main file ``results`` gets what every part file holds, cut to the communication
+    points every rank reached, and says how the run ended; the parts folder goes (its data is
+    in the main file).
+
+    Runs in rank 0's supervisor (no MPI: the workers are gone). Returns the last row's time.
+    """
+    from cosim.h5clear import clear_writer_flags
+    from cosim.recorder import cut_to_common_length, merge_parts, open_for_writing, writing
+
+    results = Path(results)
+    if not results.exists():
+        return None
+    parts = [part_path(results, r) for r in range(ranks)]
+    for path in [results, *parts]:
+        if path.exists():
+            clear_writer_flags(path)
+    with writing(open_for_writing(results)) as main:
+        merge_parts(main, [path for path in parts if path.exists()])
+        last = cut_to_common_length(main)
+        main.attrs["status"] = status
+        main.attrs["error"] = error
+        for member in main.get("members", {}).values():
+            if member.attrs.get("status") == RUNNING:
+                cut_to_common_length(member)
+                member.attrs["status"] = status
+                member.attrs["error"] = error
+    shutil.rmtree(parts_folder(results), ignore_errors=True)
+    return last
 
 
 def _unfinished(target: Path, given: bool | str | Path) -> Path:

@@ -19,9 +19,9 @@ rank 0 copies them in, removes the folder and commits the file over the target, 
 gets one self-contained file.
 
 Failure: under ``cosim run`` each rank's supervisor sees its worker fail and tells the others;
-rank 0's supervisor completes the partial main file (``complete_after_failure``) and says
-where it is; the target is untouched. Without supervisors a failing rank prints one message and
-calls ``MPI_Abort``, which stops every rank at once.
+rank 0's supervisor completes the partial main file (``cosim.output.complete_after_failure``)
+and says where it is; the target is untouched. Without supervisors a failing rank prints one
+message and calls ``MPI_Abort``, which stops every rank at once.
 """
 
 from __future__ import annotations
@@ -33,38 +33,47 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
 
-from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
-from cosim.errors import CosimError, Interrupted, ScenarioError, SimulationError
+from cosim.checkpoint import checkpoint_path
+from cosim.description import Parallel
+from cosim.errors import INTERRUPTED, CosimError, Interrupted, ScenarioError, SimulationError
 from cosim.execution import Execution
 from cosim.graph import CouplingGraph
+from cosim.journal import Journal
 from cosim.launcher import launched_by_mpi
 from cosim.master import Plan
-from cosim.output import COMPLETED, INTERRUPTED, RUNNING, kept_note, parts_folder
+from cosim.output import kept_note, part_path, parts_folder
 from cosim.partition import partition
 from cosim.recorder import (
-    Recorder,
     create_file,
     create_results_file,
-    cut_to_common_length,
     error_text,
     is_recorded,
     merge_parts,
     open_for_writing,
-    record_end,
-    write_status,
     writing,
+)
+from cosim.strategies import (
+    Prepared,
+    finished_members,
+    member_id,
+    provenance,
+    reopen,
+    run_member,
+    run_one,
 )
 from cosim.system import System
 
+T = TypeVar("T")
+
 TAG_REQUEST, TAG_MEMBER = 901, 902
 POLL_EVERY = 32  # steps between two looks for work requests on rank 0
-MEASURE_STEPS = 100  # default length of the pilot run that measures the instances' costs
 WARM_UP = 5  # pilot steps not counted: first calls load code and fill caches
 
 
@@ -137,147 +146,138 @@ class Exchange:
         self.seconds += time.perf_counter() - started
 
 
-def part_path(results: Path, index: int) -> Path:
-    return parts_folder(results) / f"rank-{index:04d}.h5"
+def distributed(journal: Journal | None = None) -> Distributed | None:
+    """The strategy of a run under ``mpiexec`` with more than one rank (None otherwise)."""
+    comm = world()
+    if comm is None or comm.Get_size() == 1:
+        return None
+    return Distributed(comm, journal)
 
 
-def run_scenario(path: Path, output: Path | None, *, plot: bool = True, journal=None,
-                 resume: bool | Path = False):
-    """``run_scenario`` under MPI: prepare (every rank), claim (rank 0), run (every rank),
-    commit (rank 0). Every rank returns the same report.
+class Distributed:
+    """The strategy of a run over the ranks of ``comm`` (``cosim.strategies``): a single run's
+    instances partitioned over the ranks, or a cohort's members over groups of ranks; every
+    rank writes its part file, rank 0 the main file, into which it merges the parts at the
+    end. A failure on any rank stops every rank (``_abort``).
 
     ``journal``: this rank's ``cosim.journal.Journal`` when a supervisor watches it; a failure
     then ends this rank's worker (its supervisor tells the others, see ``cosim.supervise``)
     instead of aborting every rank at once.
     """
-    from cosim.output import claim, commit
-    from cosim.run import Prepared, default_output, plotted
-    from cosim.scenario import build, load_scenario
 
-    comm = world()
-    me, ranks = comm.Get_rank(), comm.Get_size()
-    if journal is not None:  # the ranks' supervisors meet under this name (cosim.peers)
-        journal.announce_run(comm.bcast(uuid.uuid4().hex if me == 0 else None, root=0))
-    scenario = _collective(comm, lambda: load_scenario(path))
-    if me == 0:
-        _prebuild_library(scenario)
-    comm.Barrier()
-    graph, settings = _collective(comm, lambda: build(scenario))
-    if journal is not None:
-        journal.describe_instances(list(graph.instances))
-        journal.limit_calls(settings.call_timeout)
-    cohort = None
-    if scenario.cohort is not None:
-        from cosim.cohort import sample_cohort
+    def __init__(self, comm, journal: Journal | None = None):
+        self.comm = comm
+        self.rank, self.ranks = comm.Get_rank(), comm.Get_size()
+        self.leader = self.rank == 0
+        self.supervised = journal is not None
+        if journal is not None:  # the ranks' supervisors meet under this name (cosim.peers)
+            journal.announce_run(comm.bcast(uuid.uuid4().hex if self.leader else None, root=0))
+        self.owner: dict[str, int] | None = None  # a single run's partition, once made
+        self.measured: dict[str, float] | None = None  # the pilot's costs (balance: measured)
+        self.results: Path | None = None
 
-        cohort = _collective(comm, lambda: sample_cohort(scenario.cohort, path.parent))
-    _group_size(scenario, ranks, cohort is not None)  # a scenario error: before claiming
-    prepared = Prepared(scenario, graph, settings, cohort)
-    claimed = _collective(comm, lambda: claim(output or default_output(path), resume)
-                          if me == 0 else None)
-    results = comm.bcast(claimed.partial if me == 0 else None, root=0)
-    if journal is not None and me == 0:
-        journal.announce_results(results)  # rank 0's supervisor completes it after a failure
-    report = run_into(comm, prepared, results, journal, bool(resume))
-    if me == 0:
-        try:
-            report.results = commit(claimed, status=COMPLETED)
-            report = plotted(report, scenario, report.results if plot else None)
-        except BaseException as error:  # noqa: BLE001 - the other ranks wait for the report
-            _abort(comm, error, results, supervised=journal is not None)
-    return comm.bcast(report, root=0)
+    def prepare(self, path: Path, prepare: Callable[[Path], Prepared]) -> Prepared:
+        """``prepare`` on every rank, library FMUs built by rank 0 first (not by every rank
+        into the same folder at once); the group size checked against the ranks."""
+        if self.leader:
+            _prebuild_library(path)
+        self.comm.Barrier()
+        prepared = self.agree(lambda: prepare(path))
+        _group_size(prepared.scenario, self.ranks, prepared.cohort is not None)
+        return prepared
 
+    def claim(self, claiming: Callable[[], T]) -> T | None:
+        """Rank 0 claims the output (a refusal is one error on every rank)."""
+        return self.agree(lambda: claiming() if self.leader else None)
 
-def run_into(comm, prepared, results: Path, journal=None, resume: bool = False):
-    """Run a prepared scenario over the ranks of ``comm`` into ``results`` (rank 0 writes it,
-    every rank its part file in ``<results>.parts/``); rank 0 returns the report, the others
-    None. Knows nothing of locks or renames. A failure on any rank stops every rank.
+    def agree(self, action: Callable[[], T]) -> T:
+        """``action`` on every rank; if it fails anywhere, it raises on every rank."""
+        return _collective(self.comm, action)
 
-    ``resume``: go on with the run in ``results``, at any rank count: a distributed run from
-    its last checkpoint (``cosim.checkpoint``; the part files then hold the rows after it,
-    appended to the main file's at the end), a cohort with its unfinished members.
-    """
-    from cosim.run import Report, judge, member_id, provenance, write_summary
+    def share(self, value: T) -> T:
+        return self.comm.bcast(value, root=0)
 
-    me, ranks = comm.Get_rank(), comm.Get_size()
-    supervised = journal is not None
-    scenario, graph, settings, cohort = (prepared.scenario, prepared.graph, prepared.settings,
-                                         prepared.cohort)
-    group_size = _group_size(scenario, ranks, cohort is not None)
-    checkpoint = None
-    if resume and cohort is None:
-        checkpoint = _collective(comm, lambda: checkpoint_to_resume(results, scenario))
-    todo = list(range(len(cohort))) if cohort is not None else []
-    if me == 0:
-        try:
-            if resume:
-                done = _consolidate(results, ranks, checkpoint, settings)
-                todo = [i for i in todo if member_id(i) not in done]
-            else:
-                info = provenance(scenario, graph, settings)
-                info["mpi_ranks"] = ranks
-                info["group_size"] = group_size
-                parts_folder(results).mkdir(parents=True)  # new: it belongs to this run
-                with writing(create_results_file(results, info)) as main:
-                    main.attrs["parts_folder"] = parts_folder(results).name
-        except BaseException as error:  # noqa: BLE001 - the other ranks wait at the barrier
-            _abort(comm, error, results, supervised)
-    todo = comm.bcast(todo, root=0)
-    comm.Barrier()
-    started = time.perf_counter()
-    timing, owner, measured = None, None, None
-    try:
-        if cohort is None:
-            owner, measured = balanced_partition(comm, graph, settings, scenario.parallel)
-            if me == 0 and not resume:
-                _link_instances(results, graph, settings, owner)
+    def begin(self, prepared: Prepared, results: Path, resume: bool, checkpoint) -> list[int]:
+        """Rank 0 makes the main file and the parts folder (``resume``: the stopped run's
+        parts merged in first); the cohort members still to run, on every rank."""
+        self.results = results
+        cohort = prepared.cohort
+        todo = list(range(len(cohort))) if cohort is not None else []
+        if self.leader:
+            try:
+                if resume:
+                    done = _consolidate(results, self.ranks, checkpoint)
+                    todo = [i for i in todo if member_id(i) not in done]
+                else:
+                    info = provenance(prepared)
+                    info["mpi_ranks"] = self.ranks
+                    info["group_size"] = _group_size(prepared.scenario, self.ranks,
+                                                     cohort is not None)
+                    parts_folder(results).mkdir(parents=True)  # new: it belongs to this run
+                    with writing(create_results_file(results, info)) as main:
+                        main.attrs["parts_folder"] = parts_folder(results).name
+            except BaseException as error:  # noqa: BLE001 - the other ranks wait at the barrier
+                self.fail(error, results)
+        todo = self.comm.bcast(todo, root=0)
+        self.comm.Barrier()
+        return todo
+
+    def run(self, prepared: Prepared, results: Path, todo: list[int], journal: Journal | None,
+            checkpoint) -> list[dict] | None:
+        """This rank's share into its part file; rank 0 gets every rank's timing."""
+        comm, part = self.comm, part_path(results, self.rank)
+        timing = None
+        if prepared.cohort is None:
+            graph, settings, scenario = prepared.graph, prepared.settings, prepared.scenario
+            self.owner, self.measured = balanced_partition(comm, graph, settings,
+                                                           scenario.parallel)
+            if self.leader and checkpoint is None:
+                _link_instances(results, graph, settings, self.owner)
             if journal is not None:
-                journal.begin(part_path(results, me), "/")
+                journal.begin(part, "/")
+            execution = _distributed_execution(comm, graph, settings, self.owner,
+                                               None if journal is None else journal.position,
+                                               resume=checkpoint)
+            create_file(part).close()
             saving = None
             if scenario.checkpoint_every:
-                saving = (checkpoint_path(results), scenario.checkpoint_every, scenario.sha256)
-            timing = _run_distributed(comm, graph, settings, owner, part_path(results, me),
-                                      journal, checkpoint, saving)
+                saving = (checkpoint_path(results), scenario.checkpoint_every, scenario.sha256,
+                          _gather_state(comm, execution, self.owner))
+            timing = run_one(execution, part, journal=journal, scales=False, checkpoints=saving)
+            timing["exchange"] = execution.exchange.seconds
         else:
-            _run_cohort(comm, group_size, scenario, graph, settings, cohort,
-                        part_path(results, me), todo, journal)
-    except BaseException as error:  # noqa: BLE001 - every failure must stop every rank
-        _abort(comm, error, results, supervised)
-    timings = comm.gather(timing, root=0)
-    if me != 0:
+            _run_cohort(comm, _group_size(prepared.scenario, self.ranks, True), prepared, part,
+                        todo, journal)
+        return comm.gather(timing, root=0)
+
+    def end(self, main: h5py.File, timings: list[dict] | None) -> str | None:
+        """Rank 0: the parts merged into the main file; a single run's partition and timing
+        (one line for users)."""
+        merge_parts(main, [part_path(self.results, r) for r in range(self.ranks)])
+        if self.owner is None:
+            return None
+        if "checkpoints" in timings[0]:
+            main.attrs["checkpoints"] = timings[0]["checkpoints"]
+            main.attrs["checkpoint_seconds"] = timings[0]["checkpoint_seconds"]
+        return write_balance(main, self.owner, self.measured, timings)
+
+    def fail(self, error: BaseException, results: Path) -> None:
+        """Every rank stops (``_abort``)."""
+        _abort(self.comm, error, results, self.supervised)
+
+    stop = fail
+
+    def keep(self, claimed, error: BaseException) -> None:
+        """Rank 0's supervisor completes the partial main file
+        (``cosim.output.complete_after_failure``), or MPI_Abort stopped every rank first."""
         return None
-    try:
-        with writing(open_for_writing(results)) as main:
-            merge_parts(main, [part_path(results, r) for r in range(ranks)])
-            main.attrs["run_seconds"] = (time.perf_counter() - started  # merging included
-                                         + float(main.attrs.get("run_seconds", 0.0)))
-            if cohort is None:
-                balance = write_balance(main, owner, measured, timings)
-                outcomes = judge(main, scenario)
-                write_status(main, None)
-                report = Report(results, outcomes, balance=balance)
-            else:
-                members = [cohort.member(i) for i in range(len(cohort))]
-                for i in range(len(cohort)):
-                    group = main.get(f"members/{member_id(i)}")
-                    if group is not None and group.attrs.get("status") == COMPLETED:
-                        judge(group, scenario)
-                verdict = write_summary(main, scenario, cohort.names, members)
-                write_status(main, None)
-                report = Report(results, members=len(members), cohort=verdict)
-        shutil.rmtree(parts_folder(results), ignore_errors=True)
-        checkpoint_path(results).unlink(missing_ok=True)  # completed: nothing to resume
-    except BaseException as error:  # noqa: BLE001
-        _abort(comm, error, results, supervised)
-    return report
 
 
-def _consolidate(results: Path, ranks: int, checkpoint, settings) -> set[str]:
+def _consolidate(results: Path, ranks: int, checkpoint) -> set[str]:
     """Rank 0, resuming: the main file takes what the stopped run's part files hold (a run
     killed outright left them linked), cut to the checkpoint's rows; a new parts folder.
     Returns the cohort members it holds finished (the others are removed, to run again)."""
     from cosim.h5clear import clear_writer_flags
-    from cosim.run import finished_members, reopen
 
     old = sorted(parts_folder(results).glob("rank-*.h5"))
     for path in old:
@@ -301,38 +301,7 @@ def _cut(group: h5py.Group, rows: int) -> None:
         dataset.resize((rows, *dataset.shape[1:]))
 
 
-def complete_after_failure(results: Path, ranks: int, status: str, error: str
-                           ) -> float | None:
-    """After a rank failed or the run was interrupted: the (partial) main file ``results``
-    gets what every part file holds, cut to the communication points every rank reached, and
-    says how the run ended; the parts folder goes (its data is in the main file).
-
-    Runs in rank 0's supervisor (no MPI: the workers are gone). Returns the last row's time.
-    """
-    from cosim.h5clear import clear_writer_flags
-
-    results = Path(results)
-    if not results.exists():
-        return None
-    parts = [part_path(results, r) for r in range(ranks)]
-    for path in [results, *parts]:
-        if path.exists():
-            clear_writer_flags(path)
-    with writing(open_for_writing(results)) as main:
-        merge_parts(main, [path for path in parts if path.exists()])
-        last = cut_to_common_length(main)
-        main.attrs["status"] = status
-        main.attrs["error"] = error
-        for member in main.get("members", {}).values():
-            if member.attrs.get("status") == RUNNING:
-                cut_to_common_length(member)
-                member.attrs["status"] = status
-                member.attrs["error"] = error
-    shutil.rmtree(parts_folder(results), ignore_errors=True)
-    return last
-
-
-def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
+def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Parallel
                        ) -> tuple[dict[str, int], dict[str, float] | None]:
     """``({instance: rank}, measured costs or None)``: the same on every rank.
 
@@ -342,9 +311,9 @@ def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Mapping
     seconds, and the run proper starts again from the start time with fresh instances.
     """
     owner = partition(graph, comm.Get_size())
-    if parallel.get("balance", "declared") != "measured" or comm.Get_size() == 1:
+    if parallel.balance != "measured" or comm.Get_size() == 1:
         return owner, None
-    steps = min(settings.steps, WARM_UP + parallel.get("measure_steps", MEASURE_STEPS))
+    steps = min(settings.steps, WARM_UP + parallel.measure_steps)
     pilot = dataclasses.replace(settings, stop=settings.start + steps * settings.step,
                                 record={})
     execution = _distributed_execution(comm, graph, pilot, owner)
@@ -362,10 +331,10 @@ class _WarmUp:
         self.master, self.steps = master, steps
 
     def started(self, run) -> None:
-        pass
+        self.run = run
 
-    def stepped(self, n: int, time: float) -> None:
-        if n == self.steps:
+    def stepped(self, time: float) -> None:
+        if self.run.steps == self.steps:
             self.master.reset_busy()
 
     def finished(self, error) -> None:
@@ -373,50 +342,30 @@ class _WarmUp:
 
 
 def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int],
-                           position: memoryview | None = None) -> Execution:
+                           position: memoryview | None = None, resume=None) -> Execution:
     me = comm.Get_rank()
-    execution = Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
-                          time_every=1, position=position)
-    execution.master.exchange = Exchange(comm, graph, execution.plan, execution.system, owner)
-    return execution
+    return Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
+                     time_every=1, position=position, exchange=exchanging(comm, graph, owner),
+                     resume=resume)
 
 
-def _run_distributed(comm, graph: CouplingGraph, settings, owner: dict[str, int],
-                     part: Path, journal=None, resume=None, saving=None) -> dict[str, object]:
-    """Run this rank's instances into its part file; returns its timing (busy seconds per
-    instance, exchange). ``resume``: a checkpoint to go on from (the part file then holds the
-    rows after it); ``saving``: ``(path, every, scenario hash)`` of the checkpoints to write."""
-    execution = _distributed_execution(comm, graph, settings, owner,
-                                       None if journal is None else journal.position)
-    execution.resume = resume
-    file = create_file(part)
-    recorder = Recorder(file, scales=False, journal=journal)
-    observers = [recorder]
-    if saving is not None:
-        path, every, sha256 = saving
-        observers.append(Checkpointer(path, every, sha256, recorder,
-                                      gather=_gather_state(comm, execution, owner)))
-    try:
-        with writing(file):
-            execution.run(observers)
-    except BaseException as error:
-        record_end(part, "/", error, execution)
-        raise
-    record_end(part, "/", None, execution)
-    return {"busy": execution.master.busy, "exchange": execution.master.exchange.seconds}
+def exchanging(comm, graph: CouplingGraph, owner: dict[str, int]):
+    """The exchange factory of an ``Execution`` whose instances ``owner`` spreads over the
+    ranks of ``comm``."""
+    return lambda plan, system: Exchange(comm, graph, plan, system, owner)
 
 
 def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, float] | None,
                   timings: list[dict]) -> str:
     """Write the partition and the ranks' timing into the results file; one line for users."""
-    busy = [sum(t["busy"].values()) for t in timings]
+    busy = [sum(t["instance_busy_seconds"].values()) for t in timings]
     waited = [t["exchange"] for t in timings]
     main.attrs["partition"] = json.dumps(owner)
     main.attrs["balance"] = "declared" if measured is None else "measured"
     if measured is not None:
         main.attrs["measured_cost_seconds"] = json.dumps(measured)
     main.attrs["instance_busy_seconds"] = json.dumps(
-        {name: seconds for t in timings for name, seconds in t["busy"].items()})
+        {name: seconds for t in timings for name, seconds in t["instance_busy_seconds"].items()})
     main.attrs["rank_busy_seconds"] = busy
     main.attrs["rank_exchange_seconds"] = waited
     ratio = sum(busy) / len(busy) / max(busy) if max(busy) > 0 else 1.0
@@ -445,28 +394,27 @@ def _gather_state(comm, execution: Execution, owner: dict[str, int]):
     return gather
 
 
-def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings, cohort,
-                part: Path, todo: list[int], journal=None) -> None:
+def _run_cohort(comm, group_size: int, prepared: Prepared, part: Path, todo: list[int],
+                journal: Journal | None = None) -> None:
     """Run the members of ``todo`` this rank's group is handed into ``part``, one after the
-    other (each member: groups created, rows in SWMR mode, status written after
-    reopening). Supervised (``journal``) with one rank per member, a child process runs them
-    (``cosim.runner``): a member whose FMU crashes or hangs fails alone."""
-    from cosim.run import member_id, member_parameters
-
+    other (``cosim.strategies.run_member``). Supervised (``journal``) with one rank per
+    member, a child process runs them (``cosim.runner``): a member whose FMU crashes or hangs
+    fails alone."""
     me, ranks = comm.Get_rank(), comm.Get_size()
+    graph = prepared.graph
     group = comm.Split(me // group_size, me)
     leaders = (ranks + group_size - 1) // group_size
     queue = (WorkQueue(comm, len(todo), leaders, me // group_size)
              if group.Get_rank() == 0 else None)
+    spread = group.Get_size() > 1  # a member's instances over the group's ranks
     owner = partition(graph, group.Get_size())
-    local = [n for n in graph.instances if owner[n] == group.Get_rank()]
+    local = [n for n in graph.instances if owner[n] == group.Get_rank()] if spread else None
     create_file(part).close()
     runner = None
-    if journal is not None and group.Get_size() == 1:
-        from cosim.run import Prepared
+    if journal is not None and not spread:
         from cosim.runner import MemberRunner
 
-        runner = MemberRunner(Prepared(scenario, graph, settings, cohort), part,
+        runner = MemberRunner(prepared, part,
                               queue.serve if queue and queue.coordinator else None,
                               journal.position)
     while True:
@@ -480,29 +428,9 @@ def _run_cohort(comm, group_size: int, scenario, graph: CouplingGraph, settings,
                 runner.close()
                 raise Interrupted("stop requested")
             continue
-        parameters = cohort.member(index)
-        name = f"members/{member_id(index)}"
-        error = None
-        with open_for_writing(part) as file:
-            node = file.create_group(name)
-            node.attrs["member"] = index
-            node.attrs["parameters"] = json.dumps(parameters)
-            node.attrs["status"] = RUNNING
-            execution = Execution(graph, settings, member_parameters(graph, parameters),
-                                  local=local)
-            if group.Get_size() > 1:
-                execution.master.exchange = Exchange(group, graph, execution.plan,
-                                                     execution.system, owner)
-            observers = [Recorder(node, scales=False)]
-            if queue and queue.coordinator:
-                observers.append(queue)
-            try:
-                execution.run(observers)
-            except CosimError as caught:
-                if group.Get_size() > 1:
-                    raise  # the other ranks of the group cannot go on alone
-                error = caught  # one failing virtual patient is a finding
-        record_end(part, name, error, execution)
+        run_member(part, index, prepared, scales=False, local=local,
+                   exchange=exchanging(group, graph, owner) if spread else None,
+                   observers=[queue] if queue and queue.coordinator else ())
     if runner is not None:
         runner.close()
     if queue:
@@ -580,10 +508,10 @@ class WorkQueue:
 
     # observer hooks: rank 0 serves requests while it runs its own members
     def started(self, run) -> None:
-        pass
+        self.run = run
 
-    def stepped(self, n: int, time: float) -> None:
-        if n % POLL_EVERY == 0:
+    def stepped(self, time: float) -> None:
+        if self.run.steps % POLL_EVERY == 0:
             self.serve()
 
     def finished(self, error) -> None:
@@ -591,7 +519,7 @@ class WorkQueue:
 
 
 def _group_size(scenario, ranks: int, cohort: bool) -> int:
-    requested = scenario.parallel.get("group_size")
+    requested = scenario.parallel.group_size
     if requested is None:
         return 1 if cohort else ranks
     if ranks % requested:  # a whole number ≥ 1: checked with the scenario
@@ -621,15 +549,15 @@ class _Quiet(CosimError):
     """The same error as on another rank; only rank 0 prints errors raised before the run."""
 
 
-def _prebuild_library(scenario) -> None:
-    from cosim.build import library_fmu
+def _prebuild_library(path: Path) -> None:
+    """The library FMUs a scenario uses, built (if stale) before the other ranks look."""
+    from cosim.scenario import load_scenario
 
-    for path in scenario.fmus.values():
-        if str(path).startswith("library:"):
-            try:
-                library_fmu(str(path).split(":", 1)[1])
-            except CosimError:
-                pass  # build() reports it on every rank
+    try:
+        for source in load_scenario(path).fmus.values():
+            source.path()
+    except CosimError:
+        pass  # every rank reports it when it prepares
 
 
 def _link_instances(results: Path, graph: CouplingGraph, settings, owner: dict[str, int]
@@ -654,7 +582,7 @@ def _abort(comm, error: BaseException, results: Path, supervised: bool = False) 
     other ranks' supervisors, which stop their workers, and rank 0's completes the partial main
     file (``cosim.supervise``).
     """
-    from cosim.cli import EXIT_ERROR, EXIT_INTERRUPTED
+    from cosim.errors import EXIT_ERROR, EXIT_INTERRUPTED
 
     message = str(error)
     if isinstance(error, KeyboardInterrupt):

@@ -33,7 +33,7 @@ def partition(graph: CouplingGraph, parts: int,
     """
     names = graph.instances
     if cost is None:
-        cost = {n: float(graph.graph.nodes[n]["cost"]) for n in names}
+        cost = {n: float(graph.cost(n)) for n in names}
     else:  # a measured zero still counts a little
         cost = {n: max(float(cost[n]), 1e-9) for n in names}
     if parts <= 1 or len(names) <= 1:

@@ -17,7 +17,7 @@ so rank 0's must be the first to exit.
 Every supervisor looks for ``FAILED`` between two looks at its worker (one ``stat``) and, seeing
 it, stops its worker. Rank 0's supervisor waits until every rank has ended (or a timeout), then
 completes the main results file from the part files and marks it failed
-(``cosim.parallel.complete_after_failure``). Standard library only.
+(``cosim.output.complete_after_failure``). Standard library only.
 """
 
 from __future__ import annotations

@@ -31,8 +31,9 @@ import time
 from dataclasses import replace
 
 from cosim import journal
+from cosim.description import Settings
 from cosim.errors import FMUError, Problem, SimulationError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.scenario import Scenario
 

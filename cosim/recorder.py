@@ -43,11 +43,10 @@ import h5py
 import numpy as np
 
 from cosim import decimation
-from cosim.errors import ResultsWriteError
+from cosim.errors import COMPLETED, FAILED, INTERRUPTED, RUNNING, ResultsWriteError  # noqa: F401 - statuses
 from cosim.execution import Execution
 from cosim.h5clear import clear_writer_flags
 from cosim.journal import ROW_BITS, ROWS, PendingRows
-from cosim.output import COMPLETED, FAILED, INTERRUPTED, RUNNING  # noqa: F401 - statuses
 from cosim.output_path import cannot_create
 
 FORMAT = "cosim-results"
@@ -201,10 +200,13 @@ class Recorder:
     # -- observer -----------------------------------------------------------------------------
     def started(self, run: Execution) -> None:
         settings = run.settings
-        self.every = max(1, int(settings.record_every))
+        # row m is due at the communication point where start + m * interval falls
+        self.interval = settings.record_interval or 0.0
+        self.start, self.landing = settings.start, run.master.landing
         self.signals = run.system.signals
-        steps = settings.steps // self.every + 1
-        chunk = (min(self.block_rows, steps),)
+        rows = (int((settings.stop - settings.start) / self.interval + 1e-9) if self.interval
+                else settings.steps) + 1
+        chunk = (min(self.block_rows, rows),)
         options = {"chunks": chunk, "maxshape": (None,), "dtype": "f8"}
         if self.compression:
             options.update(compression=self.compression, compression_opts=1, shuffle=True)
@@ -228,7 +230,7 @@ class Recorder:
                 self.datasets.append(dataset)
                 slots = layout.indices(name, variable)
                 mode = settings.record_reduce.get(name, {}).get(variable, "last")
-                if self.every > 1 and mode != "last":
+                if self.interval and mode != "last":
                     dataset.attrs["reduction"] = mode
                     columns, signal_slots = reduced.setdefault(mode, ([], []))
                     columns.extend(range(len(index), len(index) + len(slots)))
@@ -241,6 +243,7 @@ class Recorder:
             self.rows_written = self.resume_rows
         self.index = np.array(index, dtype=np.intp)
         self.reductions = decimation.reductions(reduced)
+        self.due = self._due(self.rows_written)
         if self.scales and not resuming:
             attach_time_scale(self.group)
         if self.journal is None:
@@ -267,7 +270,7 @@ class Recorder:
         group.attrs["fmu"] = fmu.path.name
         group.attrs["fmu_sha256"] = fmu.sha256
         group.attrs["model_name"] = fmu.model_name
-        group.attrs["scale"] = run.graph.graph.nodes[name]["scale"]
+        group.attrs["scale"] = run.graph.scale(name)
         group.attrs["parameters"] = json.dumps(run.parameters.get(name, {}))
         return group
 
@@ -281,10 +284,14 @@ class Recorder:
                 _dimension_names(var, len(shape), recorded))
         return dataset
 
-    def stepped(self, n: int, time: float) -> None:
+    def _due(self, row: int) -> float:
+        """When row number ``row`` is recorded (every point: at once)."""
+        return self.landing(self.start + row * self.interval) if self.interval else -np.inf
+
+    def stepped(self, time: float) -> None:
         for reduction in self.reductions:
             decimation.accumulate(reduction, self.signals)
-        if n % self.every:
+        if time < self.due:
             return
         row = self._row
         np.take(self.signals, self.index, out=self.buffer[row])
@@ -293,6 +300,8 @@ class Recorder:
         self.time_buffer[row] = time
         self._row = row + 1
         self.rows_state[0] += 1
+        if self.interval:
+            self.due = self._due(self.rows_written + self._row)
         if self._row == self.block_rows:
             self.flush()
 

@@ -1,62 +1,43 @@
 """Running a scenario end to end: scenario file → coupled FMUs → HDF5 file → verdict → plot.
 
+One pipeline for every kind of run; where the work happens is its strategy
+(``cosim.strategies``): ``InProcess``, or ``cosim.parallel.Distributed`` under ``mpiexec`` with
+more than one rank (instances, or cohort members, spread over the ranks).
+
 ``run_scenario`` runs a scenario in this process: ``prepare`` (read and check everything;
 nothing is written if that fails) → ``cosim.output.claim`` (the target, its lock, a partial
 file of this run) → ``run_into`` (the run writes the partial file; no lock, no rename) →
 ``cosim.output.commit`` (the completed file replaces the target; any other stays aside under its
-partial name) → plot. ``cosim run`` does the same steps with ``run_into`` in a supervised worker
-process (``cosim.supervise``). Under MPI (``cosim.parallel``) the same steps spread instances or
-cohort members over ranks.
+partial name) → plot and HTML report. ``cosim run`` does the same steps with ``run_into`` in a
+supervised worker process (``cosim.supervise``). ``run_into`` is itself one sequence whatever
+the strategy: ``begin`` (results file made or reopened) → ``run`` → ``end`` (the strategy's
+figures) → ``conclude`` (judge, verdict or cohort summary, status: written once here).
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
-from cosim.checkpoint import Checkpointer, checkpoint_path, checkpoint_to_resume
+from cosim.checkpoint import checkpoint_path, checkpoint_to_resume
 from cosim.criteria import (
     CohortVerdict,
     Outcome,
     cohort_verdict,
-    evaluate,
     read_outcomes,
     verdict_text,
     write_cohort_verdict,
-    write_verdict,
 )
-from cosim.errors import ResultsWriteError
-from cosim.execution import Execution, Settings
-from cosim.graph import CouplingGraph
-from cosim.h5clear import clear_writer_flags
-from cosim.isolation import isolation_by_instance
 from cosim.journal import Journal
-from cosim.output import claim, commit, kept_note
-from cosim.provenance import run_provenance
-from cosim.recorder import (
-    COMPLETED,
-    FAILED,
-    RUNNING,
-    Recorder,
-    create_results_file,
-    error_text,
-    open_for_writing,
-    record_end,
-    status_of,
-    write_end,
-    write_status,
-    writing,
-)
+from cosim.output import claim, commit, kept_note, parts_folder
+from cosim.recorder import COMPLETED, open_for_writing, write_status, writing
 from cosim.scenario import Scenario, build, load_scenario
-
-if TYPE_CHECKING:
-    from cosim.cohort import Cohort
+from cosim.strategies import InProcess, Prepared, elapsed_since, judge, member_id
 
 
 @dataclass
@@ -94,39 +75,8 @@ class Report:
         return "\n".join(lines)
 
 
-@dataclass
-class Prepared:
-    """Everything a run needs, read and checked before anything is written."""
-
-    scenario: Scenario
-    graph: CouplingGraph
-    settings: Settings
-    cohort: Cohort | None
-
-
 def default_output(scenario_file: Path) -> Path:
     return Path("results") / f"{scenario_file.stem}.h5"
-
-
-def provenance(scenario: Scenario, graph: CouplingGraph, settings: Settings) -> dict[str, Any]:
-    """Root attributes that say exactly what produced a results file."""
-    isolation = isolation_by_instance(graph)
-    return {
-        **run_provenance(scenario),
-        "scenario_name": scenario.name,
-        "scenario_text": scenario.text,
-        "fmus": {name: {"file": graph.fmu(name).path.name, "sha256": graph.fmu(name).sha256,
-                        "model_name": graph.fmu(name).model_name,
-                        "generation_tool": graph.fmu(name).generation_tool}
-                 for name in graph.instances},
-        "isolation": {name: isolation[name].mode if isolation[name] else "none"
-                      for name in graph.instances},
-        "algorithm": settings.algorithm,
-        "start": settings.start,
-        "stop": settings.stop,
-        "step": settings.step,
-        "record_every": settings.record_every,
-    }
 
 
 def prepare(path: str | Path) -> Prepared:
@@ -141,29 +91,46 @@ def prepare(path: str | Path) -> Prepared:
     return Prepared(scenario, graph, settings, cohort)
 
 
-def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bool = True
-                 ) -> Report:
-    """Run a scenario file in this process (``cosim run`` supervises it: ``cosim.supervise``);
-    under ``mpiexec`` with more than one rank, run it in parallel.
+def strategy(journal: Journal | None = None):
+    """Where a run started here works: over the MPI ranks when there are several
+    (``journal``: this rank's, when a supervisor watches it), else in this process."""
+    from cosim.parallel import distributed
+
+    return distributed(journal) or InProcess()
+
+
+def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bool = True,
+                 journal: Journal | None = None, resume: bool | Path = False) -> Report:
+    """Run a scenario file: in this process (``cosim run`` supervises it:
+    ``cosim.supervise``), or under ``mpiexec`` with more than one rank over the ranks (each
+    returns the same report; ``journal``: this rank's, when a supervisor watches it).
 
     A run that does not complete raises; its results are then kept aside under their partial
     name, which a note on the exception gives.
     """
-    from cosim import parallel
-
-    if parallel.size() > 1:
-        return parallel.run_scenario(Path(path), Path(output) if output else None, plot=plot)
-    prepared = prepare(path)
-    claimed = claim(Path(output) if output else default_output(Path(path)))
+    how = strategy(journal)
+    path = Path(path)
+    prepared = how.prepare(path, prepare)
+    target = Path(output) if output else default_output(path)
+    claimed = how.claim(lambda: claim(target, resume))
+    results = how.share(claimed.partial if how.leader else None)
+    if journal is not None and how.leader:
+        journal.announce_results(results)  # under MPI, rank 0's supervisor completes it
     try:
-        report = run_into(prepared, claimed.partial)
+        report = run_into(prepared, results, journal=journal, resume=bool(resume),
+                          strategy=how)
     except BaseException as error:
-        kept = commit(claimed, status=status_of(error), error=error_text(error))
+        kept = how.keep(claimed, error)
         if kept is not None:
             error.add_note(kept_note(kept))
         raise
-    report.results = commit(claimed, status=COMPLETED)
-    return plotted(report, prepared.scenario, report.results if plot else None)
+    if how.leader:
+        try:
+            report.results = commit(claimed, status=COMPLETED)
+            report = plotted(report, prepared.scenario, report.results if plot else None)
+        except BaseException as error:  # noqa: BLE001 - under MPI the others wait for it
+            how.stop(error, results)
+    return how.share(report)
 
 
 def plotted(report: Report, scenario: Scenario, results: Path | None,
@@ -186,8 +153,9 @@ def plotted(report: Report, scenario: Scenario, results: Path | None,
 
 
 def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = None,
-             resume: bool = False) -> Report:
-    """Run a prepared scenario in this process, writing the results file ``results``.
+             resume: bool = False, strategy=None) -> Report | None:
+    """Run a prepared scenario, writing the results file ``results``; the report (under MPI:
+    on rank 0, None on the others).
 
     Knows nothing of locks or renames (``cosim.output``). The file ends with status
     ``completed`` (and the verdict), or ``failed``/``interrupted`` and the error, which is then
@@ -195,190 +163,58 @@ def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = Non
     (``cosim.supervise``). ``resume``: go on with the run in the existing ``results``: a single
     run from its last checkpoint (``cosim.checkpoint``), a cohort with the members it has not
     finished (after a member crashed the process running it, or the run was stopped).
+    ``strategy``: where the work happens (default: ``InProcess``).
     """
+    how = strategy or InProcess()
+    settings = prepared.settings
     if journal is not None:
         journal.describe_instances(list(prepared.graph.instances))
-        journal.limit_calls(prepared.settings.call_timeout)
-        journal.plan(prepared.settings.start, prepared.settings.stop)
-    if prepared.cohort is not None:
-        return run_cohort_into(prepared, results, journal, resume)
-    scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
-    checkpoint = checkpoint_to_resume(results, scenario) if resume else None
-    file = (reopen(results) if resume
-            else create_results_file(results, provenance(scenario, graph, settings)))
-    if journal is not None:
-        journal.begin(results, "/")
-    execution = Execution(graph, settings, position=None if journal is None else journal.position,
-                          resume=checkpoint)
-    recorder = Recorder(file, journal=journal,
-                        resume_rows=None if checkpoint is None else checkpoint.rows)
-    observers = [recorder]
-    if scenario.checkpoint_every:
-        observers.append(Checkpointer(checkpoint_path(results), scenario.checkpoint_every,
-                                      scenario.sha256, recorder))
+        journal.limit_calls(settings.call_timeout)
+        journal.plan(settings.start, settings.stop)
+    checkpoint = None
+    if resume and prepared.cohort is None:
+        checkpoint = how.agree(lambda: checkpoint_to_resume(results, prepared.scenario))
+    todo = how.begin(prepared, results, resume, checkpoint)
     started = time.perf_counter()
     try:
-        with writing(file):
-            execution.run(observers)
-    except BaseException as error:
-        record_end(results, "/", error, execution)
-        raise
-    with writing(open_for_writing(results)) as file:
-        file.attrs["run_seconds"] = (time.perf_counter() - started
-                                     + float(file.attrs.get("run_seconds", 0.0)))
-        file.attrs["instance_busy_seconds"] = json.dumps(execution.master.busy)
-        if scenario.checkpoint_every:
-            file.attrs["checkpoints"] = observers[-1].saved
-            file.attrs["checkpoint_seconds"] = observers[-1].seconds
-        outcomes = judge(file, scenario)
-        write_end(file, None, execution)
-    checkpoint_path(results).unlink(missing_ok=True)  # the run completed: nothing to resume
-    return Report(results, outcomes)
+        timing = how.run(prepared, results, todo, journal, checkpoint)
+    except BaseException as error:  # noqa: BLE001 - the strategy records it and raises
+        how.fail(error, results)
+    if not how.leader:
+        return None
+    try:
+        with writing(open_for_writing(results)) as main:
+            balance = how.end(main, timing)
+            main.attrs["run_seconds"] = elapsed_since(started, main)
+            report = conclude(main, prepared, results)
+            report.balance = balance
+        shutil.rmtree(parts_folder(results), ignore_errors=True)
+        checkpoint_path(results).unlink(missing_ok=True)  # completed: nothing to resume
+    except BaseException as error:  # noqa: BLE001
+        how.fail(error, results)
+    return report
 
 
-def reopen(results: Path):
-    """A results file an earlier run left unfinished, open to go on: running again."""
-    clear_writer_flags(results)
-    file = open_for_writing(results)
-    file.attrs["status"] = RUNNING
-    file.attrs["error"] = ""
-    file.attrs["resumed"] = int(file.attrs.get("resumed", 0)) + 1
-    return file
-
-
-def run_cohort_into(prepared: Prepared, results: Path, journal: Journal | None = None,
-                    resume: bool = False) -> Report:
-    """Run every cohort member in turn into ``results`` (``resume``: those it does not hold
-    yet); a failing member does not stop the cohort."""
-    scenario, graph, settings = prepared.scenario, prepared.graph, prepared.settings
-    cohort = prepared.cohort
+def conclude(main: h5py.File, prepared: Prepared, results: Path) -> Report:
+    """After a run that completed: its verdict (each cohort member's not judged yet, and the
+    cohort's summary) and its status, into the results file ``main``; the report."""
+    scenario, cohort = prepared.scenario, prepared.cohort
+    if cohort is None:
+        outcomes = judge(main, scenario)
+        write_status(main, None)
+        return Report(results, outcomes)
     members = [cohort.member(i) for i in range(len(cohort))]
-    if resume:
-        with writing(reopen(results)) as file:
-            done = finished_members(file)
-            earlier = float(file.attrs.get("run_seconds", 0.0))
-    else:
-        create_results_file(results, provenance(scenario, graph, settings)).close()
-        done, earlier = set(), 0.0
-    started = time.perf_counter()
-    failed = sum(not _member_passed(results, m) for m in done)
-    try:
-        for i, parameters in enumerate(members):
-            if member_id(i) not in done:
-                if journal is not None:  # what the supervisor's progress line shows
-                    journal.members(len(done), len(members), failed)
-                run_member(results, i, scenario, graph, settings, parameters, journal)
-                done.add(member_id(i))
-                failed += not _member_passed(results, member_id(i))
-    except BaseException as error:
-        record_end(results, "/", error)
-        raise
-    with writing(open_for_writing(results)) as file:
-        file.attrs["run_seconds"] = earlier + time.perf_counter() - started
-        verdict = write_summary(file, scenario, cohort.names, members)
-        write_status(file, None)
+    for i in range(len(cohort)):
+        group = main.get(f"members/{member_id(i)}")
+        if (group is not None and group.attrs.get("status") == COMPLETED
+                and "verdict" not in group):
+            judge(group, scenario)
+    verdict = write_summary(main, scenario, cohort.names, members)
+    write_status(main, None)
     return Report(results, members=len(members), cohort=verdict)
 
 
-def finished_members(file) -> set[str]:
-    """The members a cohort file holds with a final status; unfinished ones are removed, to be
-    run again."""
-    members = file.get("members", {})
-    for name in [name for name, group in members.items()
-                 if group.attrs.get("status") not in (COMPLETED, FAILED)]:
-        del members[name]
-    return set(members)
-
-
-def judge(group, scenario: Scenario) -> list[Outcome]:
-    """Evaluate the scenario's criteria on what ``group`` recorded; store the verdict there."""
-    if not scenario.criteria:
-        return []
-    time = group["time"][()]
-    values = {}
-    for criterion in scenario.criteria:
-        for signal in criterion.signals():
-            instance, _, variable = signal.partition(".")
-            values[signal] = group["instances"][instance][variable][()]
-    outcomes = [evaluate(c, time, values) for c in scenario.criteria]
-    write_verdict(group, outcomes)
-    return outcomes
-
-
-def _passed(member) -> bool:
-    """A cohort member ran to its end and met every criterion."""
-    verdict = member.get("verdict")
-    return member.attrs.get("status") != "failed" and (verdict is None
-                                                        or bool(verdict.attrs["passed"]))
-
-
-def _member_passed(results: Path, member: str) -> bool:
-    """A cohort member of ``results`` completed and met every criterion."""
-    with h5py.File(results, "r", locking=False) as file:
-        group = file.get(f"members/{member}")
-        if group is None or group.attrs.get("status") != COMPLETED:
-            return False
-        verdict = group.get("verdict")
-        return verdict is None or bool(verdict.attrs["passed"])
-
-
-def member_id(index: int) -> str:
-    return f"{index:06d}"
-
-
-def member_parameters(graph: CouplingGraph, parameters: dict[str, float]
-                      ) -> dict[str, dict[str, Any]]:
-    """A member's drawn ``{"instance.variable": value}`` as typed values per instance."""
-    by_instance: dict[str, dict[str, Any]] = {}
-    for name, value in parameters.items():
-        instance, _, variable = name.partition(".")
-        var = graph.fmu(instance).variables[variable]
-        by_instance.setdefault(instance, {})[variable] = (
-            int(round(value)) if var.type in ("Integer", "Enumeration") else
-            bool(value) if var.type == "Boolean" else value)
-    return by_instance
-
-
-def run_member(results: Path, index: int, scenario: Scenario, graph: CouplingGraph,
-               settings: Settings, parameters: dict[str, float], journal: Journal | None = None,
-               scales: bool = True) -> str:
-    """Run cohort member ``index`` into ``/members/<id>`` of the file ``results`` and judge it
-    (``scales`` False: a part file, whose time scales are attached after the merge);
-    returns its status. A failing member is recorded and the cohort goes on; an interruption
-    (KeyboardInterrupt) is recorded and raised again."""
-    name = f"/members/{member_id(index)}"
-    error: BaseException | None = None
-    execution = None  # until made: an error before has no FMU log to keep
-    try:
-        with writing(open_for_writing(results)) as file:
-            group = file.create_group(name)
-            group.attrs["member"] = index
-            group.attrs["parameters"] = json.dumps(parameters)
-            group.attrs["status"] = RUNNING
-            file.flush()  # the member exists on disk before its FMUs load
-            if journal is not None:
-                journal.begin(results, name)
-            execution = Execution(graph, settings, member_parameters(graph, parameters),
-                                  position=None if journal is None else journal.position)
-            execution.run([Recorder(group, journal=journal, scales=scales)])
-    except ResultsWriteError as caught:  # the disk: no later member could be written either
-        record_end(results, name, caught, execution)
-        raise
-    except Exception as caught:  # noqa: BLE001 - one failing member does not stop a cohort
-        error = caught
-    except BaseException as caught:  # interrupted: recorded, then the cohort stops
-        record_end(results, name, caught, execution)
-        raise
-    if error is not None:
-        record_end(results, name, error, execution)
-        return status_of(error)
-    with writing(open_for_writing(results)) as file:
-        judge(file[name], scenario)
-        write_end(file[name], None, execution)
-    return COMPLETED
-
-
-def write_summary(file, scenario: Scenario, names: tuple[str, ...],
+def write_summary(file: h5py.File, scenario: Scenario, names: tuple[str, ...],
                   members: list[dict[str, float]]) -> CohortVerdict:
     """The cohort summary table (member, parameters, status, passed, criteria figures) and the
     cohort's verdict (``/verdict``); returns the verdict."""

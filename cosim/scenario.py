@@ -1,10 +1,13 @@
 """Scenario files: what to couple and run, described in YAML (``docs/scenario-format.md``).
 
 ``load_scenario(path)`` reads and checks the file itself (keys, types, times) and returns a
-frozen ``Scenario`` (the YAML itself is read by ``cosim.scenario_yaml``); ``build(scenario)``
-opens the FMUs, builds the ``CouplingGraph`` and checks everything against the FMUs' model
-descriptions (``cosim.scenario_checks``). Both collect every problem with its file, line and key
-and raise one ``ScenarioError``; nothing here runs a simulation.
+frozen ``Scenario`` of typed values (``cosim.description``: its ``Settings`` made once from
+the file, ``FmuSource``s, ``Parallel``; the YAML itself is read by ``cosim.scenario_yaml``);
+``build(scenario)`` opens the FMUs, builds the ``CouplingGraph``, checks everything against the
+FMUs' model descriptions (``cosim.scenario_checks``) and completes the settings with what only
+the FMUs tell (the variables ``*`` records, how each is reduced). Both collect every problem
+with its file, line and key in one ``Problems`` collector and raise one ``ScenarioError``;
+nothing here runs a simulation.
 """
 
 from __future__ import annotations
@@ -22,14 +25,22 @@ from cosim import scenario_checks as checks
 from cosim.credibility import check_credibility
 from cosim.criteria import Criterion, parse_criteria
 from cosim.decimation import check_reduce, modes_by_variable
-from cosim.errors import CosimError, FMUError, Problem, ScenarioError
-from cosim.execution import CALL_TIMEOUT, MAX_STEPS, Event, Settings, steps_between
+from cosim.description import (
+    CALL_TIMEOUT,
+    MAX_STEPS,
+    Event,
+    FmuSource,
+    Parallel,
+    Settings,
+    steps_between,
+)
+from cosim.errors import CosimError, FMUError, Problem, Problems, ScenarioError, Source, line_of
 from cosim.fmu_file import INTERFACES
-from cosim.graph import SCALES, CouplingGraph, Source, parse_port
+from cosim.graph import SCALES, CouplingGraph, parse_port
 from cosim.isolation import MODES, Isolation
 from cosim.master import ALGORITHMS
 from cosim.model_exchange import METHODS, Solver
-from cosim.scenario_yaml import MAX_BYTES, line_of, read_yaml
+from cosim.scenario_yaml import MAX_BYTES, read_yaml
 
 VERSION = 1
 SECTIONS = {
@@ -75,19 +86,18 @@ class Scenario:
     text: str
     name: str
     description: str
-    fmus: dict[str, Path]
+    fmus: dict[str, FmuSource]
     instances: dict[str, InstanceSpec]
     connections: list[tuple[str, str, Source]]
-    settings: Settings
+    settings: Settings  # all but what needs the FMUs: build() adds the variables recorded
     record_patterns: list[tuple[str, Source]]
     events: list[tuple[Event, Source]]
     criteria: list[Criterion]
-    cohort: dict[str, Any] | None
+    cohort: dict[str, Any] | None  # the cohort mapping, checked (cosim.cohort samples it)
     plot: list[str]
-    parallel: dict[str, Any]
+    parallel: Parallel
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
-    pins: dict[str, str] = field(default_factory=dict)  # fmus key -> pinned SHA-256
-    checkpoint_every: int | None = None  # communication steps between two checkpoints
+    checkpoint_every: float | None = None  # s of simulated time between two checkpoints
     record_reduce: list[tuple[str, str, tuple]] = field(default_factory=list)  # (key, mode,
     # path): record.reduce (cosim.decimation)
     transforms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (output,
@@ -100,17 +110,8 @@ class Scenario:
 
 
 # -- checking the file itself -----------------------------------------------------------------
-class _Checker:
-    def __init__(self, file: str | None, lines: dict[tuple, int]):
-        self.file = file
-        self.lines = lines
-        self.problems: list[Problem] = []
-
-    def source(self, *path) -> Source:
-        return Source(self.file, line_of(self.lines, path), ".".join(map(str, path)) or None)
-
-    def report(self, path: tuple, message: str, hint: str | None = None) -> None:
-        self.problems.append(self.source(*path).problem(message, hint or None))
+class _Checker(Problems):
+    """The problems of a scenario file, and the checks every section makes of its values."""
 
     def keys(self, data: Mapping, path: tuple, allowed: set[str]) -> None:
         """Report every key of ``data`` that is not ``allowed``."""
@@ -183,64 +184,66 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
                      "write 'version: 1' at the top")
     base = path.parent if path else Path.cwd()
 
-    fmus, pins = _check_fmus(data.get("fmus"), base, check)
+    fmus = _check_fmus(data.get("fmus"), base, check)
     simulation = _check_simulation(data.get("simulation"), check)
-    settings = simulation or Settings(0.0, 1.0, 1.0)
+    settings = Settings(*simulation[:4], call_timeout=simulation[4]) if simulation else \
+        Settings(0.0, 1.0, 1.0)  # the time grid the other sections are checked against
     isolation = dataclasses.replace(_check_isolation(data.get("isolation"), check),
                                     timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
     connections, transforms = _check_connections(data.get("connections"), check)
-    record_patterns, record_every = _check_record(data.get("record"), settings, check)
+    record_patterns, record_interval = _check_record(data.get("record"), settings, check)
     record_reduce = check_reduce(data.get("record").get("reduce") if isinstance(
         data.get("record"), Mapping) else None, check.report)
-    events = _check_events(data.get("events"), simulation, check)
-    criteria = parse_criteria(data.get("criteria"),
-                              lambda p, m, h: check.report(("criteria",) + p, m, h))
+    events = _check_events(data.get("events"), settings if simulation else None, check)
+    criteria = parse_criteria(data.get("criteria"), check.within("criteria"))
     cohort = data.get("cohort")
     if cohort is not None:
-        _check_cohort(cohort, base, check)
+        from cosim.cohort import check_cohort
+
+        check_cohort(cohort, base, check)
     plot = data.get("plot") or []
     if not isinstance(plot, list) or not all(isinstance(p, str) for p in plot):
         check.report(("plot",), "plot is a list of 'instance.variable'", "e.g. [cell.V]")
         plot = []
     parallel = _check_parallel(data.get("parallel"), check)
-    checkpoint_every = (_check_checkpoint(data.get("checkpoint"), settings, check)
-                        if settings is not None else None)
+    checkpoint_every = _check_checkpoint(data.get("checkpoint"), check)
     check_credibility(data.get("credibility"), check.report)
-    if check.problems:
-        raise ScenarioError(check.problems)
-    settings = dataclasses.replace(settings, record_every=record_every,
-                                   events=tuple(e for e, _ in events))
+    check.raise_any()
+    start, stop, step, algorithm, call_timeout = simulation
+    settings = Settings(start, stop, step, algorithm, record_interval=record_interval,
+                        events=tuple(e for e, _ in events), call_timeout=call_timeout)
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
                     record_patterns=record_patterns, record_reduce=record_reduce,
                     transforms=transforms,
                     events=events, criteria=criteria,
-                    cohort=cohort, plot=plot, parallel=dict(parallel), lines=lines, pins=pins,
+                    cohort=cohort, plot=plot, parallel=parallel, lines=lines,
                     checkpoint_every=checkpoint_every,
                     sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
-def _check_fmus(section: Any, base: Path, check: _Checker
-                ) -> tuple[dict[str, Path], dict[str, str]]:
-    """FMU paths by key, and the SHA-256 pinned for some of them."""
+def _check_fmus(section: Any, base: Path, check: _Checker) -> dict[str, FmuSource]:
+    """Where each FMU comes from (a file or a library model), by key, with its pin."""
     if not isinstance(section, Mapping) or not section:
         check.report(("fmus",), "missing or empty",
                      "map a key to an FMU file or library model, e.g. 'cell: cell'")
-        return {}, {}
-    fmus, pins = {}, {}
+        return {}
+    fmus = {}
     for key, value in section.items():
+        pin = None
         if isinstance(value, Mapping):  # {file: …, sha256: …}
             check.keys(value, ("fmus", key), {"file", "sha256"})
             pin = value.get("sha256")
             if pin is not None:
                 if isinstance(pin, str) and _SHA256.match(pin):
-                    pins[key] = pin.lower()
+                    pin = pin.lower()
                 else:
                     check.report(("fmus", key, "sha256"), "sha256 must be 64 hexadecimal "
                                  f"digits, got {pin!r}", "`cosim info FILE.fmu` prints it; "
                                  "quote it in YAML")
+                    pin = None
             value = value.get("file")
             if not isinstance(value, str) or not value:
                 check.report(("fmus", key, "file"), f"must be a file path or model name, got "
@@ -250,9 +253,9 @@ def _check_fmus(section: Any, base: Path, check: _Checker
             check.report(("fmus", key), f"must be a file path or model name, got {value!r}")
             continue
         if value.endswith(".fmu"):
-            fmus[key] = (base / value).resolve()
-            if not fmus[key].is_file():
-                check.report(("fmus", key), f"FMU file not found: {fmus[key]}",
+            fmus[key] = FmuSource(file=(base / value).resolve(), sha256=pin)
+            if not fmus[key].file.is_file():
+                check.report(("fmus", key), f"FMU file not found: {fmus[key].file}",
                              "paths are relative to the scenario file's folder")
         else:
             from cosim.build import library_model_names
@@ -261,22 +264,19 @@ def _check_fmus(section: Any, base: Path, check: _Checker
             if value not in names:
                 check.report(("fmus", key), f"'{value}' is neither an .fmu file nor a model "
                              "of the library", f"library models: {', '.join(names)}")
-            fmus[key] = Path(f"library:{value}")
-    return fmus, pins
+            fmus[key] = FmuSource(model=value, sha256=pin)
+    return fmus
 
 
-def _check_checkpoint(section: Any, settings: Settings, check: _Checker) -> int | None:
-    """``checkpoint: {every: s}``: communication steps between two checkpoints (at least 1)."""
+def _check_checkpoint(section: Any, check: _Checker) -> float | None:
+    """``checkpoint: {every: s}``: seconds of simulated time between two checkpoints."""
     if section is None:
         return None
     if not isinstance(section, Mapping):
         check.report(("checkpoint",), "must be a mapping", "checkpoint: {every: 10}")
         return None
     check.keys(section, ("checkpoint",), {"every"})
-    every = check.number(section, ("checkpoint", "every"), positive=True)
-    if every is None:
-        return None
-    return max(1, round(every / settings.step))
+    return check.number(section, ("checkpoint", "every"), positive=True)
 
 
 def _check_isolation(section: Any, check: _Checker) -> Isolation:
@@ -390,13 +390,13 @@ def _check_solver(section: Any, path: tuple, check: _Checker) -> Solver | None:
     return Solver(method, **{k: v for k, v in values.items() if v is not None})
 
 
-def _check_parallel(section: Any, check: _Checker) -> dict[str, Any]:
+def _check_parallel(section: Any, check: _Checker) -> Parallel:
     """``parallel: {group_size, balance, measure_steps}``; the rank count is checked at run time."""
     if section is None:
-        return {}
+        return Parallel()
     if not isinstance(section, Mapping):
         check.report(("parallel",), "must be a mapping", "e.g. parallel: {group_size: 2}")
-        return {}
+        return Parallel()
     check.keys(section, ("parallel",), {"group_size", "balance", "measure_steps"})
     for key in ("group_size", "measure_steps"):
         value = section.get(key)
@@ -408,7 +408,8 @@ def _check_parallel(section: Any, check: _Checker) -> dict[str, Any]:
     if balance not in ("declared", "measured"):
         check.report(("parallel", "balance"), f"unknown balance {balance!r}",
                      "declared (the instances' cost:) or measured (time the first steps)")
-    return dict(section)
+    return Parallel(section.get("group_size"), balance,
+                    section.get("measure_steps", Parallel.measure_steps))
 
 
 def _check_connections(section: Any, check: _Checker
@@ -451,8 +452,10 @@ def _check_connections(section: Any, check: _Checker
     return out, transforms
 
 
-def _check_simulation(section: Any, check: _Checker) -> Settings | None:
-    """The time grid and algorithm; None (problems reported) when they are wrong."""
+def _check_simulation(section: Any, check: _Checker
+                      ) -> tuple[float, float, float, str, float] | None:
+    """``(start, stop, step, algorithm, call_timeout)``; None (problems reported) when they
+    are wrong."""
     if not isinstance(section, Mapping):
         check.report(("simulation",), "missing", "give start, stop and step in seconds")
         return None
@@ -490,22 +493,23 @@ def _check_simulation(section: Any, check: _Checker) -> Settings | None:
     except ValueError as error:
         check.report(("simulation", "step"), str(error), "choose a step that divides stop - start")
         return None
-    return Settings(start, stop, step, algorithm, call_timeout=call_timeout or CALL_TIMEOUT)
+    return start, stop, step, algorithm, call_timeout or CALL_TIMEOUT
 
 
 def _check_record(section: Any, settings: Settings, check: _Checker
-                  ) -> tuple[list[tuple[str, Source]], int]:
+                  ) -> tuple[list[tuple[str, Source]], float | None]:
+    """The record patterns, and the seconds between recorded points (None: every point)."""
     if section is None:
-        return [("*.*", Source())], 1
+        return [("*.*", Source())], None
     items_path: tuple = ("record", "variables")
     if isinstance(section, list):  # the short form: record: [cell.V, ...]
         section, items_path = {"variables": section}, ("record",)
     if not isinstance(section, Mapping):
         check.report(("record",), "must be a list of variables or a mapping",
                      "record: {interval: 0.01, variables: [cell.V, generator.*]}")
-        return [], 1
+        return [], None
     check.keys(section, ("record",), {"variables", "interval", "reduce"})
-    every = 1
+    every = None
     if "interval" in section:
         interval = check.number(section, ("record", "interval"), positive=True)
         if interval is not None:
@@ -514,8 +518,8 @@ def _check_record(section: Any, settings: Settings, check: _Checker
                 check.report(("record", "interval"), f"interval {interval:g} s is not a whole "
                              f"number of steps of {settings.step:g} s",
                              "use a multiple of simulation.step")
-            else:
-                every = round(ratio)
+            elif round(ratio) > 1:
+                every = interval
     variables = section.get("variables", ["*.*"])
     patterns = []
     if not isinstance(variables, list):
@@ -568,32 +572,17 @@ def _check_events(section: Any, settings: Settings | None, check: _Checker
     return out
 
 
-def _check_cohort(spec: Any, base: Path, check: _Checker) -> None:
-    from cosim.cohort import check_cohort
-
-    if not isinstance(spec, Mapping):
-        check.report(("cohort",), "must be a mapping", "see docs/scenario-format.md")
-        return
-    for problem in check_cohort(spec, base):
-        check.report(("cohort",) + tuple(problem.key_path), problem.message, problem.hint)
-
-
 # -- building the coupling graph --------------------------------------------------------------
 def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
     """Open the FMUs, build and check the coupling graph; returns it with the full settings."""
-    from cosim.build import library_fmu
-
-    problems: list[Problem] = []
+    problems = Problems(str(scenario.file) if scenario.file else None, scenario.lines)
     graph = CouplingGraph()
     paths: dict[str, Path] = {}
-    for key, path in scenario.fmus.items():
-        if str(path).startswith("library:"):
-            try:
-                paths[key] = library_fmu(str(path).split(":", 1)[1])
-            except CosimError as error:
-                problems.append(scenario.source("fmus", key).problem(str(error)))
-        else:
-            paths[key] = path
+    for key, source in scenario.fmus.items():
+        try:
+            paths[key] = source.path()
+        except CosimError as error:
+            problems.report(("fmus", key), str(error))
     for spec in scenario.instances.values():
         if spec.fmu not in paths:
             continue
@@ -606,17 +595,16 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
             for p in error.problems:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
                                         key=f"fmus.{spec.fmu}", hint=p.hint))
-    problems += checks.check_pins(scenario, graph, paths)
+    checks.check_pins(scenario, graph, paths, problems)
     if scenario.checkpoint_every:
         checks.check_checkpoint(scenario, graph, problems)
     if not problems:
         checks.check_binaries(scenario, graph, problems)
-    if problems:
-        raise ScenarioError(checks.unique(problems))
+    problems.raise_any()
     for output, input_, source in scenario.connections:
         graph.connect(output, input_, source=source,
                       **scenario.transforms.get((output, input_), {}))
-    problems = graph.check()
+    problems.extend(graph.check())
     record = checks.expand_record(scenario, graph, problems)
     for event, source in scenario.events:
         checks.check_event(event, source, graph, problems)
@@ -629,8 +617,7 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
     if scenario.cohort is not None:
         checks.check_cohort_parameters(scenario, graph, problems)
     reduce = _check_reduce_names(scenario, graph, problems)
-    if problems:
-        raise ScenarioError(checks.unique(problems))
+    problems.raise_any()
     settings = dataclasses.replace(scenario.settings,
                                    record={k: tuple(v) for k, v in record.items() if v},
                                    record_reduce=modes_by_variable(reduce, record, lambda i, v:
@@ -644,7 +631,7 @@ def _check_reduce_names(scenario: Scenario, graph: CouplingGraph, problems: list
     found = []
     for key, mode, path in scenario.record_reduce:
         instance, _, variable = key.partition(".")
-        if variable and instance not in graph.graph:
+        if variable and instance not in graph:
             problems.append(scenario.source(*path).problem(
                 f"unknown instance '{instance}'", f"instances: {', '.join(graph.instances)}"))
         elif variable not in ("", "*") and variable not in graph.fmu(instance).variables:

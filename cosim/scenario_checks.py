@@ -13,24 +13,24 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cosim.errors import Problem
-from cosim.execution import Event
+from cosim.description import Event
+from cosim.errors import Problem, Source
 from cosim.fmu_file import CO_SIMULATION, COUPLED_TYPES, binary_problem, host_platform
-from cosim.graph import CouplingGraph, Source, parse_port, value_problem
+from cosim.graph import CouplingGraph, parse_port, value_problem
 
 if TYPE_CHECKING:
     from cosim.scenario import Scenario
 
 
-def check_pins(scenario: Scenario, graph: CouplingGraph, paths: dict[str, Path]
-                ) -> list[Problem]:
+def check_pins(scenario: Scenario, graph: CouplingGraph, paths: dict[str, Path],
+               problems: list[Problem]) -> None:
     """Every pinned SHA-256 against the FMU as read (the bytes later extracted and run)."""
-    problems = []
-    for key, pin in scenario.pins.items():
-        if key not in paths:
+    for key, source in scenario.fmus.items():
+        pin = source.sha256
+        if pin is None or key not in paths:
             continue
         users = [s.name for s in scenario.instances.values() if s.fmu == key
-                 and s.name in graph.graph]
+                 and s.name in graph]
         if users:
             actual = graph.fmu(users[0]).sha256
         else:
@@ -41,7 +41,6 @@ def check_pins(scenario: Scenario, graph: CouplingGraph, paths: dict[str, Path]
                 f"SHA-256 mismatch for {paths[key]}: the scenario pins {pin}, the file has "
                 f"{actual}", "the FMU is not the one pinned: get the right file, or update the "
                 "pin if this version was checked"))
-    return problems
 
 
 def check_binaries(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]) -> None:
@@ -49,8 +48,8 @@ def check_binaries(scenario: Scenario, graph: CouplingGraph, problems: list[Prob
     interface its instances run."""
     seen = set()
     for spec in scenario.instances.values():
-        interface = graph.interface(spec.name) if spec.name in graph.graph else None
-        if (spec.fmu, interface) in seen or spec.name not in graph.graph:
+        interface = graph.interface(spec.name) if spec.name in graph else None
+        if (spec.fmu, interface) in seen or spec.name not in graph:
             continue
         seen.add((spec.fmu, interface))
         fmu = graph.fmu(spec.name)
@@ -91,7 +90,7 @@ def check_cohort_parameters(scenario: Scenario, graph: CouplingGraph,
                  else ("cohort", "parameters", name))
         source = scenario.source(*where)
         instance, variable = parse_port(name) or (name, "")
-        if instance not in graph.graph:
+        if instance not in graph:
             problems.append(source.problem(f"the cohort sets '{name}': unknown instance "
                                            f"'{instance}'",
                                            f"instances: {', '.join(graph.instances)}"))
@@ -116,7 +115,7 @@ def expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Probl
     for pattern, source in scenario.record_patterns:
         instance, variable = parse_port(pattern)
         names = graph.instances if instance == "*" else [instance]
-        if instance != "*" and instance not in graph.graph:
+        if instance != "*" and instance not in graph:
             problems.append(source.problem(f"unknown instance '{instance}'",
                                            f"instances: {', '.join(graph.instances)}"))
             continue
@@ -147,7 +146,7 @@ def require_signal(signal: str, source: Source, graph: CouplingGraph,
                     record: dict[str, list[str]], problems: list[Problem]) -> None:
     """A signal a criterion or plot needs: it must exist; it is recorded if it was not."""
     port = parse_port(signal)
-    if port is None or port[0] not in graph.graph:
+    if port is None or port[0] not in graph:
         problems.append(source.problem(f"unknown signal '{signal}'",
                                        f"instances: {', '.join(graph.instances)}"))
         return
@@ -164,7 +163,7 @@ def require_signal(signal: str, source: Source, graph: CouplingGraph,
 
 def check_event(event: Event, source: Source, graph: CouplingGraph,
                  problems: list[Problem]) -> None:
-    if event.instance not in graph.graph:
+    if event.instance not in graph:
         problems.append(source.problem(f"unknown instance '{event.instance}'"))
         return
     fmu = graph.fmu(event.instance)
@@ -187,10 +186,3 @@ def check_event(event: Event, source: Source, graph: CouplingGraph,
             problems.append(problem)
 
 
-def unique(problems: list[Problem]) -> list[Problem]:
-    seen, out = set(), []
-    for p in problems:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out

@@ -19,7 +19,6 @@ Every refusal is a ``ScenarioError`` with the file, the line and what to do.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -165,12 +164,3 @@ def _check_depth(text: str, file: str | None) -> None:
                     hint="refused as unsafe; a scenario nests a few levels"))
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
-
-
-def line_of(lines: Mapping[tuple, int], path: tuple) -> int | None:
-    """The line of ``path`` or of its nearest parent that has one."""
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get(())

@@ -99,15 +99,15 @@ def _ssd(name: str, description: str, graph, settings, sources: dict[str, str]) 
                 units[var.unit] = fmu.unit_of(variable)
         if not len(connectors):
             component.remove(connectors)
-        parameters = graph.graph.nodes[instance]["parameters"]
+        parameters = graph.parameters(instance)
         if parameters:
             _parameter_binding(component, instance, parameters, fmu)
     connections = ET.SubElement(system, _q("ssd", "Connections"))
-    for source, target, data in graph.graph.edges(data=True):
+    for c in graph.connections(declared=True):
         connection = ET.SubElement(connections, _q("ssd", "Connection"), {
-            "startElement": source, "startConnector": data["output"],
-            "endElement": target, "endConnector": data["input"]})
-        factor, offset, convert = data.get("transform", (1.0, 0.0, True))
+            "startElement": c.source, "startConnector": c.output,
+            "endElement": c.target, "endConnector": c.input})
+        factor, offset, convert = c.transform
         if not convert:
             connection.set("suppressUnitConversion", "true")
         if (factor, offset) != (1.0, 0.0):

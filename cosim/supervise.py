@@ -38,8 +38,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cosim.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_VERDICT_FAIL
-from cosim.errors import CosimError, OutputError
+from cosim.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_VERDICT_FAIL,
+    CosimError,
+    OutputError,
+)
 from cosim.journal import CALLS
 from cosim.launcher import rank_and_size
 from cosim.output import Claim, claim, finish, kept_note, release
@@ -436,7 +442,7 @@ def _report(ending: _Ending, folder: Path, stop: _Stop, claimed: Claim | None,
 
 def _complete_after_failure(results: str, ranks: int, status: str, error: str
                             ) -> float | None:
-    from cosim.parallel import complete_after_failure
+    from cosim.output import complete_after_failure
 
     return complete_after_failure(Path(results), ranks, status, error)
 

@@ -4,7 +4,9 @@ Every value that crosses an FMU boundary or is recorded lives in ``System.signal
 float64 array whose layout (``Layout``) is computed from the coupling graph alone, so it is the
 same on every MPI rank. Instance ``i`` writes its outputs into its own slice
 (``Layout.slices[i]``) straight from ``fmi2GetReal``; before a step its inputs are gathered from
-the signals of the instances feeding it (``System.gather``), converted to the input's unit.
+the signals of the instances feeding it (``System.gather``), converted to the input's unit. The
+instances come from a factory (``cosim.isolation.make_instance`` unless another is given) and
+are used through ``cosim.instances.InstanceLike`` only.
 
 This module knows nothing about algorithms (``cosim.master``), files or MPI.
 """
@@ -17,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from cosim.fmu import FLOAT64_TYPES, Instance
+from cosim.fmu import FLOAT64_TYPES
 from cosim.graph import CouplingGraph
-from cosim.isolation import ProcessInstance, isolation_by_instance, make_instance
+from cosim.instances import InstanceFactory, InstanceLike
+from cosim.isolation import isolation_by_instance, make_instance
 
 FEW_INPUTS = 4  # up to this many inputs (without unit conversion) are copied one by one
 
@@ -82,15 +85,16 @@ class _Inputs:
 class System:
     """The instances this process runs, bound to the shared signal layout."""
 
-    def __init__(self, graph: CouplingGraph, layout: Layout, local: Iterable[str]):
+    def __init__(self, graph: CouplingGraph, layout: Layout, local: Iterable[str],
+                 factory: InstanceFactory = make_instance):
         self.graph = graph
         self.layout = layout
         self.signals = np.zeros(layout.size)
         self.local = [n for n in layout.instances if n in set(local)]
         isolation = isolation_by_instance(graph)
-        self.instances: dict[str, Instance | ProcessInstance] = {
-            name: make_instance(graph.fmu(name), name, isolation[name], graph.interface(name),
-                                graph.solver(name)) for name in self.local}
+        self.instances: dict[str, InstanceLike] = {
+            name: factory(graph.fmu(name), name, isolation[name], graph.interface(name),
+                          graph.solver(name)) for name in self.local}
         self.inputs: dict[str, _Inputs] = {}
         self.gatherers: dict[str, Callable[[], None]] = {}  # name -> its gather, after bind
         by_target: dict[str, list] = {}
@@ -162,6 +166,21 @@ class System:
                 np.add(buffer, shift, out=buffer)
             set_inputs()
         return take
+
+    def snapshot(self) -> tuple[dict[str, bytes], np.ndarray]:
+        """This process's part of the system's state: every local instance's serialised FMU
+        state (by name) and a copy of the signal array (a checkpoint; a rollback)."""
+        states = {name: self.instances[name].serialize_state() for name in self.local}
+        return states, self.signals.copy()
+
+    def restore(self, states: Mapping[str, bytes], signals: np.ndarray,
+                calling: Callable[[str], None] = lambda name: None) -> None:
+        """Put every local instance back into its state of ``states`` (``calling(name)``
+        before each) and the signal array to ``signals``: the state ``snapshot`` gave."""
+        for name in self.local:
+            calling(name)
+            self.instances[name].restore_state(states[name])
+        self.signals[:] = signals
 
     def close(self) -> None:
         """Terminate and free every instance, whatever state each is in."""

@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cosim.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_VERDICT_FAIL
+from cosim.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_VERDICT_FAIL
 from cosim.journal import STOP
 from cosim.launcher import launched_by_mpi, limit_threads
 
@@ -85,15 +85,15 @@ def main(folder: str) -> int:
 
 def _run(request: dict, journal):
     """In one process: run into the partial file the supervisor claimed (``output``), the
-    plot beside the target; under MPI: the whole of ``parallel.run_scenario`` (rank 0's worker
-    claims and commits the target, ``target``)."""
-    from cosim import parallel
-    from cosim.run import plotted, prepare, run_into
+    plot beside the target; under MPI: the whole of ``run_scenario`` (rank 0's worker claims
+    and commits the target, ``target``)."""
+    from cosim.parallel import size
+    from cosim.run import plotted, prepare, run_into, run_scenario
 
     scenario, target = Path(request["scenario"]), Path(request["target"])
-    if parallel.size() > 1:
-        return parallel.run_scenario(scenario, target, plot=request["plot"], journal=journal,
-                                     resume=_resume(request))
+    if size() > 1:
+        return run_scenario(scenario, target, plot=request["plot"], journal=journal,
+                            resume=_resume(request))
     prepared = prepare(scenario)
     report = run_into(prepared, Path(request["output"]), journal=journal,
                       resume=request.get("resume", False))
@@ -108,8 +108,8 @@ def _serve_members(request: dict, journal) -> None:
     into the part file ``output``, each answered with its status on ``reply_fd``."""
     import pickle
 
-    from cosim.output import INTERRUPTED
-    from cosim.run import run_member
+    from cosim.errors import INTERRUPTED
+    from cosim.strategies import run_member
 
     with open(request["prepared"], "rb") as stream:  # written by this worker's parent rank
         prepared = pickle.load(stream)
@@ -118,8 +118,7 @@ def _serve_members(request: dict, journal) -> None:
     part, reply = Path(request["output"]), int(request["reply_fd"])
     for line in sys.stdin:
         index = int(line)
-        status = run_member(part, index, prepared.scenario, prepared.graph, prepared.settings,
-                            prepared.cohort.member(index), journal, scales=False)
+        status = run_member(part, index, prepared, journal, scales=False)
         os.write(reply, f"{index} {status}\n".encode())
         if status == INTERRUPTED:
             break

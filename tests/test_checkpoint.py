@@ -104,6 +104,7 @@ def test_a_stopped_flagship_resumes_bit_for_bit(reference, tmp_path, how):
     assert not partial.exists() and not partial_checkpoints(output)
 
 
+@pytest.mark.slow
 def test_isolated_instances_resume_bit_for_bit(reference, tmp_path):
     _, expected = reference
     scenario = flagship(tmp_path, "isolation: process\n")
@@ -153,6 +154,7 @@ cohort:
 """
 
 
+@pytest.mark.slow
 def test_a_killed_cohort_keeps_its_finished_members_and_runs_the_others(tmp_path):
     scenario = flagship(tmp_path, COHORT, stop=8.0)
     expected, output = tmp_path / "cohort-reference.h5", tmp_path / "cohort.h5"

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.results import open_results
 from cosim.run import run_scenario
@@ -58,7 +59,7 @@ class Trace:
         self.index = [run.layout.index("left", "x"), run.layout.index("right", "x")]
         self.rows: list[list[float]] = []
 
-    def stepped(self, n: int, time: float) -> None:
+    def stepped(self, time: float) -> None:
         self.rows.append([time, *self.signals[self.index]])
 
     def finished(self, error: BaseException | None) -> None:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from cosim.describe import fmu_text
+from cosim.description import Settings
 from cosim.errors import ScenarioError, SimulationError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.fmi3 import Instance3
 from cosim.fmu import read_fmu
 from cosim.graph import CouplingGraph

@@ -8,9 +8,10 @@ import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import numpy as np
 import pytest
 
-from cosim.errors import ScenarioError
-from cosim.execution import Execution, Settings
-from cosim.graph import CouplingGraph, Source
+from cosim.description import Settings
+from cosim.errors import ScenarioError, Source
+from cosim.execution import Execution
+from cosim.graph import CouplingGraph
 from cosim.master import SETTLE, STEP, Stage, make_plan
 from cosim.units import conversion, define
 
@@ -46,6 +47,21 @@ def test_a_correct_graph_has_no_problems(fmus):
     assert [str(c) for c in graph.connections()] == ["right.x -> left.x_other",
                                                      "left.x -> right.x_other"]
     graph.validate()
+
+
+def test_what_an_instance_was_given_is_read_through_the_graph(fmus):
+    graph = CouplingGraph()
+    graph.add_instance("b", fmus["c"], scale="tissue", parameters={"k": 2.0}, cost=3.0)
+    graph.add_instance("a", fmus["c"])
+    graph.connect("b.x", "a.x_other", factor=2.0)
+    graph.connect("a.x", "b.x_other")
+    assert "a" in graph and "z" not in graph
+    assert (graph.scale("b"), graph.cost("b"), graph.parameters("b")) == ("tissue", 3.0,
+                                                                          {"k": 2.0})
+    graph.parameters("b")["k"] = 5.0  # a copy: the graph keeps what it was given
+    assert graph.parameters("b") == {"k": 2.0} and graph.feeding("a") == ["b"]
+    assert [(str(c), c.transform) for c in graph.connections(declared=True)] == [
+        ("b.x -> a.x_other", (2.0, 0.0, True)), ("a.x -> b.x_other", (1.0, 0.0, True))]
 
 
 def test_unknown_instance_suggests_a_name(fmus):
@@ -115,7 +131,7 @@ def test_unit_conversion_is_applied_during_the_run(fmus):
         def started(self, run):
             self.run = run
 
-        def stepped(self, n, time):
+        def stepped(self, time):
             metric = self.run.system.instances["metric"].get(["x"])["x"]
             seen.append((metric, self.run.system.instances["milli"].get(["x_other"])["x_other"]))
 
@@ -259,7 +275,7 @@ def test_partition_on_measured_costs_overrides_the_declared_ones(fmus):
     measured = {"o0": 0.01, "o1": 0.01, "o2": 0.01, "o3": 0.5}
     assert partition(graph, 2) == {"o0": 0, "o1": 0, "o2": 1, "o3": 1}
     assert partition(graph, 2, cost=measured) == {"o0": 0, "o1": 0, "o2": 0, "o3": 1}
-    # test_mpi.py's measured balance: a ring of three and an unconnected expensive patch
+    # test_parallel.py's measured balance: a ring of three and an unconnected expensive patch
     ring = graph_of(fmus, o0="c", o1="c", o2="c", patch="c")
     for i in range(3):
         ring.connect(f"o{i}.x", f"o{(i + 1) % 3}.x_other")

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from cosim import cli
+from cosim.description import Event, Settings
 from cosim.errors import ScenarioError, SimulationError
-from cosim.execution import Event, Execution, Settings
+from cosim.execution import Execution
 from cosim.fmu import Instance
 from cosim.graph import CouplingGraph
 from cosim.isolation import Isolation, ProcessInstance
@@ -89,7 +90,7 @@ def recorded(execution_factory) -> dict[str, np.ndarray]:
         def started(self, run):
             self.run = run
 
-        def stepped(self, n, time):
+        def stepped(self, time):
             rows.append(self.run.system.signals.copy())
 
         def finished(self, error):
@@ -178,7 +179,7 @@ def test_a_step_is_one_round_trip_per_isolated_instance(fmus, monkeypatch):
         def started(self, run):
             requests.clear()
 
-        def stepped(self, n, time):
+        def stepped(self, time):
             pass
 
         def finished(self, error):

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fakes  # tests/fakes.py
 import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 from scipy.linalg import expm
 
 from cosim.build import build_fmu
+from cosim.description import Settings
 from cosim.errors import SimulationError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
-from cosim.master import SETTLE, STEP, Stage, make_plan
+from cosim.master import SETTLE, STEP, FixedStepMaster, Stage, make_plan
 from cosim.results import open_results
 from cosim.run import run_scenario
 
@@ -71,7 +73,7 @@ class Trace:
         self.rows: list[np.ndarray] = []
         self.times: list[float] = []
 
-    def stepped(self, n: int, time: float) -> None:
+    def stepped(self, time: float) -> None:
         self.rows.append(self.signals[list(self.index.values())].copy())
         self.times.append(time)
 
@@ -196,6 +198,57 @@ def test_plan_follows_the_data_flow_not_the_declaration(fmus):
     assert jacobi.initial[1:] == (Stage(SETTLE, ("m2",)), Stage(SETTLE, ("m1",)))
 
 
+# -- the master interface ----------------------------------------------------------------------
+def test_the_fixed_step_master_lands_on_its_grid_whatever_it_is_asked():
+    """``advance(time, until)`` returns the next communication point, start + (n + 1) h
+    computed, never summed (0.1 added ten times is not 1.1), even when asked to stop short of
+    it; ``landing`` puts what is due between two points on the next one."""
+    graph = CouplingGraph()
+    graph.add_instance("i", fakes.fmu(fakes.integrator()))
+    execution = Execution(graph, Settings(0.1, 1.1, 0.1), instances=fakes.instances)
+    master = execution.master
+    assert isinstance(master, FixedStepMaster) and master.plan is execution.plan
+    execution.start()
+    time, summed = 0.1, 0.1
+    for n in range(10):
+        time = master.advance(time, until=time + 0.01)
+        summed += 0.1
+        assert time == 0.1 + (n + 1) * 0.1
+    assert time == 1.1 != summed
+    assert master.landing(0.35) == 0.1 + 3 * 0.1
+    assert master.landing(0.1 + 3 * 0.1 + 1e-12) == 0.1 + 3 * 0.1  # within 1e-9 of a step
+    assert master.landing(-5.0) == 0.1
+
+
+def test_gauss_seidel_steps_in_levels_and_settles_what_feeds_through():
+    """An integrator feeding a gain (direct feedthrough) feeding a second integrator, declared
+    against the flow: Gauss-Seidel steps them one level each in data-flow order, each with
+    the inputs of t + h; Jacobi steps all with the inputs of t, then settles the gain (its
+    input set to the value of t + h, its output read again); the second integrator keeps
+    its input for the next step (no feedthrough)."""
+    graph = CouplingGraph()
+    graph.add_instance("late", fakes.fmu(fakes.integrator("late")))
+    graph.add_instance("gain", fakes.fmu(fakes.gain()))
+    graph.add_instance("early", fakes.fmu(fakes.integrator("early", x0=1.0)))
+    graph.connect("early.x", "gain.u")
+    graph.connect("gain.y", "late.u")
+    for algorithm, expected in (
+            ("gauss-seidel", ["step early", "get early", "set gain", "step gain", "get gain",
+                              "set late", "step late", "get late"]),
+            ("jacobi", ["set gain", "set late", "step early", "step gain", "step late",
+                        "get early", "get gain", "get late", "set gain", "get gain"])):
+        fakes.reset()
+        execution = Execution(graph, Settings(0.0, 0.01, 0.01, algorithm),
+                              instances=fakes.instances)
+        execution.start()
+        fakes.reset()
+        execution.master.advance(0.0, 0.01)
+        execution.system.close()
+        said = [f"{call.split()[0]} {name}" for name, call, _ in fakes.CALLS
+                if call in ("set inputs", "step", "get outputs")]
+        assert said == expected, (algorithm, said)
+
+
 # -- correctness 4: values that are not finite ----------------------------------------------
 def gain_loop(fmus: dict[str, Path], folder: Path) -> Path:
     scenario = folder / "loop.yaml"
@@ -293,36 +346,25 @@ def test_a_refused_step_with_an_error_logged_is_a_failure_not_an_end(tmp_path):
 
 
 # -- busy seconds ---------------------------------------------------------------------------
-def test_busy_seconds_go_to_the_instance_whose_calls_took_them(fmus, monkeypatch):
-    """A fake clock that advances only inside m2's fmi2DoStep: all of it is m2's, none m1's,
-    scaled from the timed steps (every 4th here) to the whole run."""
+def test_busy_seconds_go_to_the_instance_whose_calls_took_them(monkeypatch):
+    """A fake clock that advances only inside the slow model's step: all of it is its, none
+    the other's, scaled from the timed steps (every 4th here) to the whole run."""
     import cosim.master as master
 
     ticks = [0.0]
     monkeypatch.setattr(master, "perf_counter", lambda: ticks[0])
-    graph = two_mass(fmus)
-    execution = Execution(graph, Settings(0.0, 0.1, 0.01), time_every=4)
-    instance_step = {}
 
-    class SlowM2:
-        def started(self, run: Execution) -> None:
-            m2 = run.system.instances["m2"]
-            instance_step["m2"] = m2.do_step
+    def slow(v: dict, t: float, h: float) -> None:
+        ticks[0] += 0.5
 
-            def slow(time: float, step: float):
-                ticks[0] += 0.5
-                return instance_step["m2"](time, step)
-            m2.do_step = slow
-
-        def stepped(self, n: int, time: float) -> None:
-            pass
-
-        def finished(self, error: BaseException | None) -> None:
-            pass
-
-    execution.run([SlowM2()])
+    graph = CouplingGraph()
+    graph.add_instance("fast", fakes.fmu(fakes.integrator("fast")))
+    graph.add_instance("slow", fakes.fmu(fakes.FakeModel("slow", outputs=("y",), step=slow)))
+    execution = Execution(graph, Settings(0.0, 0.1, 0.01), time_every=4,
+                          instances=fakes.instances)
+    execution.run()
     # steps 0, 4, 8 timed: 3 × 0.5 s, times 4
-    assert execution.master.busy == {"m1": 0.0, "m2": 6.0}
+    assert execution.master.busy == {"fast": 0.0, "slow": 6.0}
 
 
 def test_cosim_graph_shows_the_settle_stages(fmus, tmp_path):

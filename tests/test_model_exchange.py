@@ -15,11 +15,12 @@ import textwrap
 import fmu_kit as kit
 import numpy as np
 import pytest
-from test_mpi import cosim, datasets
+from test_parallel import cosim, datasets
 
 from cosim.describe import check_text, fmu_text
+from cosim.description import Settings
 from cosim.errors import ScenarioError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.isolation import Isolation
 from cosim.model_exchange import Solver

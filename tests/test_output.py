@@ -362,6 +362,7 @@ def completed_members(path: Path) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 def test_a_rerun_of_a_killed_cohort_keeps_the_finished_members(folder, tmp_path):
     """``cosim run`` and its worker are killed outright (SIGKILL: a node lost, ``scancel
     -s KILL``) once two members finished. The partial file keeps them; a rerun to the same

@@ -15,8 +15,9 @@ import h5py
 import numpy as np
 import pytest
 
+from cosim.description import Settings
 from cosim.errors import CosimError
-from cosim.execution import Execution, Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 from cosim.results import open_results
@@ -134,7 +135,7 @@ def test_verdict_is_stored(run):
 def test_record_interval_thins_the_rows(folder, tmp_path):
     graph = CouplingGraph()
     graph.add_instance("osc", folder / "c_oscillator.fmu")
-    settings = Settings(0.0, 1.0, 0.01, record={"osc": ("x",)}, record_every=5)
+    settings = Settings(0.0, 1.0, 0.01, record={"osc": ("x",)}, record_interval=0.05)
     with create_results_file(tmp_path / "thin.h5", {"step": 0.01}) as file:
         Execution(graph, settings).run([Recorder(file, block_rows=7)])
     with open_results(tmp_path / "thin.h5") as results:
@@ -162,7 +163,8 @@ def failing_fmu(folder) -> Path:
 FAILING_RUN = """\
 import json, sys
 from cosim.errors import SimulationError
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 
@@ -220,7 +222,8 @@ def test_cli_run_of_a_failing_fmu(folder, failing_fmu, tmp_path):
 
 KILLED_RUN = """\
 import os, sys
-from cosim.execution import Execution, Settings
+from cosim.description import Settings
+from cosim.execution import Execution
 from cosim.graph import CouplingGraph
 from cosim.recorder import Recorder, create_results_file
 
@@ -231,8 +234,8 @@ file = create_results_file(sys.argv[2], {"step": 0.01})
 
 class Kill:
     def started(self, run): pass
-    def stepped(self, n, time):
-        if n == 50:
+    def stepped(self, time):
+        if time >= 0.5:
             os._exit(3)  # as if killed: no finished(), no close()
     def finished(self, error): pass
 

@@ -166,6 +166,7 @@ def test_a_signal_while_an_fmu_hangs_kills_it_after_a_grace_period(folder, tmp_p
         "interrupted (SIGTERM)")
 
 
+@pytest.mark.slow
 def test_a_cohort_goes_on_after_members_crash_or_hang(folder, tmp_path):
     (folder / "members.csv").write_text("pump.action,pump.at\n0,1\n1,0.5\n0,1\n4,0.7\n3,0.2\n0,1\n",
                                         encoding="utf-8")
@@ -268,6 +269,7 @@ def assert_one_consistent_file(output: Path, status: str, rows: int | None = Non
         return res.attrs["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_a_crash_on_one_rank_leaves_one_failed_file(folder, ranks):

@@ -63,6 +63,7 @@ def test_the_monitored_scenario_passes(folder):
         assert res["monitor.P_mean"][-1] > 70 and not res["monitor.alarm"].any()
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_the_cohort_fails_only_the_weakest_heart_and_mpi_gives_the_same(folder):
     report = run_scenario(folder / "monitor_cohort.yaml", folder / "cohort.h5", plot=False)

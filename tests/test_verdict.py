@@ -1,5 +1,5 @@
 """The verdict and the exit code tell the truth: criteria that cannot be evaluated, the DDD case
-of issue 14, the pacing rate, and a cohort's verdict (one process; under MPI: test_mpi.py)."""
+of issue 14, the pacing rate, and a cohort's verdict (one process; under MPI: test_parallel.py)."""
 
 from __future__ import annotations
 

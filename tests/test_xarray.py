@@ -90,7 +90,8 @@ def test_every_shipped_scenarios_results_open_in_xarray(scenario, shipped_result
 
 
 def test_fmi3_arrays_have_named_dimensions(c_test_fmu, tmp_path):
-    from cosim.execution import Execution, Settings
+    from cosim.description import Settings
+    from cosim.execution import Execution
     from cosim.recorder import Recorder, create_results_file
 
     arrays = c_test_fmu("arrays")

@@ -63,6 +63,7 @@ def datasets(path: Path, member: str | None = None) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["jacobi", "gauss-seidel"])
 def test_distributed_run_is_identical_for_1_2_3_4_ranks(tmp_path, algorithm):
     scenario = ring_scenario(tmp_path, 7, algorithm)
@@ -268,6 +269,7 @@ broke at t = 0.000 s; met by 6 of 7
 """
 
 
+@pytest.mark.slow
 def test_cohort_is_identical_for_1_2_3_ranks(tmp_path):
     """Members, summary and the cohort's verdict (one member of 7 fails: exit 2) are the same
     in one process and under 2 and 3 ranks."""
@@ -291,6 +293,7 @@ def test_cohort_is_identical_for_1_2_3_ranks(tmp_path):
         assert_same_members(reference[1], out, 7)
 
 
+@pytest.mark.slow
 def test_cohort_smaller_than_the_rank_count(tmp_path):
     """Leaders past the last member get none and ask for none; rank 0 does not wait for them."""
     scenario = cohort_scenario(tmp_path)
@@ -302,6 +305,7 @@ def test_cohort_smaller_than_the_rank_count(tmp_path):
     assert_same_members(serial, spread, 2)
 
 
+@pytest.mark.slow
 def test_cohort_with_groups_of_two_ranks(tmp_path):
     """Both kinds together: 2 groups of 2 ranks, each member distributed over its group."""
     scenario = cohort_scenario(tmp_path)
@@ -430,6 +434,7 @@ cohort: {method: table, table: members.csv}
 """
 
 
+@pytest.mark.slow
 def test_a_member_that_kills_its_process_fails_alone_under_mpi(tmp_path):
     """Under ``cosim run`` a rank runs its members in a child process (cosim/runner.py): a
     member whose FMU kills that process (SIGKILL) fails; the others run, the summary and the
@@ -453,6 +458,7 @@ def test_a_member_that_kills_its_process_fails_alone_under_mpi(tmp_path):
             assert member.rows == 1101, "every row up to the kill is kept"
 
 
+@pytest.mark.slow
 def test_a_rerun_of_a_stopped_mpi_cohort_keeps_its_partial_file(tmp_path):
     """SIGTERM stops an MPI cohort; rank 0's supervisor completes the partial main file with
     what the ranks' part files held (the members that finished). A rerun to the same target
