@@ -1,10 +1,10 @@
 """What capturing FMU output costs: per run (what cosim does) against around every FMU call.
 
 One C oscillator instance (the hand-written FMU of tests/fixtures, the cheapest step there is)
-is stepped ``--steps`` times through ``cosim.fmu.Instance.do_step``, three ways in one process:
+is stepped ``--steps`` times through ``cosim.fmi.fmu.Instance.do_step``, three ways in one process:
 
 - plain: nothing redirected;
-- per run: the whole loop inside ``cosim.capture.capture_output()`` (descriptors 1 and 2 sent
+- per run: the whole loop inside ``cosim.fmi.capture.capture_output()`` (descriptors 1 and 2 sent
   to a pipe once, a thread draining it);
 - per call: descriptors 1 and 2 pointed at the pipe before each ``do_step`` and back after it
   (four ``dup2`` calls, plus flushing Python's streams, as a per-call redirection must).
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cosim.capture import capture_output
-from cosim.fmu import Instance, read_fmu
+from cosim.fmi.capture import capture_output
+from cosim.fmi.fmu import Instance, read_fmu
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest

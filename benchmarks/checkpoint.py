@@ -17,8 +17,8 @@ from pathlib import Path
 
 import h5py
 
-from cosim.checkpoint import Checkpointer, checkpoint_path
-from cosim.run import run_scenario
+from cosim.running.checkpoint import Checkpointer, checkpoint_path
+from cosim.running.pipeline import run_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGSHIP = ROOT / "scenarios" / "vvi_complete_av_block.yaml"

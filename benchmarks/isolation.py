@@ -2,7 +2,7 @@
 
 Rings of N oscillators (instance i's ``x`` feeds instance i+1's ``x_other``), stepped with
 Jacobi at a fixed step, every instance in cosim's process, then every instance in its own child
-process (``cosim.isolation``). Only the stepping loop is timed for the per-step figures (best
+process (``cosim.fmi.isolation``). Only the stepping loop is timed for the per-step figures (best
 of ``--repeat``): the mean (all steps' time / FMU-steps) and the median step (/ N). On a loaded
 machine they differ: every round trip to a child waits for the child to be scheduled, and now
 and then that wait is a whole time slice of another process (ms); the median shows the cost on
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.build import build_fmu
-from cosim.description import Settings
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.isolation import Isolation
+from cosim.coupling.graph import CouplingGraph
+from cosim.fmi.isolation import Isolation
+from cosim.library.build import build_fmu
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest

@@ -6,7 +6,8 @@
    seconds) at the flagship's 81-node fibre and on a 100 x 100 sheet (targets >= 3e7 and
    >= 3e8); the C FMU through fmi2DoStep, the Python edition's class called directly.
 2. Cost of one communication step of 1 ms as the master pays it (set the inputs, doStep,
-   get the outputs, through ``cosim.fmu.Instance`` or ``cosim.fmi3.Instance3``) for each small
+   get the outputs, through ``cosim.fmi.fmu.Instance`` or ``cosim.fmi.fmi3.Instance3``) for each
+   small
    FMU, FMI 2.0 and FMI 3.0 editions, against the same for the hand-written trivial C
    oscillator of the tests (target: within 2x of it).
 3. Instantiating all five FMUs (extract, load the binary, instantiate; what a run pays
@@ -27,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.build import library_fmu
-from cosim.fmu import read_fmu
-from cosim.instances import new_instance
+from cosim.fmi.fmu import read_fmu
+from cosim.fmi.instances import new_instance
+from cosim.library.build import library_fmu
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest
@@ -108,8 +109,8 @@ def per_step(fmu: Path, name: str, steps: int) -> float:
 INSTANTIATE = """
 import sys, time
 from pathlib import Path
-from cosim.fmu import read_fmu
-from cosim.instances import new_instance
+from cosim.fmi.fmu import read_fmu
+from cosim.fmi.instances import new_instance
 fmus = [read_fmu(Path(p)) for p in sys.argv[1:]]
 start = time.perf_counter(), time.process_time()
 for i, fmu in enumerate(fmus):

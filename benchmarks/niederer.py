@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cosim.build_c import CFLAGS, compiler
+from cosim.library.build_c import CFLAGS, compiler
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (20.0, 7.0, 3.0)  # mm

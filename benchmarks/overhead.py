@@ -8,9 +8,9 @@ Jacobi at a fixed step, three ways in the same process:
 - ctypes: the floor of any Python master, the ``fmi2SetReal``/``fmi2DoStep``/``fmi2GetReal``
   functions of the shared library called straight through ctypes with arrays allocated once
   and status codes checked, nothing else;
-- cosim: ``cosim.execution.Execution`` (Jacobi, nothing recorded), and again recording every
+- cosim: ``cosim.master.execution.Execution`` (Jacobi, nothing recorded), and again recording every
   ``x`` into a temporary HDF5 file (+record), and recording every second point with each ``x``
-  reduced to its maximum over the interval (+reduce: ``record.reduce``, cosim.decimation).
+  reduced to its maximum over the interval (+reduce: ``record.reduce``, cosim.scenario.decimation).
 
 Only the stepping loop is timed (instantiation and initialisation excluded); each figure is the
 best of ``--repeat`` runs. Both ways must end in the same state (checked), so they do the same
@@ -33,11 +33,11 @@ import numpy as np
 from fmpy import extract, read_model_description
 from fmpy.fmi2 import FMU2Slave
 
-from cosim.build import build_fmu
-from cosim.description import Settings
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.recorder import Recorder, create_results_file
+from cosim.coupling.graph import CouplingGraph
+from cosim.library.build import build_fmu
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.results.recorder import Recorder, create_results_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest

@@ -23,13 +23,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from cosim.build import library_fmu
-from cosim.description import Settings
-from cosim.execution import Execution
-from cosim.fmu import Instance
-from cosim.graph import CouplingGraph
-from cosim.recorder import Recorder, create_results_file
-from cosim.scenario import build, load_scenario
+from cosim.coupling.graph import CouplingGraph
+from cosim.fmi.fmu import Instance
+from cosim.library.build import library_fmu
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.results.recorder import Recorder, create_results_file
+from cosim.scenario.scenario import build, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest

@@ -4,7 +4,7 @@
 
 1. Appends: the Recorder's own dataset options (chunked, gzip 1, shuffle) and block writes
    (1024 rows, every dataset resized and written, then the file flushed), in a file switched
-   to SWMR mode as ``cosim.recorder`` does and in a plain file; interleaved, best of 3 each.
+   to SWMR mode as ``cosim.results.recorder`` does and in a plain file; interleaved, best of 3 each.
    Prints seconds per block and the ratio.
 2. The life of a results path: ``claim`` + writing a small file + ``commit`` (the rename)
    against writing the same file straight to the target; interleaved, best of 50.
@@ -20,8 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cosim.output import claim, commit
-from cosim.recorder import BLOCK_ROWS, LIBVER, create_results_file, write_status
+from cosim.results.output import claim, commit
+from cosim.results.recorder import BLOCK_ROWS, LIBVER, create_results_file, write_status
 
 
 def append_seconds(path: Path, variables: int, blocks: int, swmr: bool) -> float:

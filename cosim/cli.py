@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into `head`
         return EXIT_OK
-    except KeyboardInterrupt as stop:  # Ctrl-C outside a run (cosim.supervise handles runs)
+    except KeyboardInterrupt as stop:  # Ctrl-C outside a run (cosim.running.supervise handles runs)
         print(_with_notes(stop, "interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
 
@@ -175,8 +175,8 @@ def _with_notes(error: BaseException, text: str | None = None) -> str:
 
 
 def _run(args) -> int:
-    from cosim.output_path import check_output_path
-    from cosim.supervise import Options, run_supervised
+    from cosim.results.output_path import check_output_path
+    from cosim.running.supervise import Options, run_supervised
 
     options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None,
                       quiet=args.quiet)
@@ -208,8 +208,8 @@ def _graph(args) -> int:
 
 
 def _report(args) -> int:
-    from cosim.credibility import EVIDENCE
-    from cosim.report import write_report
+    from cosim.results.report import write_report
+    from cosim.scenario.credibility import EVIDENCE
 
     if not args.results.is_file():
         raise CosimError(f"{args.results}: no such results file")
@@ -218,14 +218,14 @@ def _report(args) -> int:
 
 
 def _export_ssp(args) -> int:
-    from cosim.ssp import export_ssp
+    from cosim.scenario.ssp import export_ssp
 
     print(f"ssp: {export_ssp(args.scenario, args.output or args.scenario.with_suffix('.ssp'))}")
     return EXIT_OK
 
 
 def _import_ssp(args) -> int:
-    from cosim.ssp import import_ssp
+    from cosim.scenario.ssp import import_ssp
 
     folder = args.output or args.ssp.with_suffix("")
     print(f"scenario: {import_ssp(args.ssp, folder, args.step)}")
@@ -233,7 +233,7 @@ def _import_ssp(args) -> int:
 
 
 def _build(args) -> int:
-    from cosim.build import DEFAULT_OUTPUT, build_library
+    from cosim.library.build import DEFAULT_OUTPUT, build_library
 
     for fmu, built in build_library(args.output or DEFAULT_OUTPUT, python=args.python):
         print(f"{'built' if built else 'up to date'} {fmu}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from cosim.errors import ScenarioError
-from cosim.fmu import MODEL_EXCHANGE, read_fmu
-from cosim.instances import default_interface
-from cosim.isolation import isolation_by_instance
-from cosim.master import SETTLE, make_plan
-from cosim.model_exchange import Solver
-from cosim.preflight import trial_start
-from cosim.scenario import build, load_scenario
+from cosim.fmi.fmu import MODEL_EXCHANGE, read_fmu
+from cosim.fmi.instances import default_interface
+from cosim.fmi.isolation import isolation_by_instance
+from cosim.fmi.model_exchange import Solver
+from cosim.master.master import SETTLE, make_plan
+from cosim.scenario.preflight import trial_start
+from cosim.scenario.scenario import build, load_scenario
 
 
 def fmu_text(path: Path) -> str:
@@ -58,7 +58,7 @@ def fmu_text(path: Path) -> str:
 
 def check_text(path: Path) -> str:
     """``cosim check``: everything ``run`` checks before its first step, the instances started
-    and freed again (``cosim.preflight``); raises ScenarioError on any problem."""
+    and freed again (``cosim.scenario.preflight``); raises ScenarioError on any problem."""
     scenario = load_scenario(path)
     graph, settings = build(scenario)
     problems, printed = trial_start(scenario, graph, settings)
@@ -72,7 +72,7 @@ def check_text(path: Path) -> str:
     if scenario.criteria:
         lines.append(f"  {len(scenario.criteria)} acceptance criteria")
     if scenario.cohort is not None:
-        from cosim.cohort import sample_cohort
+        from cosim.scenario.cohort import sample_cohort
 
         cohort = sample_cohort(scenario.cohort, path.parent)
         lines.append(f"  cohort of {len(cohort)} members ({cohort.method}) over "
@@ -111,7 +111,7 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
     plan = make_plan(graph, settings.algorithm)
     owner = {}
     if ranks and ranks > 1:
-        from cosim.partition import cut_edges, partition
+        from cosim.coupling.partition import cut_edges, partition
 
         owner = partition(graph, ranks)
     lines = [f"{len(graph.instances)} instances:"]

@@ -51,7 +51,7 @@ class Problem:
 
 def line_of(lines: Mapping[tuple, int], path: tuple) -> int | None:
     """The line of key ``path`` in a file read with the line of every key
-    (``cosim.scenario_yaml``), or of its nearest parent that has one."""
+    (``cosim.scenario.yaml_file``), or of its nearest parent that has one."""
     while path:
         if path in lines:
             return lines[path]

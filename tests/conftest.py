@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cosim.build import library_fmu
+from cosim.library.build import library_fmu
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def c_test_fmu(tmp_path_factory) -> Callable[[str], Path]:
     return make
 
 
-# -- verification and validation evidence (cosim.credibility) ---------------------------------
+# -- verification and validation evidence (cosim.scenario.credibility) -----------------------------
 # A session that runs every test of tests/models/test_<model>.py records their outcomes, with
 # each test's docstring, for the library FMU built from the same sources (its SHA-256), in
 # build/evidence/: what `cosim report` shows as that model's V&V evidence.
@@ -80,9 +80,9 @@ def pytest_runtest_logreport(report) -> None:
 
 
 def pytest_sessionfinish(session) -> None:
-    from cosim.build import library_fmu, library_model_names
-    from cosim.credibility import EVIDENCE, write_evidence
-    from cosim.provenance import file_sha256, source_commit
+    from cosim.library.build import library_fmu, library_model_names
+    from cosim.running.provenance import file_sha256, source_commit
+    from cosim.scenario.credibility import EVIDENCE, write_evidence
 
     complete = {m for m, tests in _OUTCOMES.items()
                 if len({t["test"] for t in tests}) == _COLLECTED.get(m)}

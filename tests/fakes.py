@@ -1,5 +1,5 @@
 """Fake instances in memory: models written as a few lines of Python behind the instance
-interface (``cosim.instances.InstanceLike``), so tests of the master and the execution need no
+interface (``cosim.fmi.instances.InstanceLike``), so tests of the master and the execution need no
 compiler and no FMU build.
 
 A ``FakeModel`` declares its inputs and parameters (with start values), its outputs, which
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from cosim.errors import SimulationError
-from cosim.fmu import MessageLog
-from cosim.fmu_file import CO_SIMULATION, FMU, Variable
+from cosim.fmi.fmu import MessageLog
+from cosim.fmi.fmu_file import CO_SIMULATION, FMU, Variable
 
 CALLS: list[tuple] = []  # (instance, call, time) of every call, in order
 

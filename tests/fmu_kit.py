@@ -148,7 +148,7 @@ def _build_script_model(dest: Path, text: str, name: str) -> Path:
     source.mkdir(parents=True, exist_ok=True)
     script = source / name
     script.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    code = ("import sys; from pathlib import Path; from cosim.build import build_fmu; "
+    code = ("import sys; from pathlib import Path; from cosim.library.build import build_fmu; "
             "print(build_fmu(Path(sys.argv[1]), Path(sys.argv[2])))")
     result = subprocess.run([sys.executable, "-c", code, str(script), str(dest)],
                             capture_output=True, text=True, check=True)
@@ -160,7 +160,7 @@ SABOTEUR_MODEL = '''
 
 0 nothing, 1 segmentation fault, 2 abort(), 3 exit(3), 4 never returns, 5 allocates memory
 until it fails, 6 rewrites cosim's criteria in the host's Python so that every one passes,
-7 (in a child process of cosim.isolation) writes a forged reply to its parent, 8 outputs as
+7 (in a child process of cosim.fmi.isolation) writes a forged reply to its parent, 8 outputs as
 ``y`` how many HDF5 files its process holds open (the host's results file, in cosim's process).
 """
 
@@ -174,7 +174,7 @@ from pythonfmu import Fmi2Causality, Fmi2Slave, Fmi2Variability, Integer, Real
 
 
 def forge_verdict():
-    criteria = sys.modules.get("cosim.criteria")
+    criteria = sys.modules.get("cosim.scenario.criteria")
     if criteria is None:
         return
     honest = criteria.evaluate
@@ -235,7 +235,7 @@ class Saboteur(Fmi2Slave):
             elif self.action == 6:
                 forge_verdict()
             elif self.action == 7:
-                reply_fd = int(sys.argv[2])  # python -m cosim.isolation_child CMD REPLY …
+                reply_fd = int(sys.argv[2])  # python -m cosim.fmi.isolation_child CMD REPLY …
                 os.write(reply_fd, (0).to_bytes(1, "little") + (2**31).to_bytes(4, "little"))
                 time.sleep(5)
             elif self.action == 8:

@@ -135,7 +135,7 @@ def build_printing_model(dest: Path) -> Path:
     source.mkdir(parents=True, exist_ok=True)
     script = source / "cosim_printing_model_kit.py"
     script.write_text(PRINTING_MODEL.lstrip(), encoding="utf-8")
-    code = ("import sys; from pathlib import Path; from cosim.build import build_fmu; "
+    code = ("import sys; from pathlib import Path; from cosim.library.build import build_fmu; "
             "print(build_fmu(Path(sys.argv[1]), Path(sys.argv[2])))")
     result = subprocess.run([sys.executable, "-c", code, str(script), str(dest)],
                             capture_output=True, text=True, check=True)

@@ -18,11 +18,11 @@ import pytest
 from fmpy.model_description import read_build_description
 from fmpy.validation import validate_fmu
 
-from cosim.build import DEFAULT_DOCS, DEFAULT_SOURCES, build_library, library_fmu
-from cosim.build_c import build_c_fmu
 from cosim.cli import main
 from cosim.errors import SimulationError
-from cosim.fmu import Instance, read_fmu
+from cosim.fmi.fmu import Instance, read_fmu
+from cosim.library.build import DEFAULT_DOCS, DEFAULT_SOURCES, build_library, library_fmu
+from cosim.library.build_c import build_c_fmu
 
 MODELS = ("cell", "generator", "lead", "organ", "tissue")
 HOST = Path(__file__).resolve().parent / "fixtures" / "c_host" / "host.c"

@@ -17,10 +17,10 @@ from pathlib import Path
 import hostile_kit as hk  # tests/hostile_kit.py
 import pytest
 
-from cosim.capture import KEEP_LINES
-from cosim.fmu import KEEP_MESSAGES
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.fmi.capture import KEEP_LINES
+from cosim.fmi.fmu import KEEP_MESSAGES
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 BIN = Path(sys.executable).parent
 

@@ -16,9 +16,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cosim.checkpoint import checkpoint_path, read_checkpoint
-from cosim.journal import JournalReader
-from cosim.results import open_results, read_now
+from cosim.master.journal import JournalReader
+from cosim.results.reader import open_results, read_now
+from cosim.running.checkpoint import checkpoint_path, read_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 FLAGSHIP = REPO / "scenarios" / "vvi_complete_av_block.yaml"

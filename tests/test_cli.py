@@ -10,7 +10,7 @@ import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import pytest
 
 from cosim import cli
-from cosim.results import open_results
+from cosim.results.reader import open_results
 
 SCENARIO = """\
 version: 1

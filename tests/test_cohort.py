@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cosim.cohort import Cohort, check_cohort, sample_cohort
 from cosim.errors import Problem, ScenarioError
+from cosim.scenario.cohort import Cohort, check_cohort, sample_cohort
 
 HERE = Path(".")
 PARAMS = {

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from cosim.description import Settings
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.coupling.graph import CouplingGraph
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 HERE = Path(__file__).resolve().parent
 LEFT = {"m": 1.0, "k": 1.0, "c": 0.1, "k_c": 0.5, "x0": 1.0, "v0": 0.0}

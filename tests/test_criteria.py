@@ -1,4 +1,5 @@
-"""Acceptance criteria (cosim.criteria): every measure and broke_at on synthetic signals."""
+"""Acceptance criteria (cosim.scenario.criteria): every measure and broke_at on synthetic
+signals."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cosim.criteria import (
+from cosim.scenario.criteria import (
     MEASURES,
     Criterion,
     Outcome,
@@ -179,7 +180,7 @@ def test_a_criterion_that_cannot_be_evaluated_says_why_and_is_not_met(criterion,
 
 
 def test_a_measure_that_raises_is_an_outcome(monkeypatch):
-    from cosim import criteria
+    from cosim.scenario import criteria
 
     def broken(*args):
         raise IndexError("index -1 is out of bounds for axis 0 with size 0")

@@ -1,4 +1,4 @@
-"""Recording at an interval keeps one-step events (cosim.decimation, ``record.reduce``).
+"""Recording at an interval keeps one-step events (cosim.scenario.decimation, ``record.reduce``).
 
 The pacemaker alone, VOO at a 999 ms interval: a pace every 999 steps of 1 ms, so at a 2 ms
 record interval every other pace falls between two recorded points. ``marker == 3`` during the
@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cosim import decimation
 from cosim.errors import ScenarioError
-from cosim.results import open_results
-from cosim.run import run_scenario
-from cosim.scenario import build, load_scenario
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
+from cosim.scenario import decimation
+from cosim.scenario.scenario import build, load_scenario
 
 PACES = 22
 SCENARIO = """\

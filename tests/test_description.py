@@ -1,4 +1,5 @@
-"""The description of a run (``cosim.description``): frozen, typed, made once from a scenario file
+"""The description of a run (``cosim.master.description``): frozen, typed, made once from a
+scenario file
 and completed once with what only the FMUs tell; problems of every section in one collector."""
 
 from __future__ import annotations
@@ -7,10 +8,10 @@ import dataclasses
 
 import pytest
 
-from cosim.cohort import check_cohort, sample_cohort
-from cosim.description import FmuSource, Parallel, Settings
 from cosim.errors import Problems, ScenarioError
-from cosim.scenario import build, parse_scenario
+from cosim.master.description import FmuSource, Parallel, Settings
+from cosim.scenario.cohort import check_cohort, sample_cohort
+from cosim.scenario.scenario import build, parse_scenario
 
 SCENARIO = """\
 version: 1

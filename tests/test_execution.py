@@ -9,9 +9,9 @@ import fakes  # tests/fakes.py
 import numpy as np
 import pytest
 
-from cosim.description import Event, Settings
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
+from cosim.coupling.graph import CouplingGraph
+from cosim.master.description import Event, Settings
+from cosim.master.execution import Execution
 
 
 @pytest.fixture(autouse=True)
@@ -133,8 +133,8 @@ def test_a_master_choosing_its_own_steps_drives_events_and_recording_by_time(tmp
     """Events, observers and the recorder speak time: a master of uneven steps is asked to
     land on the event's time and does; the input set there acts from that point on; a row is
     recorded at the first point at or after each multiple of the record interval."""
-    from cosim.recorder import Recorder, create_results_file
-    from cosim.results import open_results
+    from cosim.results.reader import open_results
+    from cosim.results.recorder import Recorder, create_results_file
 
     graph = CouplingGraph()
     graph.add_instance("s", fakes.fmu(fakes.clock("s")))

@@ -10,17 +10,17 @@ import textwrap
 import numpy as np
 import pytest
 
+from cosim.coupling.graph import CouplingGraph
 from cosim.describe import fmu_text
-from cosim.description import Settings
 from cosim.errors import ScenarioError, SimulationError
-from cosim.execution import Execution
-from cosim.fmi3 import Instance3
-from cosim.fmu import read_fmu
-from cosim.graph import CouplingGraph
-from cosim.isolation import Isolation
-from cosim.recorder import Recorder, create_results_file
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.fmi.fmi3 import Instance3
+from cosim.fmi.fmu import read_fmu
+from cosim.fmi.isolation import Isolation
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.results.reader import open_results
+from cosim.results.recorder import Recorder, create_results_file
+from cosim.running.pipeline import run_scenario
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ import pytest
 from fmpy.model_description import read_build_description
 from fmpy.validation import validate_fmu
 
-from cosim.build_c import build_c_fmu
 from cosim.errors import SimulationError
-from cosim.fmi3 import Instance3
-from cosim.fmu import read_fmu
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.fmi.fmi3 import Instance3
+from cosim.fmi.fmu import read_fmu
+from cosim.library.build_c import build_c_fmu
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 MODELS = ("cell", "generator", "lead", "organ", "tissue")
 ROOT = Path(__file__).resolve().parent.parent

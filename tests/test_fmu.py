@@ -1,4 +1,4 @@
-"""The FMU layer (cosim.fmu): reading FMU files, running named instances, failing cleanly."""
+"""The FMU layer (cosim.fmi.fmu): reading FMU files, running named instances, failing cleanly."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from fmpy.validation import validate_fmu
 
 from cosim import cli
 from cosim.errors import FMUError, SimulationError
-from cosim.fmu import Instance, read_fmu
+from cosim.fmi.fmu import Instance, read_fmu
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_an_fmpy_logger_installed_later_does_not_take_cosim_messages(c_fmu):
 import sys
 import fmpy
 from cosim.errors import SimulationError
-from cosim.fmu import Instance, read_fmu
+from cosim.fmi.fmu import Instance, read_fmu
 fmu = read_fmu(sys.argv[1])
 first = Instance(fmu, "first")
 first.instantiate()
@@ -194,9 +194,9 @@ def test_fmu_state_roundtrip(c_fmu, build_model, which):
 
 def test_pythonfmu_state_is_released_at_python_exit_not_after(c_fmu, build_model):
     """pythonfmu binaries release their state twice when still loaded at process exit (a write
-    into freed memory: now and then ``corrupted double-linked list`` at exit); cosim.fmu makes
+    into freed memory: now and then ``corrupted double-linked list`` at exit); cosim.fmi.fmu makes
     the first release happen at Python exit, so the others find nothing."""
-    from cosim import fmu as fmu_layer
+    from cosim.fmi import fmu as fmu_layer
 
     python_fmu = started(build_model("oscillator"), "exit_py")
     c_instance = started(c_fmu, "exit_c")

@@ -1,4 +1,4 @@
-"""The coupling graph (cosim.graph): every check, unit conversion, loops and step order."""
+"""The coupling graph (cosim.coupling.graph): every check, unit conversion, loops and step order."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import fmu_kit as kit  # tests/fmu_kit.py: FMUs and broken archives for tests
 import numpy as np
 import pytest
 
-from cosim.description import Settings
+from cosim.coupling.graph import CouplingGraph
 from cosim.errors import ScenarioError, Source
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.master import SETTLE, STEP, Stage, make_plan
-from cosim.units import conversion, define
+from cosim.fmi.units import conversion, define
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.master.master import SETTLE, STEP, Stage, make_plan
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,7 @@ def test_gauss_seidel_breaks_a_cycle_by_declaration_order(fmus):
     assert make_plan(graph, "gauss-seidel").levels == (("second",), ("first",))
 
 
-# -- partition over MPI ranks (cosim.partition) ----------------------------------------------
+# -- partition over MPI ranks (cosim.coupling.partition) -------------------------------------------
 def chain_of(fmus: dict[str, Path], costs: list[float]) -> CouplingGraph:
     graph = CouplingGraph()
     for i, cost in enumerate(costs):
@@ -241,7 +241,7 @@ def chain_of(fmus: dict[str, Path], costs: list[float]) -> CouplingGraph:
 
 
 def balance(owner: dict[str, int], cost: dict[str, float], parts: int) -> float:
-    from cosim.partition import loads
+    from cosim.coupling.partition import loads
 
     load = loads(owner, cost, parts)
     return sum(load) / parts / max(load)
@@ -251,7 +251,7 @@ def test_partition_balances_uneven_costs_better_than_cutting_the_chain(fmus):
     """16 instances with the uneven costs of the scaling benchmark's tissue patches (seconds
     measured in a 4 s run): cutting the chain into pieces leaves 2, 4, 8 ranks 95, 85, 73 %
     balanced; moving and swapping instances along the cut connections: 99, 92, 91 %."""
-    from cosim.partition import _bfs_sequence, _contiguous_split, _links, partition
+    from cosim.coupling.partition import _bfs_sequence, _contiguous_split, _links, partition
 
     seconds = [1.44, 1.38, 1.25, 1.11, 1.09, 0.92, 0.93, 1.04, 1.06, 1.08, 0.92, 0.93, 0.96,
                0.96, 1.11, 0.94]
@@ -269,7 +269,7 @@ def test_partition_balances_uneven_costs_better_than_cutting_the_chain(fmus):
 
 
 def test_partition_on_measured_costs_overrides_the_declared_ones(fmus):
-    from cosim.partition import partition
+    from cosim.coupling.partition import partition
 
     graph = chain_of(fmus, [1.0] * 4)
     measured = {"o0": 0.01, "o1": 0.01, "o2": 0.01, "o3": 0.5}

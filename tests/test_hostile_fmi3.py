@@ -15,12 +15,12 @@ import pytest
 from fmpy import platform_tuple
 
 from cosim import cli
+from cosim.coupling.graph import CouplingGraph
 from cosim.errors import FMUError, ScenarioError, SimulationError
-from cosim.fmi3 import Instance3
-from cosim.fmu import CO_SIMULATION, MODEL_EXCHANGE, read_fmu
-from cosim.graph import CouplingGraph
-from cosim.instances import new_instance
-from cosim.scenario import build, load_scenario
+from cosim.fmi.fmi3 import Instance3
+from cosim.fmi.fmu import CO_SIMULATION, MODEL_EXCHANGE, read_fmu
+from cosim.fmi.instances import new_instance
+from cosim.scenario.scenario import build, load_scenario
 
 
 @pytest.fixture(scope="module")

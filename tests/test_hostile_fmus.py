@@ -17,9 +17,10 @@ import fmu_kit as kit  # tests/fmu_kit.py
 import hostile_kit as hk  # tests/hostile_kit.py
 import pytest
 
-from cosim import archive, cli
+from cosim import cli
 from cosim.errors import FMUError
-from cosim.fmu import Instance, read_fmu
+from cosim.fmi import archive
+from cosim.fmi.fmu import Instance, read_fmu
 
 
 @pytest.fixture(scope="module")

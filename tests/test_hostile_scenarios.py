@@ -15,7 +15,7 @@ import pytest
 
 from cosim import cli
 from cosim.errors import ScenarioError
-from cosim.scenario import load_scenario
+from cosim.scenario.scenario import load_scenario
 
 HEAD = """\
 version: 1

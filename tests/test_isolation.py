@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 
 from cosim import cli
-from cosim.description import Event, Settings
+from cosim.coupling.graph import CouplingGraph
 from cosim.errors import ScenarioError, SimulationError
-from cosim.execution import Execution
-from cosim.fmu import Instance
-from cosim.graph import CouplingGraph
-from cosim.isolation import Isolation, ProcessInstance
-from cosim.isolation_child import CALL, STEP
-from cosim.results import open_results
-from cosim.run import run_scenario
-from cosim.scenario import build, load_scenario
+from cosim.fmi.fmu import Instance
+from cosim.fmi.isolation import Isolation, ProcessInstance
+from cosim.fmi.isolation_child import CALL, STEP
+from cosim.master.description import Event, Settings
+from cosim.master.execution import Execution
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
+from cosim.scenario.scenario import build, load_scenario
 
 PROCESS = Isolation("process")
 BIN = Path(sys.executable).parent
@@ -66,7 +66,7 @@ def leftovers(tmp: Path) -> tuple[list[str], list[int]]:
         except OSError:
             continue
         parent = int(status.split("PPid:")[1].split()[0])
-        if parent == os.getpid() and b"cosim.isolation_child" in command:
+        if parent == os.getpid() and b"cosim.fmi.isolation_child" in command:
             children.append(int(entry.name))
     return folders, children
 

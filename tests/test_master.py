@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from cosim.build import build_fmu
-from cosim.description import Settings
+from cosim.coupling.graph import CouplingGraph
 from cosim.errors import SimulationError
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.master import SETTLE, STEP, FixedStepMaster, Stage, make_plan
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.library.build import build_fmu
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.master.master import SETTLE, STEP, FixedStepMaster, Stage, make_plan
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -349,7 +349,7 @@ def test_a_refused_step_with_an_error_logged_is_a_failure_not_an_end(tmp_path):
 def test_busy_seconds_go_to_the_instance_whose_calls_took_them(monkeypatch):
     """A fake clock that advances only inside the slow model's step: all of it is its, none
     the other's, scaled from the timed steps (every 4th here) to the whole run."""
-    import cosim.master as master
+    import cosim.master.master as master
 
     ticks = [0.0]
     monkeypatch.setattr(master, "perf_counter", lambda: ticks[0])

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from test_parallel import cosim, datasets
 
+from cosim.coupling.graph import CouplingGraph
 from cosim.describe import check_text, fmu_text
-from cosim.description import Settings
 from cosim.errors import ScenarioError
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.isolation import Isolation
-from cosim.model_exchange import Solver
-from cosim.recorder import Recorder, create_results_file
-from cosim.results import open_results
-from cosim.scenario import build, load_scenario
+from cosim.fmi.isolation import Isolation
+from cosim.fmi.model_exchange import Solver
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.results.reader import open_results
+from cosim.results.recorder import Recorder, create_results_file
+from cosim.scenario.scenario import build, load_scenario
 
 RECORD = {"b": ["h", "v", "bounces", "alarm"]}
 TIGHT = Solver(relative_tolerance=1e-9, absolute_tolerance=1e-12)

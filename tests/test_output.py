@@ -1,4 +1,4 @@
-"""A results file is never destroyed (cosim.output): claim → run → commit, the lock, partial
+"""A results file is never destroyed (cosim.results.output): claim → run → commit, the lock, partial
 files kept aside, targets that are not ours, readers during and after a run (SWMR), signals.
 
 Runs that may fail inside a pythonfmu FMU, or that must be killed, run as real ``cosim``
@@ -23,9 +23,10 @@ import h5py
 import numpy as np
 import pytest
 
-from cosim import cli, output
+from cosim import cli
 from cosim.errors import CosimError, OutputError
-from cosim.results import open_results
+from cosim.results import output
+from cosim.results.reader import open_results
 
 GOOD = """\
 version: 1
@@ -171,7 +172,7 @@ def unwritable_folder(tmp_path: Path) -> Path:
 
 
 def test_an_unwritable_output_folder_is_one_line(folder, tmp_path, capsys):
-    """(The folder checks are cosim.output_path's; claim makes them before it locks.)"""
+    """(The folder checks are cosim.results.output_path's; claim makes them before it locks.)"""
     locked = unwritable_folder(tmp_path)
     with pytest.raises(CosimError, match="cannot create the results file"):
         output.claim(locked / "run.h5")
@@ -214,7 +215,7 @@ def test_claim_commit_and_the_lock_in_one_process(tmp_path):
 
 HOLD = """\
 import sys, time
-from cosim import output
+from cosim.results import output
 claim = output.claim(sys.argv[1])
 print(claim.partial, flush=True)
 time.sleep(60)
@@ -287,7 +288,7 @@ POLL = """\
 import json, sys, time
 from pathlib import Path
 import numpy as np
-from cosim.results import open_results
+from cosim.results.reader import open_results
 folder, target = Path(sys.argv[1]), Path(sys.argv[2])
 seen, errors, reads = [], [], 0
 while not target.exists():
@@ -419,7 +420,7 @@ def _unlocked(folder: Path) -> bool:
 LEFT_OUTSIDE_SWMR = """\
 import os, sys
 import numpy as np
-from cosim.recorder import create_results_file
+from cosim.results.recorder import create_results_file
 file = create_results_file(sys.argv[1], {"step": 0.1})
 file.create_dataset("time", data=np.arange(5.0), maxshape=(None,))
 file.flush()
@@ -480,7 +481,7 @@ def test_a_killed_writer_is_settled_by_commit(folder, tmp_path):
     code = textwrap.dedent("""\
         import sys
         from pathlib import Path
-        from cosim.run import prepare, run_into
+        from cosim.running.pipeline import prepare, run_into
         run_into(prepare(sys.argv[1]), Path(sys.argv[2]))
         """)
     worker = subprocess.run([sys.executable, "-c", code, str(scenario), str(claim.partial)],

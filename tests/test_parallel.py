@@ -19,8 +19,8 @@ import fmu_kit as kit  # tests/fmu_kit.py
 import numpy as np
 import pytest
 
-from cosim.build import build_fmu
-from cosim.results import open_results
+from cosim.library.build import build_fmu
+from cosim.results.reader import open_results
 
 pytestmark = pytest.mark.mpi
 BIN = Path(sys.executable).parent
@@ -170,8 +170,8 @@ def test_measured_balance_splits_the_run_on_the_pilot_measurements(tmp_path):
     test_graph.py). The seconds themselves are not compared: one call preempted on a busy
     machine makes an oscillator look slower than the patch. The pilot is not in the results:
     they equal a plain run's."""
-    from cosim.partition import partition
-    from cosim.scenario import build, load_scenario
+    from cosim.coupling.partition import partition
+    from cosim.scenario.scenario import build, load_scenario
 
     declared = tmp_path / "declared.yaml"
     declared.write_text(MIXED)
@@ -377,7 +377,7 @@ POLL_MAIN = """\
 import json, sys, time
 from pathlib import Path
 import numpy as np
-from cosim.results import open_results
+from cosim.results.reader import open_results
 folder, target = Path(sys.argv[1]), Path(sys.argv[2])
 seen, errors = set(), []
 while not target.exists():
@@ -417,7 +417,7 @@ def test_a_reader_of_a_distributed_run_sees_consistent_rows(tmp_path):
 
 
 def _completed_members(part: Path) -> int:
-    from cosim.results import read_now
+    from cosim.results.reader import read_now
 
     with read_now(part) as file:
         return sum(1 for group in file.get("members", {}).values()
@@ -436,7 +436,7 @@ cohort: {method: table, table: members.csv}
 
 @pytest.mark.slow
 def test_a_member_that_kills_its_process_fails_alone_under_mpi(tmp_path):
-    """Under ``cosim run`` a rank runs its members in a child process (cosim/runner.py): a
+    """Under ``cosim run`` a rank runs its members in a child process (cosim/running/runner.py): a
     member whose FMU kills that process (SIGKILL) fails; the others run, the summary and the
     cohort verdict are written, as in one process."""
     fmu = kit.build_slow_model(tmp_path)

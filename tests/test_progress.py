@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cosim.journal import Position
-from cosim.progress import Progress, line
+from cosim.master.journal import Position
+from cosim.running.progress import Progress, line
 
 SCENARIO = """\
 version: 1

@@ -16,12 +16,12 @@ import pytest
 import cosim
 from cosim import cli
 from cosim.errors import FMUError, ScenarioError
-from cosim.fmu import Instance, read_fmu
-from cosim.isolation import Isolation, ProcessInstance
-from cosim.provenance import CHECKOUT, command_line, source_commit
-from cosim.results import open_results
-from cosim.run import run_scenario
-from cosim.scenario import build, load_scenario
+from cosim.fmi.fmu import Instance, read_fmu
+from cosim.fmi.isolation import Isolation, ProcessInstance
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
+from cosim.running.provenance import CHECKOUT, command_line, source_commit
+from cosim.scenario.scenario import build, load_scenario
 
 
 def sha256(path: Path) -> str:
@@ -146,7 +146,7 @@ def test_results_file_records_what_produced_it(folder, tmp_path, monkeypatch):
 
 
 def test_a_supervised_run_records_the_users_command_not_the_workers(tmp_path):
-    """``cosim run`` runs the scenario in a worker process (``python -m cosim.worker
+    """``cosim run`` runs the scenario in a worker process (``python -m cosim.running.worker
     <folder>``): the results name the command the user typed."""
     kit.build_c_oscillator(tmp_path)
     scenario = tmp_path / "one.yaml"

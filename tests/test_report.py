@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from cosim.cli import main
-from cosim.credibility import model_risk, write_evidence
 from cosim.errors import ScenarioError
-from cosim.report import write_report
-from cosim.results import open_results
-from cosim.run import run_scenario
-from cosim.scenario import load_scenario
+from cosim.results.reader import open_results
+from cosim.results.report import write_report
+from cosim.running.pipeline import run_scenario
+from cosim.scenario.credibility import model_risk, write_evidence
+from cosim.scenario.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 CREDIBILITY = {"question": "Does VVI pacing restore cardiac output in complete AV block?",

@@ -15,13 +15,13 @@ import h5py
 import numpy as np
 import pytest
 
-from cosim.description import Settings
+from cosim.coupling.graph import CouplingGraph
 from cosim.errors import CosimError
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.recorder import Recorder, create_results_file
-from cosim.results import open_results
-from cosim.run import prepare, run_into, run_scenario
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.results.reader import open_results
+from cosim.results.recorder import Recorder, create_results_file
+from cosim.running.pipeline import prepare, run_into, run_scenario
 
 SCENARIO = """\
 version: 1
@@ -163,10 +163,10 @@ def failing_fmu(folder) -> Path:
 FAILING_RUN = """\
 import json, sys
 from cosim.errors import SimulationError
-from cosim.description import Settings
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.recorder import Recorder, create_results_file
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.coupling.graph import CouplingGraph
+from cosim.results.recorder import Recorder, create_results_file
 
 graph = CouplingGraph()
 graph.add_instance("osc", sys.argv[1])
@@ -191,7 +191,8 @@ def test_fmu_failing_mid_run_keeps_the_data_up_to_the_failure(folder, failing_fm
     instance, function, time, text = json.loads(done.stdout.strip().splitlines()[-1])
     assert (instance, function, time) == ("pump", "fmi2DoStep", 0.5)
     assert "the failing model broke on purpose" in text
-    with open_results(output) as results:  # the status is the run's to write (cosim.run)
+    # the status is the run's to write (cosim.running.pipeline)
+    with open_results(output) as results:
         np.testing.assert_allclose(results.time, np.arange(51) * 0.01, atol=1e-12)
         np.testing.assert_allclose(results["pump.y"], results.time, atol=1e-12)
 
@@ -222,10 +223,10 @@ def test_cli_run_of_a_failing_fmu(folder, failing_fmu, tmp_path):
 
 KILLED_RUN = """\
 import os, sys
-from cosim.description import Settings
-from cosim.execution import Execution
-from cosim.graph import CouplingGraph
-from cosim.recorder import Recorder, create_results_file
+from cosim.master.description import Settings
+from cosim.master.execution import Execution
+from cosim.coupling.graph import CouplingGraph
+from cosim.results.recorder import Recorder, create_results_file
 
 graph = CouplingGraph()
 graph.add_instance("osc", sys.argv[1])
@@ -260,7 +261,7 @@ def test_killed_run_keeps_the_flushed_blocks(folder, tmp_path):
 def test_a_nearly_full_disk_stops_the_run_with_a_readable_file(folder, tmp_path, monkeypatch):
     """Below the margin of free space, the recorder writes its block, stops the run, and
     the run still has room for the status: the file is readable and says why it ended."""
-    import cosim.recorder as recorder
+    import cosim.results.recorder as recorder
 
     free = iter([1 << 40, recorder.MARGIN_BYTES])  # the second flush finds it full
     monkeypatch.setattr(recorder, "_free_bytes", lambda path: next(free))

@@ -1,11 +1,12 @@
-"""The pipeline (``cosim.run``): one sequence for every run, where the work happens a strategy."""
+"""The pipeline (``cosim.running.pipeline``): one sequence for every run, where the work happens a
+strategy."""
 
 from __future__ import annotations
 
 import h5py
 
-from cosim.run import prepare, run_into
-from cosim.strategies import InProcess
+from cosim.running.pipeline import prepare, run_into
+from cosim.running.strategies import InProcess
 
 SCENARIO = """\
 version: 1

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cosim.describe import check_text
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 

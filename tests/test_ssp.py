@@ -1,4 +1,4 @@
-"""SSP 1.0 in and out (cosim.ssp), against real peers.
+"""SSP 1.0 in and out (cosim.scenario.ssp), against real peers.
 
 - Out: the flagship exported as .ssp is valid against the SSP 1.0 schema, fmpy's SSP reader
   reads it, and libcosim (libcosimpy, `CosimExecution.from_ssp_file`, a C++ engine) runs it:
@@ -27,9 +27,9 @@ import yaml
 
 from cosim.cli import main
 from cosim.errors import ScenarioError
-from cosim.results import open_results
-from cosim.run import run_scenario
-from cosim.ssp import export_ssp, import_ssp, schema_problems
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
+from cosim.scenario.ssp import export_ssp, import_ssp, schema_problems
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ssp" / "oscillators"

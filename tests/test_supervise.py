@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 import pytest
 
-from cosim.journal import JournalReader
-from cosim.results import open_results
+from cosim.master.journal import JournalReader
+from cosim.results.reader import open_results
 
 SCENARIO = """\
 version: 1
@@ -150,7 +150,7 @@ def test_sigterm_and_sigint_stop_the_run_and_keep_its_rows(folder, sig, tmp_path
 
 def test_a_signal_while_an_fmu_hangs_kills_it_after_a_grace_period(folder, tmp_path):
     output = folder / "stuck.h5"
-    code = ("import sys; from pathlib import Path; from cosim.supervise import Options, "
+    code = ("import sys; from pathlib import Path; from cosim.running.supervise import Options, "
             "run_supervised; sys.exit(run_supervised(Path(sys.argv[1]), Path(sys.argv[2]), "
             "plot=False, options=Options(grace=1)))")
     process = subprocess.Popen([sys.executable, "-c", code, str(scenario(folder, "stuck", 4)),

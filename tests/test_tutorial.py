@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosim.build import build_fmu
-from cosim.fmu import read_fmu
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.fmi.fmu import read_fmu
+from cosim.library.build import build_fmu
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 TUTORIAL = REPO / "scenarios" / "tutorial"

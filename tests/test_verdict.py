@@ -13,8 +13,8 @@ import h5py
 import pytest
 
 from cosim import cli
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 DDD = """\
 version: 1

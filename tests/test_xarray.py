@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim.fmu import read_fmu
-from cosim.graph import CouplingGraph
-from cosim.results import open_results
-from cosim.run import run_scenario
+from cosim.coupling.graph import CouplingGraph
+from cosim.fmi.fmu import read_fmu
+from cosim.results.reader import open_results
+from cosim.running.pipeline import run_scenario
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("h5netcdf")
@@ -90,9 +90,9 @@ def test_every_shipped_scenarios_results_open_in_xarray(scenario, shipped_result
 
 
 def test_fmi3_arrays_have_named_dimensions(c_test_fmu, tmp_path):
-    from cosim.description import Settings
-    from cosim.execution import Execution
-    from cosim.recorder import Recorder, create_results_file
+    from cosim.master.description import Settings
+    from cosim.master.execution import Execution
+    from cosim.results.recorder import Recorder, create_results_file
 
     arrays = c_test_fmu("arrays")
     graph = CouplingGraph()

@@ -1,6 +1,6 @@
 /*
  * describe_model.c: prints a model's tables (model.h: variables, array outputs) as JSON, for
- * the build that writes modelDescription.xml (cosim/build_c.py). Compiled with the model file
+ * the build that writes modelDescription.xml (cosim/library/build_c.py). Compiled with the model file
  * into a program that runs once at build time; it is not part of the FMU's binary.
  */
 #include <stdio.h>

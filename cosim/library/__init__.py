@@ -1,0 +1,1 @@
+"""Building the model library (fmus/) into FMUs: C and pythonfmu."""

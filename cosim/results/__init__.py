@@ -1,0 +1,1 @@
+"""The results file: writing, reading, claiming and committing it, plots and reports."""

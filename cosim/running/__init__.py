@@ -1,0 +1,2 @@
+"""Running a scenario: the pipeline and its strategies (one process, MPI), supervision,
+checkpoints."""

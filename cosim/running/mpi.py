@@ -1,0 +1,636 @@
+"""MPI: running one scenario distributed over ranks, or a cohort of members over rank groups.
+
+Where a value crosses ranks: ``Exchange.__call__`` — after each stage of the master's plan, the
+signals produced by this rank's instances that another rank's instances read are sent to that
+rank (a plan computed once from the graph, the partition and the signal layout; nothing else
+travels, nothing goes through rank 0).
+
+Balance: the partition (``cosim.coupling.partition``) weighs each instance by the ``cost:``
+declared in
+the scenario, or, with ``parallel: {balance: measured}``, by the seconds its FMI calls took in a
+pilot run of the first steps (then discarded: the run itself starts again from the start time).
+Every distributed run times its instances and its exchanges and writes the figures into the
+results file, so a user sees how well the ranks were balanced.
+
+Files: rank 0 claims the target (``cosim.results.output``: lock, partial file) and writes the
+partial
+main file; every rank writes what it computes to its own part file
+``<partial>.parts/rank-NNNN.h5`` (the folder belongs to this run's partial file), in SWMR mode
+while rows are appended. The main file links to the parts while the run goes; when it ends,
+rank 0 copies them in, removes the folder and commits the file over the target, so the user
+gets one self-contained file.
+
+Failure: under ``cosim run`` each rank's supervisor sees its worker fail and tells the others;
+rank 0's supervisor completes the partial main file
+(``cosim.results.output.complete_after_failure``)
+and says where it is; the target is untouched. Without supervisors a failing rank prints one
+message and calls ``MPI_Abort``, which stops every rank at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import h5py
+import numpy as np
+
+from cosim.coupling.graph import CouplingGraph
+from cosim.coupling.partition import partition
+from cosim.coupling.system import System
+from cosim.errors import INTERRUPTED, CosimError, Interrupted, ScenarioError, SimulationError
+from cosim.launcher import launched_by_mpi
+from cosim.master.description import Parallel
+from cosim.master.execution import Execution
+from cosim.master.journal import Journal
+from cosim.master.master import Plan
+from cosim.results.output import kept_note, part_path, parts_folder
+from cosim.results.recorder import (
+    create_file,
+    create_results_file,
+    error_text,
+    is_recorded,
+    merge_parts,
+    open_for_writing,
+    writing,
+)
+from cosim.running.checkpoint import checkpoint_path
+from cosim.running.strategies import (
+    Prepared,
+    finished_members,
+    member_id,
+    provenance,
+    reopen,
+    run_member,
+    run_one,
+)
+
+T = TypeVar("T")
+
+TAG_REQUEST, TAG_MEMBER = 901, 902
+POLL_EVERY = 32  # steps between two looks for work requests on rank 0
+WARM_UP = 5  # pilot steps not counted: first calls load code and fill caches
+
+
+def world():
+    if not launched_by_mpi():
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def size() -> int:
+    comm = world()
+    return comm.Get_size() if comm is not None else 1
+
+
+def rank() -> int:
+    comm = world()
+    return comm.Get_rank() if comm is not None else 0
+
+
+class Exchange:
+    """Moves the signals that cross ranks after each stage of the plan."""
+
+    def __init__(self, comm, graph: CouplingGraph, plan: Plan, system: System,
+                 owner: dict[str, int]):
+        from mpi4py import MPI
+
+        self.comm = comm
+        self.signals = system.signals
+        self._waitall = MPI.Request.Waitall
+        me = comm.Get_rank()
+        stages = plan.stages
+        members = [set(stage.instances) for stage in stages]
+        crossing: dict[tuple[int, int, int], set[int]] = {}
+        for c in graph.connections():
+            src, dst = owner[c.source], owner[c.target]
+            if src == dst:
+                continue
+            for stage, names in enumerate(members):  # every stage that reads c's output
+                if c.source in names:
+                    key = (stage, src, dst)
+                    crossing.setdefault(key, set()).update(
+                        system.layout.indices(c.source, c.output))  # every element of an array
+        self.sends: list[list] = [[] for _ in stages]
+        self.recvs: list[list] = [[] for _ in stages]
+        for (stage, src, dst), indices in sorted(crossing.items()):
+            index = np.array(sorted(indices), dtype=np.intp)
+            if src == me:
+                self.sends[stage].append((dst, index, np.empty(len(index))))
+            elif dst == me:
+                self.recvs[stage].append((src, index, np.empty(len(index))))
+        steps = range(len(stages) - len(plan.step), len(stages))
+        self.values_per_step = sum(len(i) for k in steps for _, i, _ in self.sends[k])
+        self.seconds = 0.0  # spent here: sending, and waiting for the other ranks' values
+
+    def __call__(self, stage: int) -> None:
+        sends, recvs = self.sends[stage], self.recvs[stage]
+        if not sends and not recvs:
+            return
+        started = time.perf_counter()
+        comm, signals = self.comm, self.signals
+        requests = [comm.Irecv(buffer, source=peer, tag=stage) for peer, _, buffer in recvs]
+        for peer, index, buffer in sends:
+            np.take(signals, index, out=buffer)
+            requests.append(comm.Isend(buffer, dest=peer, tag=stage))
+        self._waitall(requests)
+        for _, index, buffer in recvs:
+            signals[index] = buffer
+        self.seconds += time.perf_counter() - started
+
+
+def distributed(journal: Journal | None = None) -> Distributed | None:
+    """The strategy of a run under ``mpiexec`` with more than one rank (None otherwise)."""
+    comm = world()
+    if comm is None or comm.Get_size() == 1:
+        return None
+    return Distributed(comm, journal)
+
+
+class Distributed:
+    """The strategy of a run over the ranks of ``comm`` (``cosim.running.strategies``): a single
+    run's
+    instances partitioned over the ranks, or a cohort's members over groups of ranks; every
+    rank writes its part file, rank 0 the main file, into which it merges the parts at the
+    end. A failure on any rank stops every rank (``_abort``).
+
+    ``journal``: this rank's ``cosim.master.journal.Journal`` when a supervisor watches it; a
+    failure
+    then ends this rank's worker (its supervisor tells the others, see ``cosim.running.supervise``)
+    instead of aborting every rank at once.
+    """
+
+    def __init__(self, comm, journal: Journal | None = None):
+        self.comm = comm
+        self.rank, self.ranks = comm.Get_rank(), comm.Get_size()
+        self.leader = self.rank == 0
+        self.supervised = journal is not None
+        if journal is not None:  # the ranks' supervisors meet under this name (cosim.running.peers)
+            journal.announce_run(comm.bcast(uuid.uuid4().hex if self.leader else None, root=0))
+        self.owner: dict[str, int] | None = None  # a single run's partition, once made
+        self.measured: dict[str, float] | None = None  # the pilot's costs (balance: measured)
+        self.results: Path | None = None
+
+    def prepare(self, path: Path, prepare: Callable[[Path], Prepared]) -> Prepared:
+        """``prepare`` on every rank, library FMUs built by rank 0 first (not by every rank
+        into the same folder at once); the group size checked against the ranks."""
+        if self.leader:
+            _prebuild_library(path)
+        self.comm.Barrier()
+        prepared = self.agree(lambda: prepare(path))
+        _group_size(prepared.scenario, self.ranks, prepared.cohort is not None)
+        return prepared
+
+    def claim(self, claiming: Callable[[], T]) -> T | None:
+        """Rank 0 claims the output (a refusal is one error on every rank)."""
+        return self.agree(lambda: claiming() if self.leader else None)
+
+    def agree(self, action: Callable[[], T]) -> T:
+        """``action`` on every rank; if it fails anywhere, it raises on every rank."""
+        return _collective(self.comm, action)
+
+    def share(self, value: T) -> T:
+        return self.comm.bcast(value, root=0)
+
+    def begin(self, prepared: Prepared, results: Path, resume: bool, checkpoint) -> list[int]:
+        """Rank 0 makes the main file and the parts folder (``resume``: the stopped run's
+        parts merged in first); the cohort members still to run, on every rank."""
+        self.results = results
+        cohort = prepared.cohort
+        todo = list(range(len(cohort))) if cohort is not None else []
+        if self.leader:
+            try:
+                if resume:
+                    done = _consolidate(results, self.ranks, checkpoint)
+                    todo = [i for i in todo if member_id(i) not in done]
+                else:
+                    info = provenance(prepared)
+                    info["mpi_ranks"] = self.ranks
+                    info["group_size"] = _group_size(prepared.scenario, self.ranks,
+                                                     cohort is not None)
+                    parts_folder(results).mkdir(parents=True)  # new: it belongs to this run
+                    with writing(create_results_file(results, info)) as main:
+                        main.attrs["parts_folder"] = parts_folder(results).name
+            except BaseException as error:  # noqa: BLE001 - the other ranks wait at the barrier
+                self.fail(error, results)
+        todo = self.comm.bcast(todo, root=0)
+        self.comm.Barrier()
+        return todo
+
+    def run(self, prepared: Prepared, results: Path, todo: list[int], journal: Journal | None,
+            checkpoint) -> list[dict] | None:
+        """This rank's share into its part file; rank 0 gets every rank's timing."""
+        comm, part = self.comm, part_path(results, self.rank)
+        timing = None
+        if prepared.cohort is None:
+            graph, settings, scenario = prepared.graph, prepared.settings, prepared.scenario
+            self.owner, self.measured = balanced_partition(comm, graph, settings,
+                                                           scenario.parallel)
+            if self.leader and checkpoint is None:
+                _link_instances(results, graph, settings, self.owner)
+            if journal is not None:
+                journal.begin(part, "/")
+            execution = _distributed_execution(comm, graph, settings, self.owner,
+                                               None if journal is None else journal.position,
+                                               resume=checkpoint)
+            create_file(part).close()
+            saving = None
+            if scenario.checkpoint_every:
+                saving = (checkpoint_path(results), scenario.checkpoint_every, scenario.sha256,
+                          _gather_state(comm, execution, self.owner))
+            timing = run_one(execution, part, journal=journal, scales=False, checkpoints=saving)
+            timing["exchange"] = execution.exchange.seconds
+        else:
+            _run_cohort(comm, _group_size(prepared.scenario, self.ranks, True), prepared, part,
+                        todo, journal)
+        return comm.gather(timing, root=0)
+
+    def end(self, main: h5py.File, timings: list[dict] | None) -> str | None:
+        """Rank 0: the parts merged into the main file; a single run's partition and timing
+        (one line for users)."""
+        merge_parts(main, [part_path(self.results, r) for r in range(self.ranks)])
+        if self.owner is None:
+            return None
+        if "checkpoints" in timings[0]:
+            main.attrs["checkpoints"] = timings[0]["checkpoints"]
+            main.attrs["checkpoint_seconds"] = timings[0]["checkpoint_seconds"]
+        return write_balance(main, self.owner, self.measured, timings)
+
+    def fail(self, error: BaseException, results: Path) -> None:
+        """Every rank stops (``_abort``)."""
+        _abort(self.comm, error, results, self.supervised)
+
+    stop = fail
+
+    def keep(self, claimed, error: BaseException) -> None:
+        """Rank 0's supervisor completes the partial main file
+        (``cosim.results.output.complete_after_failure``), or MPI_Abort stopped every rank first."""
+        return None
+
+
+def _consolidate(results: Path, ranks: int, checkpoint) -> set[str]:
+    """Rank 0, resuming: the main file takes what the stopped run's part files hold (a run
+    killed outright left them linked), cut to the checkpoint's rows; a new parts folder.
+    Returns the cohort members it holds finished (the others are removed, to run again)."""
+    from cosim.results.h5clear import clear_writer_flags
+
+    old = sorted(parts_folder(results).glob("rank-*.h5"))
+    for path in old:
+        clear_writer_flags(path)
+    with writing(reopen(results)) as main:
+        merge_parts(main, old)
+        done = finished_members(main)
+        if checkpoint is not None:
+            _cut(main, checkpoint.rows)
+        main.attrs["mpi_ranks"] = ranks
+    shutil.rmtree(parts_folder(results), ignore_errors=True)
+    parts_folder(results).mkdir(parents=True)
+    return done
+
+
+def _cut(group: h5py.Group, rows: int) -> None:
+    """Every recorded dataset of a distributed run's main file cut to ``rows`` rows."""
+    series = [group["time"]] + [dataset for instance in group.get("instances", {}).values()
+                                for dataset in instance.values() if is_recorded(dataset)]
+    for dataset in series:  # the time linked into each instance is /time: resized once more
+        dataset.resize((rows, *dataset.shape[1:]))
+
+
+def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Parallel
+                       ) -> tuple[dict[str, int], dict[str, float] | None]:
+    """``({instance: rank}, measured costs or None)``: the same on every rank.
+
+    ``balance: declared`` (default): the ``cost:`` of each instance. ``balance: measured``: a
+    pilot run of the first steps, distributed on the declared costs, times every instance's FMI
+    calls over ``measure_steps`` steps after ``WARM_UP``; the partition is computed on those
+    seconds, and the run proper starts again from the start time with fresh instances.
+    """
+    owner = partition(graph, comm.Get_size())
+    if parallel.balance != "measured" or comm.Get_size() == 1:
+        return owner, None
+    steps = min(settings.steps, WARM_UP + parallel.measure_steps)
+    pilot = dataclasses.replace(settings, stop=settings.start + steps * settings.step,
+                                record={})
+    execution = _distributed_execution(comm, graph, pilot, owner)
+    execution.run([_WarmUp(execution.master, min(WARM_UP, steps - 1))])
+    measured: dict[str, float] = {}
+    for busy in comm.allgather(execution.master.busy):
+        measured.update(busy)
+    return partition(graph, comm.Get_size(), cost=measured), measured
+
+
+class _WarmUp:
+    """Pilot observer: forgets the seconds of the first steps."""
+
+    def __init__(self, master, steps: int):
+        self.master, self.steps = master, steps
+
+    def started(self, run) -> None:
+        self.run = run
+
+    def stepped(self, time: float) -> None:
+        if self.run.steps == self.steps:
+            self.master.reset_busy()
+
+    def finished(self, error) -> None:
+        pass
+
+
+def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str, int],
+                           position: memoryview | None = None, resume=None) -> Execution:
+    me = comm.Get_rank()
+    return Execution(graph, settings, local=[n for n in graph.instances if owner[n] == me],
+                     time_every=1, position=position, exchange=exchanging(comm, graph, owner),
+                     resume=resume)
+
+
+def exchanging(comm, graph: CouplingGraph, owner: dict[str, int]):
+    """The exchange factory of an ``Execution`` whose instances ``owner`` spreads over the
+    ranks of ``comm``."""
+    return lambda plan, system: Exchange(comm, graph, plan, system, owner)
+
+
+def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, float] | None,
+                  timings: list[dict]) -> str:
+    """Write the partition and the ranks' timing into the results file; one line for users."""
+    busy = [sum(t["instance_busy_seconds"].values()) for t in timings]
+    waited = [t["exchange"] for t in timings]
+    main.attrs["partition"] = json.dumps(owner)
+    main.attrs["balance"] = "declared" if measured is None else "measured"
+    if measured is not None:
+        main.attrs["measured_cost_seconds"] = json.dumps(measured)
+    main.attrs["instance_busy_seconds"] = json.dumps(
+        {name: seconds for t in timings for name, seconds in t["instance_busy_seconds"].items()})
+    main.attrs["rank_busy_seconds"] = busy
+    main.attrs["rank_exchange_seconds"] = waited
+    ratio = sum(busy) / len(busy) / max(busy) if max(busy) > 0 else 1.0
+    main.attrs["load_balance"] = ratio
+    return (f"{len(busy)} ranks, load balance {ratio:.0%} (busy {min(busy):.2f}–"
+            f"{max(busy):.2f} s, exchanging and waiting {min(waited):.2f}–{max(waited):.2f} s)")
+
+
+def _gather_state(comm, execution: Execution, owner: dict[str, int]):
+    """A checkpoint's ``gather`` under MPI: every rank's serialised states and its instances'
+    slices of the signal array, on rank 0 (None on the others)."""
+    layout, me = execution.layout, comm.Get_rank()
+
+    def gather(states, signals):
+        everyone = comm.gather((states, signals), root=0)
+        if me != 0:
+            return None
+        merged, full = {}, np.array(signals)
+        for rank, (their_states, their_signals) in enumerate(everyone):
+            merged.update(their_states)
+            for name, slot in layout.slices.items():
+                if owner[name] == rank:
+                    full[slot] = their_signals[slot]
+        return merged, full
+
+    return gather
+
+
+def _run_cohort(comm, group_size: int, prepared: Prepared, part: Path, todo: list[int],
+                journal: Journal | None = None) -> None:
+    """Run the members of ``todo`` this rank's group is handed into ``part``, one after the
+    other (``cosim.running.strategies.run_member``). Supervised (``journal``) with one rank per
+    member, a child process runs them (``cosim.running.runner``): a member whose FMU crashes or
+    hangs
+    fails alone."""
+    me, ranks = comm.Get_rank(), comm.Get_size()
+    graph = prepared.graph
+    group = comm.Split(me // group_size, me)
+    leaders = (ranks + group_size - 1) // group_size
+    queue = (WorkQueue(comm, len(todo), leaders, me // group_size)
+             if group.Get_rank() == 0 else None)
+    spread = group.Get_size() > 1  # a member's instances over the group's ranks
+    owner = partition(graph, group.Get_size())
+    local = [n for n in graph.instances if owner[n] == group.Get_rank()] if spread else None
+    create_file(part).close()
+    runner = None
+    if journal is not None and not spread:
+        from cosim.running.runner import MemberRunner
+
+        runner = MemberRunner(prepared, part,
+                              queue.serve if queue and queue.coordinator else None,
+                              journal.position)
+    while True:
+        position = queue.next() if queue else None
+        position = group.bcast(position, root=0)
+        if position < 0:
+            break
+        index = todo[position]
+        if runner is not None:
+            if runner.run(index) == INTERRUPTED:
+                runner.close()
+                raise Interrupted("stop requested")
+            continue
+        run_member(part, index, prepared, scales=False, local=local,
+                   exchange=exchanging(group, graph, owner) if spread else None,
+                   observers=[queue] if queue and queue.coordinator else ())
+    if runner is not None:
+        runner.close()
+    if queue:
+        queue.finish()
+    group.Free()
+
+
+class WorkQueue:
+    """Hands out member indices: dynamic balancing without an idle master.
+
+    Leader i (the first rank of group i) starts with member i, without asking. After that,
+    world rank 0 holds the counter and answers the other leaders between its own steps (it is
+    an observer of its own executions and looks for requests every ``POLL_EVERY`` steps). So
+    that no leader waits for that look, a leader asks for its next member as soon as it starts
+    one: the answer is there when it finishes.
+    """
+
+    def __init__(self, comm, count: int, leaders: int, leader: int):
+        self.comm = comm
+        self.count = count
+        self.coordinator = comm.Get_rank() == 0
+        self.leaders = leaders
+        self.next_index = leaders  # leaders 0 … leaders-1 start with their own number
+        self.leaders_done = sum(1 for i in range(1, leaders) if i >= count)  # none for them
+        self._first = leader if leader < count else -1
+        self._asked: list | None = None  # the request for the next member, once sent
+
+    def next(self) -> int:
+        if self._first is not None:
+            index, self._first = self._first, None
+        elif self.coordinator:
+            self.serve()
+            index = self._take()
+        else:
+            from mpi4py import MPI
+
+            _, index = MPI.Request.waitall(self._asked)
+            self._asked = None
+        if index >= 0 and not self.coordinator:
+            self._asked = [self.comm.isend(None, dest=0, tag=TAG_REQUEST),
+                           self.comm.irecv(source=0, tag=TAG_MEMBER)]
+        return index
+
+    def _take(self) -> int:
+        if self.next_index >= self.count:
+            return -1
+        self.next_index += 1
+        return self.next_index - 1
+
+    def serve(self) -> None:
+        """Rank 0: answer the requests waiting (never blocks)."""
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status):
+            self._answer(status.Get_source())
+
+    def _answer(self, source: int) -> None:
+        self.comm.recv(source=source, tag=TAG_REQUEST)
+        index = self._take()
+        if index < 0:
+            self.leaders_done += 1
+        self.comm.send(index, dest=source, tag=TAG_MEMBER)
+
+    def finish(self) -> None:
+        """Rank 0: answer every other leader until each has been told there is no more."""
+        if not self.coordinator:
+            return
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        while self.leaders_done < self.leaders - 1:
+            self.comm.probe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status)
+            self._answer(status.Get_source())
+
+    # observer hooks: rank 0 serves requests while it runs its own members
+    def started(self, run) -> None:
+        self.run = run
+
+    def stepped(self, time: float) -> None:
+        if self.run.steps % POLL_EVERY == 0:
+            self.serve()
+
+    def finished(self, error) -> None:
+        pass
+
+
+def _group_size(scenario, ranks: int, cohort: bool) -> int:
+    requested = scenario.parallel.group_size
+    if requested is None:
+        return 1 if cohort else ranks
+    if ranks % requested:  # a whole number ≥ 1: checked with the scenario
+        raise ScenarioError(scenario.source("parallel", "group_size").problem(
+            f"group_size {requested!r} does not divide the {ranks} ranks",
+            "choose a group size that divides the number of ranks"))
+    return requested
+
+
+def _collective(comm, action):
+    """Run ``action`` on every rank; if it fails anywhere, raise on every rank (once printed)."""
+    result, error = None, None
+    try:
+        result = action()
+    except CosimError as caught:
+        error = caught
+    errors = comm.allgather(None if error is None else str(error))
+    if any(errors):
+        if error is None:
+            error = _Quiet(next(e for e in errors if e))
+        error.every_rank = True  # every rank raises it: the ranks may end MPI together
+        raise error
+    return result
+
+
+class _Quiet(CosimError):
+    """The same error as on another rank; only rank 0 prints errors raised before the run."""
+
+
+def _prebuild_library(path: Path) -> None:
+    """The library FMUs a scenario uses, built (if stale) before the other ranks look."""
+    from cosim.scenario.scenario import load_scenario
+
+    try:
+        for source in load_scenario(path).fmus.values():
+            source.path()
+    except CosimError:
+        pass  # every rank reports it when it prepares
+
+
+def _link_instances(results: Path, graph: CouplingGraph, settings, owner: dict[str, int]
+                    ) -> None:
+    """External links so the main file shows the parts' data while the run goes (a reader
+    opening the main file in SWMR mode opens the parts in SWMR mode too)."""
+    with writing(open_for_writing(results)) as main:
+        folder = main.attrs["parts_folder"]  # relative to the main file
+        main["time"] = h5py.ExternalLink(f"{folder}/{part_path(results, 0).name}", "/time")
+        instances = main.create_group("instances")
+        for name in graph.instances:
+            if settings.record.get(name):
+                part = f"{folder}/{part_path(results, owner[name]).name}"
+                instances[name] = h5py.ExternalLink(part, f"/instances/{name}")
+
+
+def _abort(comm, error: BaseException, results: Path, supervised: bool = False) -> None:
+    """Stop every rank after ``error`` on this one: one message (with where the partial
+    results are), then MPI_Abort.
+
+    ``supervised``: the error goes up to this rank's worker instead; its supervisor tells the
+    other ranks' supervisors, which stop their workers, and rank 0's completes the partial main
+    file (``cosim.running.supervise``).
+    """
+    from cosim.errors import EXIT_ERROR, EXIT_INTERRUPTED
+
+    message = str(error)
+    if isinstance(error, KeyboardInterrupt):
+        message = error_text(error)
+    elif not isinstance(error, CosimError):
+        message = f"{type(error).__name__}: {error}"
+    if getattr(error, "rank", None) is None and not isinstance(error, _Quiet):
+        message = f"rank {comm.Get_rank()}: {message}"
+    if supervised:
+        if isinstance(error, (CosimError, KeyboardInterrupt)):
+            raise error
+        raise SimulationError(message) from error
+    print(f"error: {message}\n{kept_note(results)}", file=sys.stderr, flush=True)
+    _wait_until_read(sys.stderr)
+    comm.Abort(EXIT_INTERRUPTED if isinstance(error, KeyboardInterrupt) else EXIT_ERROR)
+
+
+def _wait_until_read(stream, timeout: float = 2.0) -> None:
+    """Wait until the launcher has read what this rank wrote to ``stream`` (a pipe), at most
+    ``timeout`` seconds.
+
+    MPI_Abort tears the job down at once, and mpiexec (hydra) sometimes handles the abort
+    before the bytes still waiting in the rank's stderr pipe: the run then ended with exit code 1
+    and no message at all (1 run in 25 of test_a_failing_rank_stops_every_rank_quickly). The
+    number of unread bytes in a pipe is ``FIONREAD`` on either end (Linux); not a pipe (a
+    terminal, a file): nothing to wait for.
+    """
+    import fcntl
+    import stat
+    import struct
+    import termios
+
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        deadline = time.monotonic() + timeout
+        while struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0] > 0:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
+    except (AttributeError, OSError, ValueError):
+        return
+
+
