@@ -84,3 +84,25 @@ def test_only_the_coupling_graph_sees_its_networkx_graph():
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if reaching.search(line)]
     assert not found, "\n".join(found)
+
+
+FLOORS = ["errors", "launcher", "fmi", "library", "coupling", "master", "scenario", "results",
+          "running"]  # bottom up; above them: cli, describe (and the package itself)
+
+
+def floor(module: str) -> int:
+    """The floor of ``cosim.<folder>.<module>`` or ``cosim.<module>`` (its folder's place in
+    ``FLOORS``; the bottom utilities errors and launcher share floor 0)."""
+    part = (module.split(".") + ["cosim"])[1]
+    if part in ("errors", "launcher"):
+        return 0
+    return FLOORS.index(part) - 1 if part in FLOORS else len(FLOORS)
+
+
+def test_each_folder_imports_only_the_floors_below_it():
+    """The folders are the layers (docs/architecture.md): fmi → library → coupling → master →
+    scenario → results → running → cli. A module importing from a floor above its own ties a
+    lower concept to a higher one (a master that knows HDF5, a scenario that knows MPI)."""
+    graph = imports()
+    upward = [f"{a} -> {b}" for a, b in graph.edges if floor(b) > floor(a)]
+    assert not upward, "imports from a floor above: " + "; ".join(sorted(upward))
