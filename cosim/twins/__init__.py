@@ -1,0 +1,1 @@
+"""Patient-specific twins: fitting to measured data (fit, personalise), therapy comparison, privacy (docs/twins.md)."""
