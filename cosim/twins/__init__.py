@@ -1,1 +1,2 @@
-"""Patient-specific twins: fitting to measured data (fit, personalise), therapy comparison, privacy (docs/twins.md)."""
+"""Patient-specific twins: fits to measured data (fit, personalise), therapy comparison,
+privacy (docs/twins.md)."""

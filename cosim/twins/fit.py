@@ -310,7 +310,7 @@ def with_references(problem: FitProblem, scenario: Any, graph: Any) -> FitProble
                 t, y = t[inside], y[inside]
             target = replace(target, reference=(t, y))
         targets.append(target)
-    for i, p in enumerate(problem.parameters):
+    for p in problem.parameters:
         instance, _, variable = p.name.partition(".")
         if instance not in graph or variable not in graph.fmu(instance).variables:
             problems.report(("fit", "parameters", p.name), f"unknown parameter '{p.name}'",
