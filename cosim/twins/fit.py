@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from cosim.criteria import MEASURES, Criterion, NotEvaluable, evaluate
 from cosim.errors import CosimError, Problems
+from cosim.scenario.criteria import MEASURES, Criterion, NotEvaluable, evaluate
 
 METHODS = ("least_squares", "differential_evolution")
 Z95 = 1.959963984540054

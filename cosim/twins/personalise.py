@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cosim.cohort import Cohort
-from cosim.output import claim, commit
-from cosim.recorder import COMPLETED, open_for_writing, writing
-from cosim.run import Report, default_output, prepare, run_into, run_scenario, strategy
-from cosim.strategies import Prepared, member_id
+from cosim.results.output import claim, commit
+from cosim.results.recorder import COMPLETED, open_for_writing, writing
+from cosim.running.pipeline import Report, default_output, prepare, run_into, run_scenario, strategy
+from cosim.running.strategies import Prepared, member_id
+from cosim.scenario.cohort import Cohort
 from cosim.twins.fit import FitProblem, FitResult, Simulate, read_fit, run_fit, with_references
 
 
@@ -125,8 +125,8 @@ def fit_scenario(path: str | Path, output: str | Path | None = None, *,
 def _plotted(report: Report, personalised: Path, plot: bool) -> Report:
     if not plot:
         return report
-    from cosim.run import plotted
-    from cosim.scenario import load_scenario
+    from cosim.running.pipeline import plotted
+    from cosim.scenario.scenario import load_scenario
     return plotted(report, load_scenario(personalised), report.results)
 
 

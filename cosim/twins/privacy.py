@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cosim.criteria import read_outcomes
+from cosim.scenario.criteria import read_outcomes
 
 # root attributes copied as they are (no paths: scenario_file, command_line and the scenario's
 # text name folders and files, which may name the patient)
