@@ -26,6 +26,7 @@ import yaml
 
 from cosim import cli
 from cosim.errors import ScenarioError
+from cosim.results.report import write_report
 from cosim.running.pipeline import run_scenario
 from cosim.scenario.scenario import load_scenario
 from cosim.twins.fit import FitProblem, Parameter, Target, read_fit, run_fit
@@ -98,6 +99,21 @@ def test_recovers_a_synthetic_patient_through_cohorts(tmp_path):
         measured = np.loadtxt(tmp_path / "clinic.csv", delimiter=",", skiprows=1)[:, 1] / 1000
         residual = (target["simulated"][()] - measured) / NOISE
         assert np.sqrt(np.mean(residual ** 2)) == pytest.approx(result.target_rms["0: a.x"])
+    html = write_report(tmp_path / "fitted.h5").read_text()
+    assert "Fitted to measured data" in html and "<code>a.k</code>" in html
+    assert "Measured values not stored" in html
+
+
+def test_measured_values_stored_in_full_are_drawn_against_the_simulation(tmp_path):
+    path = synthetic_patient(tmp_path)
+    path.write_text(path.read_text().replace("interpolation: linear}",
+                                             "interpolation: linear, store: full}"))
+    fit_scenario(path, tmp_path / "fitted.h5", plot=False)
+    with h5py.File(tmp_path / "fitted.h5") as f:
+        measured = np.loadtxt(tmp_path / "clinic.csv", delimiter=",", skiprows=1)[:, 1] / 1000
+        np.testing.assert_allclose(f["fit/targets/0/measured"][()], measured, rtol=1e-15)
+        assert "measured/clinic/x" in f
+    assert "Measured values not stored" not in write_report(tmp_path / "fitted.h5").read_text()
 
 
 def test_the_summary_leaves_no_time_series_and_no_measured_value(tmp_path):
