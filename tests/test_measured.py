@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import fmu_kit as kit
@@ -14,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+from cosim import cli
 from cosim.errors import ScenarioError
 from cosim.running.pipeline import run_scenario
 from cosim.scenario.criteria import Criterion, evaluate
@@ -211,3 +215,28 @@ def test_recording_data_that_may_not_be_stored_is_refused(tmp_path):
     path = scenario(tmp_path, "{file: trend.csv, store: hash}", record="[trend.pos]")
     key, line, message = one_problem(path)
     assert key == "record.0" and line == 10 and "store: hash forbids" in message
+
+
+def test_ssp_export_refuses_a_measured_source(tmp_path):
+    path = scenario(tmp_path, "{file: trend.csv}")
+    assert cli.main(["export-ssp", str(path), "-o", str(tmp_path / "s.ssp")]) == 1
+    assert not (tmp_path / "s.ssp").exists()
+
+
+@pytest.mark.mpi
+def test_a_source_feeds_an_instance_on_another_rank(tmp_path):
+    """Two ranks, the source on one and the oscillator on the other: the values cross the
+    ranks as any output does, the results equal the single process's."""
+    path = scenario(tmp_path, "{file: trend.csv, interpolation: linear}",
+                    "parallel: {balance: declared}\n")
+    _, single = fed(path, tmp_path)
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run([str(bin_dir / "mpiexec"), "-n", "2", sys.executable, "-m",
+                           "cosim.cli", "run", str(path), "-o", str(tmp_path / "two.h5"),
+                           "--no-plot"], capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, PATH=f"{bin_dir}{os.pathsep}"
+                                                    f"{os.environ.get('PATH', '')}"))
+    assert done.returncode == 0, done.stderr
+    with h5py.File(tmp_path / "two.h5") as f:
+        assert json.loads(f.attrs["partition"]) in ({"trend": 0, "a": 1}, {"trend": 1, "a": 0})
+        np.testing.assert_array_equal(f["instances/a/x_other"][()], single)
