@@ -240,3 +240,13 @@ def test_a_source_feeds_an_instance_on_another_rank(tmp_path):
     with h5py.File(tmp_path / "two.h5") as f:
         assert json.loads(f.attrs["partition"]) in ({"trend": 0, "a": 1}, {"trend": 1, "a": 0})
         np.testing.assert_array_equal(f["instances/a/x_other"][()], single)
+
+
+def test_the_patient_is_a_pseudonym(tmp_path):
+    path = scenario(tmp_path, "{file: trend.csv}", "patient: {id: Jane Doe}\n")
+    key, line, message = one_problem(path)
+    assert key == "patient.id" and line == 11 and "pseudonym" in message
+    path.write_text(path.read_text().replace("Jane Doe", "P-0042"))
+    run_scenario(path, tmp_path / "out.h5", plot=False)
+    with h5py.File(tmp_path / "out.h5") as f:
+        assert f.attrs["patient"] == "P-0042"
