@@ -135,6 +135,28 @@ def _parser() -> _Parser:
                           help="folder for the scenario and FMUs (default <ssp name>/)")
     imported.add_argument("--step", type=positive_float, default=None, metavar="S",
                           help="communication step in seconds, if the SSP gives none")
+    fit = command("fit", "fit a twin's parameters to measured data; write and run the "
+                  "personalised scenario",
+                  "Estimate the parameters of the scenario's fit section from its measured "
+                  "targets (every model evaluation a cohort member: under mpiexec over the "
+                  "ranks, the same result at any rank count), write the personalised scenario "
+                  "beside it and run it into a results file holding the fit (docs/twins.md).")
+    fit.add_argument("scenario", type=Path, help="a scenario with a fit: section")
+    fit.add_argument("-o", "--output", type=Path,
+                     help="results file (default results/<name>.personalised.h5)")
+    fit.add_argument("--personalised", type=Path, default=None, metavar="FILE",
+                     help="personalised scenario (default <scenario>.personalised.yaml beside "
+                          "it: its relative paths stay valid)")
+    fit.add_argument("--no-plot", action="store_true", help="no PNG and HTML report")
+    summary = command("summary", "write a results file's summary: verdicts, figures, fitted "
+                      "parameters, no time series",
+                      "What may leave the site where patient data live: the verdict and "
+                      "criteria figures, a cohort's summary, the fitted parameters with their "
+                      "uncertainty, the patient's pseudonym and the data files' hashes; no time "
+                      "series, no measured values (docs/twins.md, 'Privacy').")
+    summary.add_argument("results", type=Path, help="a results file")
+    summary.add_argument("-o", "--output", type=Path,
+                         help="JSON file (default <results>.summary.json)")
     build = command("build-fmus", "build the model library in fmus/ into FMUs (only what "
                     "changed)", "Build the library's FMUs into build/fmus (the C editions, "
                     "and the C models as FMI 3.0 FMUs into build/fmus/fmi3; with --python "
@@ -217,6 +239,30 @@ def _report(args) -> int:
     return EXIT_OK
 
 
+def _fit(args) -> int:
+    from cosim.launcher import rank_and_size
+    from cosim.twins.personalise import fit_scenario
+
+    done = fit_scenario(args.scenario, args.output, personalised=args.personalised,
+                        plot=not args.no_plot)
+    if rank_and_size()[0] == 0:
+        print(done.result.text())
+        print(f"personalised scenario: {done.personalised}")
+        print(done.report.text())
+    return EXIT_OK if done.report is None or done.report.passed is not False \
+        else EXIT_VERDICT_FAIL
+
+
+def _summary(args) -> int:
+    from cosim.twins.privacy import write_summary
+
+    if not args.results.is_file():
+        raise CosimError(f"{args.results}: no such results file")
+    output = args.output or args.results.with_suffix(".summary.json")
+    print(f"summary: {write_summary(args.results, output)}")
+    return EXIT_OK
+
+
 def _export_ssp(args) -> int:
     from cosim.scenario.ssp import export_ssp
 
@@ -241,7 +287,8 @@ def _build(args) -> int:
 
 
 COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build,
-            "report": _report, "export-ssp": _export_ssp, "import-ssp": _import_ssp}
+            "report": _report, "export-ssp": _export_ssp, "import-ssp": _import_ssp,
+            "fit": _fit, "summary": _summary}
 
 if __name__ == "__main__":
     sys.exit(main())

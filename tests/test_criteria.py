@@ -52,7 +52,9 @@ def test_each_measure(measure, signal, extra, expected):
 
 def test_every_measure_is_tested():
     assert set(MEASURES) == {"min", "max", "mean", "initial", "final", "increase", "rate",
-                             "ratio", "response_ratio", "longest_gap", "first_time"}
+                             "ratio", "response_ratio", "longest_gap", "first_time",
+                             # against measured data: tests/test_measured.py
+                             "rmse", "max_deviation", "timing"}
 
 
 def test_window_limits_the_samples():

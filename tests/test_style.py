@@ -87,7 +87,7 @@ def test_only_the_coupling_graph_sees_its_networkx_graph():
 
 
 FLOORS = ["errors", "launcher", "fmi", "library", "coupling", "master", "scenario", "results",
-          "running"]  # bottom up; above them: cli, describe (and the package itself)
+          "running", "twins"]  # bottom up; above them: cli, describe (and the package itself)
 
 
 def floor(module: str) -> int:

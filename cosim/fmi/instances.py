@@ -7,7 +7,8 @@ factory ``System`` calls (an ``InstanceFactory``: another can be handed to an ``
 
 ``new_instance(fmu, name, interface, solver)``: FMI 2.0 co-simulation → ``cosim.fmi.fmu.Instance``;
 FMI 3.0 co-simulation → ``cosim.fmi.fmi3.Instance3``; model exchange (FMI 2 or 3) →
-``cosim.fmi.model_exchange.ModelExchange`` (integrated by ``solver``). All have the methods of
+``cosim.fmi.model_exchange.ModelExchange`` (integrated by ``solver``); a measured source (no
+FMU: time series from a file) → ``cosim.fmi.measured.MeasuredSource``. All have the methods of
 ``cosim.fmi.fmu.Instance``. Scheduled execution is not run (``CouplingGraph.add_instance`` refuses
 it; ``docs/fmi.md`` says why).
 ``cosim.fmi.isolation.make_instance`` calls it (directly, or in a child process).
@@ -28,6 +29,7 @@ from cosim.fmi.fmu import (
     Instance,
     MessageLog,
 )
+from cosim.fmi.measured import MEASURED, MeasuredSource
 
 
 class InstanceLike(Protocol):
@@ -79,7 +81,7 @@ InstanceFactory = Callable[..., InstanceLike]
 def default_interface(fmu: FMU) -> str:
     """The interface an instance runs when the scenario does not choose: co-simulation if
     the FMU has it, else model exchange, else scheduled execution."""
-    for kind in (CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION):
+    for kind in (CO_SIMULATION, MODEL_EXCHANGE, SCHEDULED_EXECUTION, MEASURED):
         if kind in fmu.interfaces:
             return kind
     raise ValueError(f"{fmu.path} declares no interface")
@@ -89,6 +91,8 @@ def new_instance(fmu: FMU, name: str, interface: str | None = None, solver: Any 
                  ) -> Any:
     """An instance of ``fmu`` in this process, running ``interface`` (None: the default)."""
     interface = interface or default_interface(fmu)
+    if interface == MEASURED:
+        return MeasuredSource(fmu, name)
     if interface == MODEL_EXCHANGE:
         from cosim.fmi.model_exchange import ModelExchange
 

@@ -65,6 +65,7 @@ from cosim.fmi.isolation_child import (
     STEP,
     STEP_ARGS,
 )
+from cosim.fmi.measured import MEASURED
 
 MODES = ("none", "process")
 DEFAULT_TIMEOUT = 60.0  # seconds one FMI call into a child process may take
@@ -107,8 +108,9 @@ def make_instance(fmu: FMU, name: str, isolation: Isolation | None = None,
                   interface: str | None = None, solver: Any = None
                   ) -> Instance | ProcessInstance:
     """The instance factory: in this process, or in a child process; ``interface`` and
-    ``solver``: how it runs (``cosim.fmi.instances.new_instance``)."""
-    if isolation is not None and isolation.process:
+    ``solver``: how it runs (``cosim.fmi.instances.new_instance``). A measured source (no
+    binary) always runs here."""
+    if isolation is not None and isolation.process and MEASURED not in fmu.interfaces:
         return ProcessInstance(fmu, name, isolation, interface, solver)
     return new_instance(fmu, name, interface, solver)
 

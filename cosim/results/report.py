@@ -67,6 +67,7 @@ def report_html(res: Results, evidence: Path, name: str) -> str:
         _model(attrs, scenario),
         _evidence(attrs, evidence),
         _cohort(res, scenario) if res.members else _run(res, scenario),
+        *([_fit(res.file["fit"])] if "fit" in res.file else []),
         _provenance(attrs),
     ]
     body = "\n".join(f"<section>{s}</section>" for s in sections)
@@ -220,10 +221,50 @@ def _cohort(res: Results, scenario: dict) -> str:
     return "".join(parts)
 
 
+def _fit(group) -> str:
+    """What ``cosim fit`` found (``cosim.twins``): the parameters with their uncertainty, each
+    target's residuals, and the simulated against the measured signal where the data may be
+    stored (``store: full``; otherwise the simulated one alone)."""
+    import matplotlib.pyplot as plt
+
+    found = json.loads(group.attrs["summary"])
+    rows = "".join(f"<tr><td><code>{_e(n)}</code></td><td>{p['value']:.6g}</td>"
+                   f"<td>{p['sd']:.3g}</td><td>{p['low95']:.6g} … {p['high95']:.6g}</td></tr>"
+                   for n, p in found["parameters"].items())
+    parts = [f"<h2>5b Fitted to measured data</h2><p>{_e(found['method'])}: "
+             f"{_e(found['message'])} {found['members']} model runs in {found['batches']} "
+             f"cohorts, {found['seconds']:.1f} s; uncertainty from the Jacobian, "
+             f"{'noise as stated' if found['noise_known'] else 'noise from the residuals'}."
+             f"</p><table><tr><th>parameter</th><th>value</th><th>sd</th><th>95 %</th></tr>"
+             f"{rows}</table>"]
+    for key in sorted(group.get("targets", {}), key=int):
+        target = group["targets"][key]
+        name, rms = target.attrs["name"], float(target.attrs["rms"])
+        parts.append(f"<h3>{_e(name)}</h3><p>rms residual {rms:.3g} σ</p>")
+        if "simulated" in target:
+            fig, ax = plt.subplots(figsize=(8, 2.6))
+            ax.plot(target["time"][()], target["simulated"][()], label="simulated")
+            if "measured" in target:
+                ax.plot(target["time"][()], target["measured"][()], ".", ms=3, label="measured")
+            else:
+                parts.append("<p class=\"note\">Measured values not stored (the data's store "
+                             "is hash or none): the simulated signal alone.</p>")
+            ax.set_xlabel("time [s]")
+            ax.set_ylabel(str(target.attrs["signal"]))
+            ax.legend(loc="upper right")
+            fig.tight_layout()
+            parts.append(f"<figure>{_svg(fig)}</figure>")
+        else:
+            parts.append(f"<p>figure {_e(target.attrs['measure'])}: simulated "
+                         f"{float(target.attrs['figure']):.4g}, measured "
+                         f"{float(target.attrs['value']):.4g}</p>")
+    return "".join(parts)
+
+
 def _provenance(attrs: dict) -> str:
     keys = ("created", "status", "cosim_version", "cosim_commit", "cosim_modified", "host",
             "command_line", "scenario_file", "scenario_sha256", "cohort_table", "mpi_ranks",
-            "run_seconds", "format_version")
+            "run_seconds", "format_version", "patient", "measured_data")
     rows = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(_text(attrs[k]))}</code></td></tr>"
                    for k in keys if k in attrs)
     versions = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"

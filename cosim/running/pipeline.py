@@ -27,6 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from cosim.fmi.measured import store_measured
 from cosim.master.journal import Journal
 from cosim.results.output import claim, commit, kept_note, parts_folder
 from cosim.results.recorder import COMPLETED, open_for_writing, write_status, writing
@@ -205,6 +206,7 @@ def conclude(main: h5py.File, prepared: Prepared, results: Path) -> Report:
     """After a run that completed: its verdict (each cohort member's not judged yet, and the
     cohort's summary) and its status, into the results file ``main``; the report."""
     scenario, cohort = prepared.scenario, prepared.cohort
+    store_measured(main, scenario.measured)  # only the data whose store is full
     if cohort is None:
         outcomes = judge(main, scenario)
         write_status(main, None)

@@ -57,6 +57,17 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
+def measured_provenance(table) -> dict[str, Any]:
+    """What a results file says of a measured data file (``cosim.fmi.measured.Table``), by its
+    ``store``: ``full`` and ``hash``: its SHA-256, columns and units, samples (``full`` also
+    copies the data: ``cosim.fmi.measured.store_measured``); ``none``: only that there was one.
+    Never the file's path or name (they may name the patient)."""
+    if table.store == "none":
+        return {"store": "none"}
+    return {"store": table.store, "sha256": table.sha256, "samples": len(table.time),
+            "columns": dict(table.units), "interpolation": table.interpolation}
+
+
 def run_provenance(scenario) -> dict[str, Any]:
     """Root attributes naming the software, machine, command and inputs of a run."""
     commit, modified = source_commit()
@@ -69,6 +80,12 @@ def run_provenance(scenario) -> dict[str, Any]:
         "scenario_file": str(Path(scenario.file).resolve()) if scenario.file else "none",
         "scenario_sha256": scenario.sha256,
     }
+    if getattr(scenario, "patient", ""):
+        info["patient"] = scenario.patient
+    measured = getattr(scenario, "measured", {})
+    if measured:
+        info["measured_data"] = {name: measured_provenance(table)
+                                 for name, table in measured.items()}
     cohort = scenario.cohort
     if isinstance(cohort, dict) and cohort.get("method") == "table" and scenario.file:
         table = (Path(scenario.file).parent / str(cohort.get("table"))).resolve()

@@ -263,7 +263,15 @@ def judge(group: h5py.Group, scenario: Scenario) -> list[Outcome]:
         for signal in criterion.signals():
             instance, _, variable = signal.partition(".")
             values[signal] = group["instances"][instance][variable][()]
-    outcomes = [evaluate(c, times, values) for c in scenario.criteria]
+    references = {}  # measured columns: from the data, whatever the results keep of them
+    for criterion in scenario.criteria:
+        if criterion.reference:
+            source, _, column = criterion.reference.partition(".")
+            table = scenario.measured[source]
+            instance, _, variable = criterion.signal.partition(".")
+            unit = group["instances"][instance][variable].attrs.get("units", "")
+            references[criterion.reference] = (table.time, table.column_in(column, unit))
+    outcomes = [evaluate(c, times, values, references) for c in scenario.criteria]
     write_verdict(group, outcomes)
     return outcomes
 

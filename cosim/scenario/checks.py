@@ -10,8 +10,9 @@ Every problem carries the scenario line that caused it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cosim.coupling.graph import CouplingGraph, parse_port, value_problem
 from cosim.errors import Problem, Source
@@ -140,6 +141,36 @@ def expand_record(scenario: Scenario, graph: CouplingGraph, problems: list[Probl
                 if v not in record[name]:
                     record[name].append(v)
     return record
+
+
+def check_measured_record(scenario: Scenario, record: dict[str, list[str]],
+                          problems: list[Problem]) -> None:
+    """A measured source's columns are recorded only when its data may be stored in full
+    (``store: full``): a pattern naming one otherwise is refused, ``*`` leaves it out."""
+    for name, table in scenario.measured.items():
+        if table.store == "full":
+            continue
+        for pattern, source in scenario.record_patterns:
+            if parse_port(pattern)[0] == name and record.get(name):
+                problems.append(source.problem(
+                    f"'{pattern}' would copy the measured data of '{name}' into the results, "
+                    f"which its store: {table.store} forbids",
+                    f"set measured.{name}.store: full to keep the data, or record the "
+                    "instances it feeds"))
+        record[name] = []
+
+
+def check_reference(reference: str, source: Source, measured: Mapping[str, Any],
+                    problems: list[Problem]) -> None:
+    """A criterion's reference is a column of a measured source."""
+    name, _, column = reference.partition(".")
+    if name not in measured:
+        problems.append(source.problem(
+            f"'{name}' is not a measured source",
+            f"measured sources: {', '.join(measured) or 'none (add a measured: section)'}"))
+    elif column not in measured[name].columns:
+        problems.append(source.problem(f"the measured source '{name}' has no column '{column}'",
+                                       f"its columns: {', '.join(measured[name].columns)}"))
 
 
 def require_signal(signal: str, source: Source, graph: CouplingGraph,

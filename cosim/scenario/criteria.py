@@ -48,10 +48,16 @@ MEASURES = {
                       "signal (e.g. beats) within `within` seconds: the capture ratio",
     "longest_gap": "longest time in seconds between two increments of a counter",
     "first_time": "first time in seconds the signal satisfies `when` (e.g. '> 0.5')",
+    "rmse": "root mean square of signal minus `reference` (a measured column) at the measured "
+            "samples",
+    "max_deviation": "largest |signal - `reference`| at the measured samples",
+    "timing": "shift in seconds of signal against `reference` that fits best (within "
+              "`within`; > 0: the simulation lags)",
 }
+COMPARISONS = ("rmse", "max_deviation", "timing")  # measures against a measured reference
 _CONDITION = re.compile(r"^\s*(<=|>=|<|>|==|!=)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "signal", "measure", "window", "min", "max", "per", "when", "within",
-         "description"}
+         "reference", "description"}
 
 Report = Callable[[tuple, str, str], None]
 
@@ -68,6 +74,7 @@ class Criterion:
     when: str | None = None
     within: float = 0.1
     description: str = ""
+    reference: str | None = None  # a measured source's column (cosim.fmi.measured): rmse, …
 
     def signals(self) -> list[str]:
         return [self.signal] + ([self.per] if self.per else [])
@@ -194,6 +201,12 @@ def parse_criteria(items: Any, report: Report) -> list[Criterion]:
             report((i, "within"), f"within must be a positive number of seconds, got {within!r}",
                    "e.g. within: 0.1")
             within = 0.1
+        reference = item.get("reference")
+        if measure in COMPARISONS and (not isinstance(reference, str) or "." not in reference):
+            report((i, "reference"), f"{measure} needs 'reference: source.column' (a column "
+                   "of the scenario's measured section)", "e.g. reference: bp.P_ao")
+        if measure == "timing" and "within" not in item:
+            within = 1.0
         when = item.get("when")
         if measure == "first_time" and (not isinstance(when, str) or not _CONDITION.match(when)):
             report((i, "when"), f"first_time needs a condition like '> 0.5', got {when!r}", "")
@@ -202,13 +215,15 @@ def parse_criteria(items: Any, report: Report) -> list[Criterion]:
                                   per=per if measure in ("ratio", "response_ratio") else None,
                                   within=float(within),
                                   when=when if measure == "first_time" else None,
-                                  description=str(item.get("description", ""))))
+                                  description=str(item.get("description", "")),
+                                  reference=reference if measure in COMPARISONS else None))
     return criteria
 
 
-def evaluate(criterion: Criterion, time: np.ndarray, values: Mapping[str, np.ndarray]
-             ) -> Outcome:
-    """Evaluate one criterion on recorded signals (``values[name]`` aligned with ``time``).
+def evaluate(criterion: Criterion, time: np.ndarray, values: Mapping[str, np.ndarray],
+             references: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Outcome:
+    """Evaluate one criterion on recorded signals (``values[name]`` aligned with ``time``);
+    ``references[criterion.reference]``: the measured (times, values) it is compared with.
 
     Never raises on data: a criterion that cannot be evaluated gives an outcome with a reason.
     """
@@ -228,7 +243,10 @@ def evaluate(criterion: Criterion, time: np.ndarray, values: Mapping[str, np.nda
                                                 if len(time) else " (nothing was recorded)"))
     else:
         try:
-            value = _measure(criterion, t, y, per)
+            if criterion.reference:
+                value = _compare_measured(criterion, t, y, *references[criterion.reference])
+            else:
+                value = _measure(criterion, t, y, per)
         except NotEvaluable as why:
             reason = str(why)
         except Exception as error:  # noqa: BLE001 - a verdict never ends in a traceback
@@ -239,7 +257,7 @@ def evaluate(criterion: Criterion, time: np.ndarray, values: Mapping[str, np.nda
     high = math.inf if criterion.max is None else criterion.max
     passed = not reason and bool(low <= value <= high)
     broke_at = math.nan
-    if not passed and not reason:
+    if not passed and not reason and not criterion.reference:
         broke_at = _broke_at(criterion, t, y, per, low, high)
     return Outcome(name=criterion.name, signal=criterion.signal, measure=criterion.measure,
                    value=float(value), min=math.nan if criterion.min is None else criterion.min,
@@ -289,6 +307,26 @@ def _measure(c: Criterion, t: np.ndarray, y: np.ndarray, per: np.ndarray | None)
         hits = np.flatnonzero(_compare(y, op, float(threshold)))
         return float(t[hits[0]]) if len(hits) else math.inf
     raise ValueError(m)
+
+
+def _compare_measured(c: Criterion, t: np.ndarray, y: np.ndarray, measured_t: np.ndarray,
+                      measured: np.ndarray) -> float:
+    """A simulated signal (``t``, ``y``: recorded) against measured samples: at the measured
+    times inside the window, the simulation interpolated linearly between its points."""
+    inside = (measured_t >= t[0] - 1e-12) & (measured_t <= t[-1] + 1e-12)
+    mt, my = measured_t[inside], measured[inside]
+    if not len(mt):
+        raise NotEvaluable(f"{c.reference} has no sample in the window")
+    if c.measure == "rmse":
+        return float(np.sqrt(np.mean((np.interp(mt, t, y) - my) ** 2)))
+    if c.measure == "max_deviation":
+        return float(np.max(np.abs(np.interp(mt, t, y) - my)))
+    step = float(np.min(np.diff(t))) if len(t) > 1 else c.within
+    reach = math.floor(c.within / step + 1e-9)
+    lags = np.arange(-reach, reach + 1) * step
+    lags = lags[np.argsort(np.abs(lags), kind="stable")]  # of equal fits, the smallest shift
+    errors = [np.mean((np.interp(mt + lag, t, y) - my) ** 2) for lag in lags]
+    return float(lags[int(np.argmin(errors))])
 
 
 def _rate(t: np.ndarray, y: np.ndarray) -> float:

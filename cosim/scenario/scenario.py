@@ -25,6 +25,7 @@ from cosim.coupling.graph import SCALES, CouplingGraph, parse_port
 from cosim.errors import CosimError, FMUError, Problem, Problems, ScenarioError, Source, line_of
 from cosim.fmi.fmu_file import INTERFACES
 from cosim.fmi.isolation import MODES, Isolation
+from cosim.fmi.measured import Table, read_measured, source_fmu
 from cosim.fmi.model_exchange import METHODS, Solver
 from cosim.master.description import (
     CALL_TIMEOUT,
@@ -60,6 +61,9 @@ SECTIONS = {
     "isolation": "where FMUs run: none (in cosim's process) or process (a child process each)",
     "checkpoint": "save the run's state every so many seconds of simulated time",
     "credibility": "question of interest, context of use, model influence, decision consequence",
+    "measured": "time series from CSV or HDF5 files, as source instances",
+    "patient": "a pseudonymous patient identifier (no name, no record number)",
+    "fit": "parameters to estimate from measured data (cosim fit)",
 }
 _ARROW = re.compile(r"^\s*(\S+)\s*->\s*(\S+)\s*$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -103,6 +107,9 @@ class Scenario:
     transforms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (output,
     # input) -> factor, offset, convert_units of a connection written as a mapping
     sha256: str = ""  # of the text (a file's bytes: read as they are, no newline changes)
+    measured: dict[str, Table] = field(default_factory=dict)  # source name -> its data
+    patient: str = ""  # pseudonymous identifier
+    fit: dict[str, Any] | None = None  # the fit section, checked by cosim.twins.fit
 
     def source(self, *path) -> Source:
         return Source(str(self.file) if self.file else None, line_of(self.lines, path),
@@ -209,6 +216,15 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     parallel = _check_parallel(data.get("parallel"), check)
     checkpoint_every = _check_checkpoint(data.get("checkpoint"), check)
     check_credibility(data.get("credibility"), check.report)
+    measured = read_measured(data.get("measured"), base, check.within("measured"),
+                             (settings.start, settings.stop) if simulation else None)
+    for name in set(measured) & set(instances):
+        check.report(("measured", name), f"'{name}' is also an instance",
+                     "give measured sources and instances different names")
+    patient = _check_patient(data.get("patient"), check)
+    fit = data.get("fit")
+    if fit is not None and not isinstance(fit, Mapping):
+        check.report(("fit",), "fit is a mapping", "parameters:, targets:, optimiser:")
     check.raise_any()
     start, stop, step, algorithm, call_timeout = simulation
     settings = Settings(start, stop, step, algorithm, record_interval=record_interval,
@@ -220,8 +236,24 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
                     transforms=transforms,
                     events=events, criteria=criteria,
                     cohort=cohort, plot=plot, parallel=parallel, lines=lines,
-                    checkpoint_every=checkpoint_every,
+                    checkpoint_every=checkpoint_every, measured=measured, patient=patient,
+                    fit=fit,
                     sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def _check_patient(section: Any, check: _Checker) -> str:
+    """``patient: {id: P-0042}``: a pseudonym, checked to look like one (no spaces, short)."""
+    if section is None:
+        return ""
+    ident = section.get("id") if isinstance(section, Mapping) else None
+    if isinstance(section, Mapping):
+        check.keys(section, ("patient",), {"id"})
+    if not isinstance(ident, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", ident):
+        check.report(("patient", "id"), f"a patient id is a pseudonym of up to 32 letters, "
+                     f"digits, - and _, got {ident!r}",
+                     "use a study code such as P-0042, never a name or a record number")
+        return ""
+    return ident
 
 
 def _check_fmus(section: Any, base: Path, check: _Checker) -> dict[str, FmuSource]:
@@ -595,6 +627,8 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
             for p in error.problems:
                 problems.append(Problem(p.message, file=spec.source.file, line=spec.source.line,
                                         key=f"fmus.{spec.fmu}", hint=p.hint))
+    for name, table in scenario.measured.items():
+        graph.add_instance(name, source_fmu(table), source=scenario.source("measured", name))
     checks.check_pins(scenario, graph, paths, problems)
     if scenario.checkpoint_every:
         checks.check_checkpoint(scenario, graph, problems)
@@ -606,12 +640,17 @@ def build(scenario: Scenario) -> tuple[CouplingGraph, Settings]:
                       **scenario.transforms.get((output, input_), {}))
     problems.extend(graph.check())
     record = checks.expand_record(scenario, graph, problems)
+    checks.check_measured_record(scenario, record, problems)
     for event, source in scenario.events:
         checks.check_event(event, source, graph, problems)
     for i, criterion in enumerate(scenario.criteria):
         for signal in criterion.signals():
             checks.require_signal(signal, scenario.source("criteria", i, "signal"), graph,
                                   record, problems)
+        if criterion.reference:
+            checks.check_reference(criterion.reference, scenario.source("criteria", i,
+                                                                        "reference"),
+                                   scenario.measured, problems)
     for i, signal in enumerate(scenario.plot):
         checks.require_signal(signal, scenario.source("plot", i), graph, record, problems)
     if scenario.cohort is not None:

@@ -49,6 +49,10 @@ def export_ssp(scenario_file: str | Path, output: str | Path) -> Path:
     from cosim.scenario.scenario import build, load_scenario
 
     scenario = load_scenario(scenario_file)
+    if scenario.measured:
+        raise ScenarioError([scenario.source("measured").problem(
+            "measured sources are cosim's, not FMUs: SSP cannot hold them",
+            "export a copy of the scenario without its measured section")])
     graph, settings = build(scenario)
     output = Path(output)
     sources: dict[str, str] = {}  # FMU path -> resource name

@@ -1,0 +1,2 @@
+"""Patient-specific twins: fits to measured data (fit, personalise), therapy comparison,
+privacy (docs/twins.md)."""
