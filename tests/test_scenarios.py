@@ -145,12 +145,13 @@ def test_action_potential_in_the_closed_loop_is_human(tmp_path):
     assert apd[120] < apd[60] - 10.0
 
 
-@pytest.mark.parametrize(("step", "interval"), [(0.0005, 1000.0), (0.0007, 1000.3)])
-def test_pacing_intervals_are_rounded_up_to_whole_steps(tmp_path, step, interval):
-    """docs/scenario-format.md, `simulation.step`: the generator's timing is resolved to the
-    communication step, and each interval restarts from the step its pace fell in, so a step
-    that does not divide the lower-rate interval (1000 ms) lengthens every interval by the
-    same amount: at 0.7 ms every one is 1000.3 ms (59.98 /min), at 0.5 ms exactly 1000 ms."""
+@pytest.mark.parametrize("step", [0.0005, 0.0007, 0.0035])
+def test_pacing_intervals_are_exact_whatever_the_step(tmp_path, step):
+    """docs/scenario-format.md, events: the generator announces its next pace
+    (``next_event_time``) and the master ends a step there, so every pace falls on its time
+    and every interval is 1000 ms also at steps that do not divide it (before: 1000.3 ms at a
+    0.7 ms step, rounded up to whole steps)."""
+    interval = 1000.0
     scenario = tmp_path / "pacing.yaml"
     scenario.write_text(f"""\
 version: 1
@@ -166,6 +167,7 @@ record: [pacemaker.V_pace_v, pacemaker.last_vv_interval, pacemaker.pacing_rate]
         pacing = res["pacemaker.V_pace_v"] > 0
         starts = res.time[1:][pacing[1:] & ~pacing[:-1]]
         assert len(starts) == 3
+        np.testing.assert_allclose(starts, [1.0, 2.0, 3.0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(np.diff(starts) * 1000, interval, rtol=0, atol=1e-6)
         assert res["pacemaker.last_vv_interval"][-1] == pytest.approx(interval, abs=1e-6)
         assert res["pacemaker.pacing_rate"][-1] == pytest.approx(60000 / interval)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cosim.coupling.event_times import EVENT_OUTPUT, announces_events
 from cosim.coupling.graph import CouplingGraph
 from cosim.fmi.fmu import FLOAT64_TYPES
 from cosim.fmi.instances import InstanceFactory, InstanceLike
@@ -37,6 +38,8 @@ class Layout:
     size: int
     shapes: dict[str, dict[str, tuple[int, ...]]]  # instance -> variable -> shape (() scalar)
     offsets: dict[str, dict[str, int]]  # instance -> variable -> first slot
+    # instance -> slot of its announced next event time (cosim.event_times), for those that do
+    event_slots: dict[str, int]
 
     def index(self, instance: str, variable: str) -> int:
         """The slot of a scalar variable (of an array's first element, row-major)."""
@@ -50,11 +53,14 @@ class Layout:
 
 
 def make_layout(graph: CouplingGraph, recorded: Mapping[str, Iterable[str]]) -> Layout:
-    """Read connected outputs and recorded variables, Float64 ones first, in a fixed order;
-    an array takes one slot per element."""
+    """Read connected outputs, recorded variables and announced event times, Float64 ones
+    first, in a fixed order; an array takes one slot per element."""
     needed: dict[str, set[str]] = {name: set(recorded.get(name, ())) for name in graph.instances}
     for c in graph.connections():
         needed[c.source].add(c.output)
+    announcing = [name for name in graph.instances if announces_events(graph.fmu(name))]
+    for name in announcing:
+        needed[name].add(EVENT_OUTPUT)
     variables, slices, shapes, offsets, offset = {}, {}, {}, {}, 0
     for name in graph.instances:
         fmu = graph.fmu(name)
@@ -68,7 +74,8 @@ def make_layout(graph: CouplingGraph, recorded: Mapping[str, Iterable[str]]) -> 
             offsets[name][v] = offset
             offset += int(np.prod(shapes[name][v], dtype=np.int64))
         slices[name] = slice(start, offset)
-    return Layout(tuple(graph.instances), variables, slices, offset, shapes, offsets)
+    return Layout(tuple(graph.instances), variables, slices, offset, shapes, offsets,
+                  {name: offsets[name][EVENT_OUTPUT] for name in announcing})
 
 
 @dataclass

@@ -121,6 +121,12 @@ class Exchange:
                     key = (stage, src, dst)
                     crossing.setdefault(key, set()).update(
                         system.layout.indices(c.source, c.output))  # every element of an array
+        for name, slot in system.layout.event_slots.items():  # every rank steps to the same
+            src = owner[name]  # announced events (cosim.event_times)
+            for dst in set(owner.values()) - {src}:
+                for stage, names in enumerate(members):
+                    if name in names:
+                        crossing.setdefault((stage, src, dst), set()).add(slot)
         self.sends: list[list] = [[] for _ in stages]
         self.recvs: list[list] = [[] for _ in stages]
         for (stage, src, dst), indices in sorted(crossing.items()):
