@@ -38,7 +38,7 @@ class Layout:
     size: int
     shapes: dict[str, dict[str, tuple[int, ...]]]  # instance -> variable -> shape (() scalar)
     offsets: dict[str, dict[str, int]]  # instance -> variable -> first slot
-    # instance -> slot of its announced next event time (cosim.event_times), for those that do
+    # instance -> slot of its announced next event time (cosim.coupling.event_times), for those that do
     event_slots: dict[str, int]
 
     def index(self, instance: str, variable: str) -> int:

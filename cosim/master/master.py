@@ -325,7 +325,7 @@ class FixedStepMaster:
 
     def advance(self, time: float, until: float) -> float:
         """One step from ``time`` (a communication point) to the next: the next point of the
-        grid, or an event an FMU announced before it (``cosim.event_times``: the step ends
+        grid, or an event an FMU announced before it (``cosim.coupling.event_times``: the step ends
         there, and the next one goes on to the grid). The fixed step goes past ``until`` if it
         must (scenario events and the stop time fall on the grid: ``landing``)."""
         h = self.step_size

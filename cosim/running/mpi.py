@@ -122,7 +122,7 @@ class Exchange:
                     crossing.setdefault(key, set()).update(
                         system.layout.indices(c.source, c.output))  # every element of an array
         for name, slot in system.layout.event_slots.items():  # every rank steps to the same
-            src = owner[name]  # announced events (cosim.event_times)
+            src = owner[name]  # announced events (cosim.coupling.event_times)
             for dst in set(owner.values()) - {src}:
                 for stage, names in enumerate(members):
                     if name in names:
