@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from cosim.describe import check_text
 from cosim.results.reader import open_results
@@ -91,6 +92,35 @@ def test_ddd_with_a_sinus_atrium_tracks_p_waves_and_paces_a_slow_atrium(tmp_path
     for at in time[np.flatnonzero(np.diff(paces) > 0) + 1]:  # every pace captures the atrium
         after = (time > at - 1e-9) & (time <= at + 0.1)
         assert beats[after][-1] > beats[time < at][-1]
+
+
+def test_the_adaptive_flagship_is_the_flagship_with_adaptive_coupling(tmp_path):
+    """scenarios/vvi_complete_av_block_adaptive.yaml: the flagship's models, connections,
+    record and criteria, only its name and simulation differ; over 6 s it paces at exactly the
+    times of the flagship at its fixed 1 ms step, activates the myocyte within 0.5 ms of them
+    (docs/scenario-format.md, adaptive: the tolerances), in under a third of the steps."""
+    flagship, adaptive = (yaml.safe_load((SCENARIOS / name).read_text()) for name in (
+        "vvi_complete_av_block.yaml", "vvi_complete_av_block_adaptive.yaml"))
+    assert {k: v for k, v in adaptive.items() if k not in ("name", "simulation")} == \
+        {k: v for k, v in flagship.items() if k not in ("name", "simulation")}
+    assert {k: v for k, v in adaptive["simulation"].items() if k not in ("stop", "adaptive")} \
+        == {k: v for k, v in flagship["simulation"].items() if k != "stop"}
+    runs = {}
+    for name, data in (("fixed", flagship), ("adaptive", adaptive)):
+        data["simulation"]["stop"] = 6.0
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        with open_results(run_scenario(path, tmp_path / f"{name}.h5", plot=False).results) as res:
+            t, v = res.time, np.asarray(res["myocyte.V"])
+            up = np.flatnonzero((v[1:] > -40.0) & (v[:-1] <= -40.0))
+            runs[name] = (t[1:][np.diff(res["pacemaker.vp_count"]) > 0],
+                          t[up] + (t[up + 1] - t[up]) * (-40.0 - v[up]) / (v[up + 1] - v[up]),
+                          len(t))
+    (paces, activations, points), (paces_a, activations_a, points_a) = runs.values()
+    assert len(paces) == len(paces_a) == 5
+    np.testing.assert_allclose(paces_a, paces, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(activations_a, activations, rtol=0, atol=0.5e-3)
+    assert points_a < points / 3
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))

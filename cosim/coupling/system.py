@@ -38,7 +38,7 @@ class Layout:
     size: int
     shapes: dict[str, dict[str, tuple[int, ...]]]  # instance -> variable -> shape (() scalar)
     offsets: dict[str, dict[str, int]]  # instance -> variable -> first slot
-    # instance -> slot of its announced next event time (cosim.coupling.event_times), for those that do
+    # instance -> slot of its announced next event time (cosim.coupling.event_times)
     event_slots: dict[str, int]
 
     def index(self, instance: str, variable: str) -> int:
@@ -102,6 +102,9 @@ class System:
         self.instances: dict[str, InstanceLike] = {
             name: factory(graph.fmu(name), name, isolation[name], graph.interface(name),
                           graph.solver(name)) for name in self.local}
+        self._kept_signals: np.ndarray | None = None  # a rollback's (keep, return_to_kept)
+        self._kept_bytes: dict[str, bytes] = {}
+        self._keepers: list[tuple] = []
         self.inputs: dict[str, _Inputs] = {}
         self.gatherers: dict[str, Callable[[], None]] = {}  # name -> its gather, after bind
         by_target: dict[str, list] = {}
@@ -188,6 +191,34 @@ class System:
             calling(name)
             self.instances[name].restore_state(states[name])
         self.signals[:] = signals
+
+    def keep(self) -> bool:
+        """Keep the state of every local instance and the signal array for a rollback
+        (``return_to_kept``): the FMU state kept in place where the instance offers it
+        (``Instance.keep_state``: fmi2GetFMUstate into the same memory each time), else its
+        bytes. True."""
+        if self._kept_signals is None:
+            self._kept_signals = np.empty_like(self.signals)
+            self._keepers = [(name, getattr(instance, "keep_state", None),
+                              getattr(instance, "return_to_kept_state", None))
+                             for name, instance in self.instances.items()]
+        kept = self._kept_bytes
+        for name, keep, _ in self._keepers:
+            if keep is not None:
+                keep()
+            else:
+                kept[name] = self.instances[name].serialize_state()
+        self._kept_signals[:] = self.signals
+        return True
+
+    def return_to_kept(self) -> None:
+        """Every local instance and the signal array back to what ``keep`` kept."""
+        for name, _, back in self._keepers:
+            if back is not None:
+                back()
+            else:
+                self.instances[name].restore_state(self._kept_bytes[name])
+        self.signals[:] = self._kept_signals
 
     def close(self) -> None:
         """Terminate and free every instance, whatever state each is in."""

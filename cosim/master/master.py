@@ -284,7 +284,11 @@ class FixedStepMaster:
         self.call_codes = journal.call_codes(system.layout.instances, system.local)
         self._seconds = dict.fromkeys(system.local, 0.0)
         self._ones = np.ones(len(system.signals))  # signals · 1 is finite iff all signals are
-        self._event_slots = tuple(system.layout.event_slots.values())  # announced events
+        # the events FMUs announce (cosim.event_times), landed on when every FMU can take a
+        # step of any size (canHandleVariableCommunicationStepSize)
+        variable = all(system.graph.fmu(name).can_handle_variable_step
+                       for name in system.layout.instances)
+        self._event_slots = tuple(system.layout.event_slots.values()) if variable else ()
         self._plain: tuple[list[tuple], ...] = ()  # the stages as calls, once bound
         self._timed: tuple[list[tuple], ...] = ()  # the same, each call timed into ``busy``
 
