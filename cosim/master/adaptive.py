@@ -59,7 +59,8 @@ from cosim.master.master import FixedStepMaster, Plan, _no_exchange
 CONTROLLED, LIMITED, EVENT, UNTIL, FIXED, BEFORE_EVENT = 0, 1, 2, 3, 4, 5
 REASONS = ("controlled by the error estimate", "limited by max_step",
            "ends on an event an FMU announced", "ends on a scenario event or the stop time",
-           "fixed step (fallback)", "ends one smallest step before an announced event")
+           "the fixed step (simulation.step)", "ends one smallest step before an announced "
+           "event")
 REJECTED_ERROR, REJECTED_DISCARD = 0, 1
 REJECTIONS = ("error estimate above the tolerance", "an FMU discarded the step")
 GROWTH, SHRINK, SAFETY = 2.0, 0.2, 0.9  # bounds of the step change, and the safety factor
@@ -79,6 +80,7 @@ class MasterLog:
     rejected_sizes: list[float] = field(default_factory=list)
     rejected_kinds: list[int] = field(default_factory=list)
     instance_steps: dict[str, int] = field(default_factory=dict)
+    iterations: list[int] = field(default_factory=list)  # per accepted step (iterative)
     notes: list[str] = field(default_factory=list)
 
     def datasets(self) -> dict[str, np.ndarray]:
@@ -89,7 +91,9 @@ class MasterLog:
                 "reason": np.array(self.reasons, dtype=np.int8),
                 "rejected_time": np.array(self.rejected_times, dtype=float),
                 "rejected_step": np.array(self.rejected_sizes, dtype=float),
-                "rejected_kind": np.array(self.rejected_kinds, dtype=np.int8)}
+                "rejected_kind": np.array(self.rejected_kinds, dtype=np.int8),
+                **({"iterations": np.array(self.iterations, dtype=np.int32)}
+                   if self.iterations else {})}
 
     def attributes(self) -> dict[str, str | int]:
         """Counts, the meaning of the codes, steps per instance and notes (JSON where not a

@@ -43,6 +43,22 @@ class Adaptive:
     orders: Mapping[str, int] = field(default_factory=dict)  # "instance.output" -> order
 
 
+ITERATION_METHODS = ("constant", "aitken", "iqn-ils")  # cosim.master.iteration
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """Iterative coupling (``simulation.iteration``; cosim.master.iteration): every step
+    repeated until each coupling value agrees with the output it produces within ``tolerance``
+    (× max(1, |value|)), the next guess from ``method`` ("constant", "aitken", "iqn-ils"),
+    at most ``max_iterations`` times."""
+
+    method: str = "iqn-ils"
+    tolerance: float = 1e-10
+    max_iterations: int = 50
+    relaxation: float = 0.5  # the constant one, and the first of aitken and iqn-ils
+
+
 @dataclass(frozen=True)
 class Settings:
     """What to run: the time span and step, the algorithm, what to record, timed events."""
@@ -59,6 +75,7 @@ class Settings:
     events: Sequence[Event] = ()
     call_timeout: float = CALL_TIMEOUT  # s an FMI call may take before it counts as a hang
     adaptive: Adaptive | None = None  # None: every step is ``step``
+    iteration: Iteration | None = None  # None: every step once
 
     @property
     def steps(self) -> int:

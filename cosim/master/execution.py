@@ -25,6 +25,7 @@ from cosim.fmi.isolation import make_instance
 from cosim.master import journal
 from cosim.master.adaptive import AdaptiveMaster
 from cosim.master.description import Event, Settings
+from cosim.master.iteration import IterativeMaster
 from cosim.master.master import Master, Plan, make_master, make_plan
 
 ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: cosim.running.mpi.Exchange
@@ -71,6 +72,8 @@ class Execution:
         self.exchange = None if exchange is None else exchange(self.plan, self.system)
         if settings.adaptive is not None and master is make_master:
             master = partial(AdaptiveMaster, control=settings.adaptive)
+        elif settings.iteration is not None and master is make_master:
+            master = partial(IterativeMaster, iteration=settings.iteration)
         self.master: Master = master(
             self.system, self.plan, settings.start, settings.step,
             **({} if self.exchange is None else {"exchange": self.exchange}),

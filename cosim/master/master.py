@@ -328,10 +328,20 @@ class FixedStepMaster:
         self._check_finite(self.start)
 
     def advance(self, time: float, until: float) -> float:
-        """One step from ``time`` (a communication point) to the next: the next point of the
-        grid, or an event an FMU announced before it (``cosim.coupling.event_times``: the step ends
-        there, and the next one goes on to the grid). The fixed step goes past ``until`` if it
-        must (scenario events and the stop time fall on the grid: ``landing``)."""
+        """One step from ``time`` (a communication point) to the next (``_next_point``). The
+        fixed step goes past ``until`` if it must (scenario events and the stop time fall on
+        the grid: ``landing``)."""
+        reached, step, n = self._next_point(time)
+        self._run(self._timed[2] if n % self.time_every == 0 else self._plain[2], time, step)
+        if not math.isfinite(self.system.signals.dot(self._ones)):
+            self._check_finite(reached)
+        return reached
+
+    def _next_point(self, time: float) -> tuple[float, float, int]:
+        """(the next communication point, the step to it, the grid index at or before
+        ``time``): the next point of the grid, or an event an FMU announced before it
+        (``cosim.coupling.event_times``: the step ends there, and the next one goes on to the
+        grid). A step from a grid point to the next is ``step_size`` itself."""
         h = self.step_size
         n = math.floor((time - self.start) / h + 1e-9)  # the grid point at or before ``time``
         reached, step = self.start + (n + 1) * h, h
@@ -339,13 +349,9 @@ class FixedStepMaster:
             event = next_event(self.system.signals, self._event_slots, time)
             if event < reached - 1e-9 * h:
                 reached = event
-        on_grid = time == self.start + n * h
-        if reached != self.start + (n + 1) * h or not on_grid:
+        if reached != self.start + (n + 1) * h or time != self.start + n * h:
             step = reached - time
-        self._run(self._timed[2] if n % self.time_every == 0 else self._plain[2], time, step)
-        if not math.isfinite(self.system.signals.dot(self._ones)):
-            self._check_finite(reached)
-        return reached
+        return reached, step, n
 
     def _phases(self) -> tuple[tuple[tuple[Stage, ...], int], ...]:
         """(stages, exchange index of the first) of the initial, start and step phases."""

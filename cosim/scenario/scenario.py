@@ -29,10 +29,12 @@ from cosim.fmi.measured import Table, read_measured, source_fmu
 from cosim.fmi.model_exchange import METHODS, Solver
 from cosim.master.description import (
     CALL_TIMEOUT,
+    ITERATION_METHODS,
     MAX_STEPS,
     Adaptive,
     Event,
     FmuSource,
+    Iteration,
     Parallel,
     Settings,
     steps_between,
@@ -52,7 +54,7 @@ SECTIONS = {
     "fmus": "FMU files or library models by key",
     "instances": "FMU instances by name",
     "connections": "'a.output -> b.input' lines",
-    "simulation": "start, stop, step, algorithm, adaptive",
+    "simulation": "start, stop, step, algorithm, adaptive, iteration",
     "record": "what to record",
     "events": "timed changes",
     "criteria": "acceptance criteria",
@@ -227,10 +229,10 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     if fit is not None and not isinstance(fit, Mapping):
         check.report(("fit",), "fit is a mapping", "parameters:, targets:, optimiser:")
     check.raise_any()
-    start, stop, step, algorithm, call_timeout, adaptive = simulation
+    start, stop, step, algorithm, call_timeout, adaptive, iteration = simulation
     settings = Settings(start, stop, step, algorithm, record_interval=record_interval,
                         events=tuple(e for e, _ in events), call_timeout=call_timeout,
-                        adaptive=adaptive)
+                        adaptive=adaptive, iteration=iteration)
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
@@ -487,14 +489,15 @@ def _check_connections(section: Any, check: _Checker
 
 
 def _check_simulation(section: Any, check: _Checker
-                      ) -> tuple[float, float, float, str, float, Adaptive | None] | None:
-    """``(start, stop, step, algorithm, call_timeout, adaptive)``; None (problems reported)
-    when they are wrong."""
+                      ) -> tuple[float, float, float, str, float, Adaptive | None,
+                                 Iteration | None] | None:
+    """``(start, stop, step, algorithm, call_timeout, adaptive, iteration)``; None (problems
+    reported) when they are wrong."""
     if not isinstance(section, Mapping):
         check.report(("simulation",), "missing", "give start, stop and step in seconds")
         return None
     check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm", "call_timeout",
-                                          "adaptive"})
+                                          "adaptive", "iteration"})
     start = check.number(section, ("simulation", "start"), default=0.0)
     stop = check.number(section, ("simulation", "stop"))
     step = check.number(section, ("simulation", "step"), positive=True)
@@ -529,7 +532,40 @@ def _check_simulation(section: Any, check: _Checker
         check.report(("simulation", "step"), str(error), "choose a step that divides stop - start")
         return None
     adaptive = _check_adaptive(section.get("adaptive"), step, check)
-    return start, stop, step, algorithm, call_timeout or CALL_TIMEOUT, adaptive
+    iteration = _check_iteration(section.get("iteration"), check)
+    if adaptive is not None and iteration is not None:
+        check.report(("simulation", "iteration"), "adaptive and iteration cannot be combined "
+                     "yet", "leave one of simulation.adaptive and simulation.iteration out")
+    return start, stop, step, algorithm, call_timeout or CALL_TIMEOUT, adaptive, iteration
+
+
+def _check_iteration(section: Any, check: _Checker) -> Iteration | None:
+    """``simulation.iteration``: method (constant, aitken, iqn-ils), tolerance,
+    max_iterations, relaxation."""
+    if section is None:
+        return None
+    path = ("simulation", "iteration")
+    if not isinstance(section, Mapping):
+        check.report(path, "iteration is a mapping",
+                     "e.g. iteration: {method: iqn-ils, tolerance: 1e-10}")
+        return None
+    check.keys(section, path, {"method", "tolerance", "max_iterations", "relaxation"})
+    method = section.get("method", "iqn-ils")
+    if method not in ITERATION_METHODS:
+        check.report(path + ("method",), f"unknown method {method!r}",
+                     f"one of {', '.join(ITERATION_METHODS)}")
+        return None
+    tolerance = check.number(section, path + ("tolerance",), default=1e-10, positive=True)
+    relaxation = check.number(section, path + ("relaxation",), default=0.5, positive=True)
+    count = section.get("max_iterations", 50)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        check.report(path + ("max_iterations",), f"must be a whole number >= 1, got {count!r}",
+                     "e.g. 50")
+        return None
+    if tolerance is None or relaxation is None:
+        return None
+    return Iteration(method=method, tolerance=tolerance, max_iterations=count,
+                     relaxation=relaxation)
 
 
 def _check_adaptive(section: Any, step: float, check: _Checker) -> Adaptive | None:
