@@ -111,10 +111,6 @@ class AdaptiveMaster(FixedStepMaster):
                  exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
                  position: memoryview | None = None, *, control: Adaptive):
         super().__init__(system, plan, start, step_size, exchange, time_every, position)
-        if len(system.local) < len(system.layout.instances):
-            raise SimulationError("adaptive coupling (simulation.adaptive) runs in one process "
-                                  "for now: run this scenario without mpiexec, or without "
-                                  "simulation.adaptive")
         self.control = control
         self.log = MasterLog(instance_steps=dict.fromkeys(system.local, 0))
         self.max_multiple = max(1, math.floor(control.max_step / step_size + 1e-9))
@@ -122,10 +118,13 @@ class AdaptiveMaster(FixedStepMaster):
         level = {name: i for i, names in enumerate(plan.levels) for name in names}
         # slot -> (order, read by a later level or its own, read by an earlier one, owner)
         watched: dict[int, tuple[int, bool, bool, str]] = {}
+        local = set(system.local)
         for c in graph.connections():
             variable = graph.fmu(c.source).variables[c.output]
             if variable.type not in FLOAT64_TYPES or variable.variability != "continuous":
                 continue
+            if c.source not in local and c.target not in local:
+                continue  # under MPI: neither made nor read here
             order = control.orders.get(f"{c.source}.{c.output}", control.extrapolation)
             behind = level[c.source] >= level[c.target]  # holds a value of t when stepped
             for slot in layout.indices(c.source, c.output):
@@ -157,6 +156,9 @@ class AdaptiveMaster(FixedStepMaster):
         if len(self._ahead):
             self.exchange = self._interpolating_exchange
         owners = [watched[s][3] for s in slots]
+        # the error of the values made here; every rank takes the largest (``agree``)
+        self.made_here = np.array([o in local for o in owners], dtype=bool)
+        self.agree = getattr(self._inner_exchange, "maximum", None)
         self.owned = {name: np.array([o == name for o in owners], dtype=bool)
                       for name in layout.event_slots}
         self.event_owner = {slot: name for name, slot in layout.event_slots.items()}
@@ -164,7 +166,7 @@ class AdaptiveMaster(FixedStepMaster):
         self.times: list[float] = []  # accepted communication points, the last 3
         self.values: list[np.ndarray] = []  # the watched values there
         self.multiple = 1  # the next step, in steps of ``step_size``
-        fmus = {name: graph.fmu(name) for name in system.local}
+        fmus = {name: graph.fmu(name) for name in layout.instances}  # every rank alike
         self.rollback = all(f.can_get_and_set_state and f.can_serialize_state
                             for f in fmus.values())
         self.variable = all(f.can_handle_variable_step for f in fmus.values())
@@ -297,18 +299,21 @@ class AdaptiveMaster(FixedStepMaster):
         ``reached`` over ``tolerance`` times its magnitude so far (the announcer's own values
         left out); and the factor the step may change by, ``0.9 e^(-1/(p+1))`` at its least
         over the values (each with its order p)."""
-        if not len(self.slots):
-            return 0.0, GROWTH
-        actual = self.system.signals[self.slots]
-        ratio = np.abs(actual - self._extrapolate(reached))
-        ratio /= self.control.tolerance * np.maximum(self.scale, np.abs(actual))
-        if announcer is not None and announcer in self.owned:
-            ratio[self.owned[announcer]] = 0.0
-        error = float(ratio.max())
-        if error <= 0.0:
-            return error, GROWTH
-        with np.errstate(divide="ignore"):
-            factor = float(np.min(SAFETY * ratio ** -self.exponents))
+        error, factor = 0.0, GROWTH
+        if len(self.slots):
+            actual = self.system.signals[self.slots]
+            ratio = np.abs(actual - self._extrapolate(reached))
+            ratio /= self.control.tolerance * np.maximum(self.scale, np.abs(actual))
+            ratio[~self.made_here] = 0.0
+            if announcer is not None and announcer in self.owned:
+                ratio[self.owned[announcer]] = 0.0
+            error = float(ratio.max())
+            if error > 0.0:
+                with np.errstate(divide="ignore"):
+                    factor = min(GROWTH, float(np.min(SAFETY * ratio ** -self.exponents)))
+        if self.agree is not None:  # under MPI: the same decision on every rank
+            error, least = self.agree(np.array([error, -factor]))
+            factor = -least
         return error, factor
 
     def _reject(self, saved: object, time: float, step: float, kind: int) -> None:

@@ -459,6 +459,20 @@ def write_master(group: h5py.Group, execution: Execution) -> None:
         master.attrs[name] = value
 
 
+def _merge_master(source: h5py.Group, target: h5py.Group) -> None:
+    """A part's ``master/``: every rank took the same steps, so the first part's is copied;
+    the FMU steps per instance of the others are added to it."""
+    if "master" not in source:
+        return
+    if "master" not in target:
+        source.copy(source["master"], target, name="master")
+        return
+    steps = target["master"].attrs.get("instance_steps")
+    if steps is not None and "instance_steps" in source["master"].attrs:
+        merged = {**json.loads(steps), **json.loads(source["master"].attrs["instance_steps"])}
+        target["master"].attrs["instance_steps"] = json.dumps(merged)
+
+
 def _merge_log(source: h5py.Group, target: h5py.Group) -> None:
     """A part's log into the main file's: its instances, and its output after the others'."""
     if "log" not in source:
@@ -566,6 +580,7 @@ def _merge_group(source: h5py.Group, target: h5py.Group, base: int | None = None
     """``source``'s time and instances into ``target``: copied, or (``base``: the rows
     ``target`` holds, a resumed run) written after those rows."""
     _merge_log(source, target)
+    _merge_master(source, target)
     if base is not None:
         _append_rows(source, target, base)
         return
