@@ -50,7 +50,7 @@ import numpy as np
 
 from cosim.coupling.event_times import next_event
 from cosim.coupling.system import System
-from cosim.errors import SimulationError, StepDiscarded
+from cosim.errors import StepDiscarded
 from cosim.fmi.fmu_file import FLOAT64_TYPES
 from cosim.master.description import Adaptive
 from cosim.master.master import FixedStepMaster, Plan, _no_exchange
