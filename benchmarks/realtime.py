@@ -1,7 +1,7 @@
 """Real-time factor of the flagship closed-loop scenario on one core, C library (FMI 2.0 and
 FMI 3.0 editions) against the Python editions, with a per-FMU breakdown.
 
-    .venv/bin/python benchmarks/realtime.py [scenario.yaml]
+    .venv/bin/python benchmarks/realtime.py [scenario.yaml] [--adaptive]
 
 RTF = simulated seconds / CPU seconds of the co-simulation (instantiation to the last step,
 recording included; ``time.process_time``), at the scenario's own fixed communication step.
@@ -12,11 +12,21 @@ figures. The breakdown times each instance's fmi2DoStep separately in a further 
 library; "master+calls" is the rest (gathering inputs, fmi2Set/Get, the master, recording).
 The floor: a ring of as many trivial C FMUs (the tests' hand-written oscillator) stepped the
 same way, nothing recorded: the RTF no library can beat with this master at this step.
+
+First, adaptive coupling side by side (``--adaptive`` does only this): the flagship over
+300 s as a whole ``cosim run --no-plot`` process (supervisor and worker, CPU time of both) with
+``scenarios/vvi_complete_av_block_adaptive.yaml`` and with the same file at a fixed 1 ms step
+(its ``adaptive`` section left out), then the tolerance checks of docs/scenario-format.md
+(adaptive): verdicts equal, pace times exact, activation times (myocyte.V crossing -40 mV)
+within 0.5 ms, per-beat systolic and diastolic P_ao within 1 mmHg, cardiac output (mean,
+10 s to the end) within 1 %.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +44,79 @@ from cosim.scenario.scenario import build, load_scenario
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # for tests/fmu_kit.py, as under pytest
 import fmu_kit as kit  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from cosim.results.reader import open_results  # noqa: E402
+
+ADAPTIVE = ROOT / "scenarios" / "vvi_complete_av_block_adaptive.yaml"
+COSIM = Path(sys.executable).with_name("cosim")
+
+
+def cosim_run_cpu(scenario: Path, output: Path) -> tuple[float, int]:
+    """CPU seconds (user + system) of ``cosim run --no-plot -q`` and its worker; exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    code = subprocess.run([str(COSIM), "run", "--no-plot", "-q", str(scenario), "-o",
+                           str(output)], check=False).returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), code
+
+
+def figures(path: Path) -> dict:
+    """What the tolerances compare: pace and activation times, per-beat P_ao extremes,
+    mean cardiac output, the verdict."""
+    with open_results(path) as res:
+        t = np.asarray(res.time)
+        paces = t[1:][np.diff(np.asarray(res["pacemaker.vp_count"])) > 0]
+        v = np.asarray(res["myocyte.V"])
+        up = np.flatnonzero((v[1:] > -40.0) & (v[:-1] <= -40.0))
+        activations = t[up] + (t[up + 1] - t[up]) * (-40.0 - v[up]) / (v[up + 1] - v[up])
+        p_ao = np.asarray(res["heart.P_ao"])
+        beats = np.searchsorted(t, paces)
+        systolic = np.array([p_ao[a:b].max() for a, b in zip(beats[:-1], beats[1:],
+                                                             strict=True)])
+        diastolic = np.array([p_ao[a:b].min() for a, b in zip(beats[:-1], beats[1:],
+                                                              strict=True)])
+        late = t >= 10.0
+        output = np.asarray(res["heart.cardiac_output"])[late]
+        mean_output = np.trapezoid(output, t[late]) / (t[late][-1] - t[late][0])
+        verdict = res.verdict["passed"] if res.verdict else None
+    return {"paces": paces, "activations": activations, "systolic": systolic,
+            "diastolic": diastolic, "output": mean_output, "verdict": verdict, "rows": len(t)}
+
+
+def adaptive_side_by_side(folder: Path) -> None:
+    """The flagship over 300 s, adaptive and at a fixed 1 ms step, and the tolerances."""
+    text = yaml.safe_load(ADAPTIVE.read_text())
+    simulated = text["simulation"]["stop"] - text["simulation"]["start"]
+    del text["simulation"]["adaptive"]
+    fixed_scenario = folder / "fixed.yaml"
+    fixed_scenario.write_text(yaml.safe_dump(text, sort_keys=False))  # the same order
+    cpu_a, code_a = cosim_run_cpu(ADAPTIVE, folder / "adaptive.h5")
+    cpu_f, code_f = cosim_run_cpu(fixed_scenario, folder / "fixed.h5")
+    a, f = figures(folder / "adaptive.h5"), figures(folder / "fixed.h5")
+    print(f"flagship, {simulated:g} s, `cosim run --no-plot` (supervisor + worker CPU time):")
+    print(f"  adaptive (1-200 ms) : {cpu_a:6.2f} s CPU -> {simulated / cpu_a:6.1f}x real time, "
+          f"{a['rows'] - 1} communication points, exit {code_a}")
+    print(f"  fixed 1 ms          : {cpu_f:6.2f} s CPU -> {simulated / cpu_f:6.1f}x real time, "
+          f"{f['rows'] - 1} communication points, exit {code_f}")
+    checks = [("verdict unchanged", a["verdict"] == f["verdict"] and code_a == code_f,
+               f"{a['verdict']} / {f['verdict']} (passed)")]
+    same = len(a["paces"]) == len(f["paces"])
+    checks.append(("pace times exact (1e-9 s)", same and bool(np.all(np.abs(
+        a["paces"] - f["paces"]) < 1e-9)), f"{len(a['paces'])} / {len(f['paces'])} paces"))
+    same = len(a["activations"]) == len(f["activations"])
+    shift = np.max(np.abs(a["activations"] - f["activations"])) * 1e3 if same else np.inf
+    checks.append(("activation times within 0.5 ms", shift <= 0.5, f"max {shift:.3f} ms"))
+    for key in ("systolic", "diastolic"):
+        same = len(a[key]) == len(f[key])
+        diff = np.max(np.abs(a[key] - f[key])) if same else np.inf
+        checks.append((f"{key} P_ao within 1 mmHg", diff <= 1.0, f"max {diff:.3f} mmHg"))
+    ratio = abs(a["output"] / f["output"] - 1)
+    checks.append(("cardiac output within 1 %", ratio <= 0.01,
+                   f"{a['output']:.4f} / {f['output']:.4f} L/min ({ratio:.2e})"))
+    for name, passed, detail in checks:
+        print(f"  {'PASS' if passed else 'FAIL'}  {name}: {detail}")
 
 
 def scenario_graph(path: Path, python: bool, fmi3: bool = False):
@@ -57,10 +140,14 @@ def cpu_rtf(graph, settings, folder: Path) -> float:
 
 
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "scenarios" / \
+    arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
+    path = Path(arguments[0]) if arguments else ROOT / "scenarios" / \
         "vvi_complete_av_block.yaml"
     simulated = None
     with tempfile.TemporaryDirectory() as tmp:
+        adaptive_side_by_side(Path(tmp))
+        if "--adaptive" in sys.argv:
+            return
         for label, python, fmi3 in (("C library (after)", False, False),
                                     ("C library, FMI 3.0", False, True),
                                     ("Python editions (before)", True, False)):

@@ -64,9 +64,13 @@ def check_text(path: Path) -> str:
     problems, printed = trial_start(scenario, graph, settings)
     if problems:
         raise ScenarioError(problems)
+    adaptive = settings.adaptive
+    stepping = (f"steps of {settings.step:g} to {adaptive.max_step:g} s chosen by the error "
+                f"estimate (tolerance {adaptive.tolerance:g}, {settings.algorithm})"
+                if adaptive else f"{settings.steps} steps of {settings.step:g} s "
+                f"({settings.algorithm})")
     lines = [f"{path}: OK — {len(graph.instances)} instances, "
-             f"{len(graph.connections())} connections, {settings.steps} steps of "
-             f"{settings.step:g} s ({settings.algorithm})"]
+             f"{len(graph.connections())} connections, {stepping}"]
     recorded = sum(len(v) for v in settings.record.values())
     lines.append(f"  records {recorded} variables every {settings.record_every} step(s)")
     if scenario.criteria:

@@ -161,6 +161,11 @@ class SimulationError(CosimError):
         return text
 
 
+class StepDiscarded(SimulationError):
+    """An FMU could not complete a communication step (fmi2Discard, fmi3Discard) and did not
+    end the simulation: an adaptive master retries with a smaller step; elsewhere an error."""
+
+
 class ResultsWriteError(SimulationError):
     """The results file cannot be written (disk full, quota, storage gone)."""
 

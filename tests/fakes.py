@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cosim.errors import SimulationError
+from cosim.errors import SimulationError, StepDiscarded
 from cosim.fmi.fmu import MessageLog
 from cosim.fmi.fmu_file import CO_SIMULATION, FMU, Variable
 
@@ -43,6 +43,9 @@ class FakeModel:
     compute: Callable[[dict], None] = lambda v: None  # the outputs from states and inputs
     step: Callable[[dict, float, float], None] = lambda v, t, h: None  # the states, over h
     ends_at: float | None = None  # terminateSimulation once a step reaches this time
+    discards_above: float | None = None  # fmi2Discard for a step longer than this
+    can_get_and_set_state: bool = True  # canGetAndSetFMUstate (and canSerializeFMUstate)
+    variable_step: bool = True  # canHandleVariableCommunicationStepSize
 
 
 def fmu(model: FakeModel) -> FMU:
@@ -58,7 +61,8 @@ def fmu(model: FakeModel) -> FMU:
     dependencies = {name: tuple(model.feedthrough.get(name, ())) for name in model.outputs}
     return FMU(Path(f"{model.name}.fake"), "0" * 64, "2.0", model.name, model.name,
                f"fake-{model.name}", "tests/fakes.py", variables, {}, dependencies,
-               dependencies, True, True, True, (), description=model,
+               dependencies, model.can_get_and_set_state, model.variable_step,
+               model.can_get_and_set_state, (), description=model,
                interfaces={CO_SIMULATION: model.name})
 
 
@@ -123,6 +127,9 @@ class FakeInstance:
     def do_step(self, time: float, step: float) -> bool | None:
         self.time = time
         self._call("step")
+        if self.model.discards_above is not None and step > self.model.discards_above:
+            raise StepDiscarded(f"a step of {step:g} s is too long (fmi2Discard)",
+                                instance=self.name, function="fmi2DoStep", time=time)
         self.model.step(self.values, time, step)
         self.time = time + step
         if self.model.ends_at is not None and self.time >= self.model.ends_at - 1e-12:

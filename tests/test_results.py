@@ -66,7 +66,8 @@ def run(folder) -> tuple[Path, Path]:
 
 def test_layout_and_variable_attributes(run):
     with h5py.File(run[1], "r") as file:
-        assert set(file) == {"time", "instances", "verdict", "log"}
+        assert set(file) == {"time", "instances", "verdict", "log", "master"}
+        assert file["master"].attrs["steps"] == len(file["time"]) - 1
         assert set(file["instances"]) == {"left", "right"}
         assert set(file["instances/left"]) == {"x", "v", "time"}
         assert set(file["instances/right"]) == {"x", "x_other", "time"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from cosim.describe import check_text
 from cosim.results.reader import open_results
@@ -93,6 +94,35 @@ def test_ddd_with_a_sinus_atrium_tracks_p_waves_and_paces_a_slow_atrium(tmp_path
         assert beats[after][-1] > beats[time < at][-1]
 
 
+def test_the_adaptive_flagship_is_the_flagship_with_adaptive_coupling(tmp_path):
+    """scenarios/vvi_complete_av_block_adaptive.yaml: the flagship's models, connections,
+    record and criteria, only its name and simulation differ; over 6 s it paces at exactly the
+    times of the flagship at its fixed 1 ms step, activates the myocyte within 0.5 ms of them
+    (docs/scenario-format.md, adaptive: the tolerances), in under a third of the steps."""
+    flagship, adaptive = (yaml.safe_load((SCENARIOS / name).read_text()) for name in (
+        "vvi_complete_av_block.yaml", "vvi_complete_av_block_adaptive.yaml"))
+    assert {k: v for k, v in adaptive.items() if k not in ("name", "simulation")} == \
+        {k: v for k, v in flagship.items() if k not in ("name", "simulation")}
+    assert {k: v for k, v in adaptive["simulation"].items() if k not in ("stop", "adaptive")} \
+        == {k: v for k, v in flagship["simulation"].items() if k != "stop"}
+    runs = {}
+    for name, data in (("fixed", flagship), ("adaptive", adaptive)):
+        data["simulation"]["stop"] = 6.0
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        with open_results(run_scenario(path, tmp_path / f"{name}.h5", plot=False).results) as res:
+            t, v = res.time, np.asarray(res["myocyte.V"])
+            up = np.flatnonzero((v[1:] > -40.0) & (v[:-1] <= -40.0))
+            runs[name] = (t[1:][np.diff(res["pacemaker.vp_count"]) > 0],
+                          t[up] + (t[up + 1] - t[up]) * (-40.0 - v[up]) / (v[up + 1] - v[up]),
+                          len(t))
+    (paces, activations, points), (paces_a, activations_a, points_a) = runs.values()
+    assert len(paces) == len(paces_a) == 5
+    np.testing.assert_allclose(paces_a, paces, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(activations_a, activations, rtol=0, atol=0.5e-3)
+    assert points_a < points / 3
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))
 def test_every_scenario_checks(name):
     assert "OK" in check_text(SCENARIOS / name)
@@ -145,12 +175,13 @@ def test_action_potential_in_the_closed_loop_is_human(tmp_path):
     assert apd[120] < apd[60] - 10.0
 
 
-@pytest.mark.parametrize(("step", "interval"), [(0.0005, 1000.0), (0.0007, 1000.3)])
-def test_pacing_intervals_are_rounded_up_to_whole_steps(tmp_path, step, interval):
-    """docs/scenario-format.md, `simulation.step`: the generator's timing is resolved to the
-    communication step, and each interval restarts from the step its pace fell in, so a step
-    that does not divide the lower-rate interval (1000 ms) lengthens every interval by the
-    same amount: at 0.7 ms every one is 1000.3 ms (59.98 /min), at 0.5 ms exactly 1000 ms."""
+@pytest.mark.parametrize("step", [0.0005, 0.0007, 0.0035])
+def test_pacing_intervals_are_exact_whatever_the_step(tmp_path, step):
+    """docs/scenario-format.md, events: the generator announces its next pace
+    (``next_event_time``) and the master ends a step there, so every pace falls on its time
+    and every interval is 1000 ms also at steps that do not divide it (before: 1000.3 ms at a
+    0.7 ms step, rounded up to whole steps)."""
+    interval = 1000.0
     scenario = tmp_path / "pacing.yaml"
     scenario.write_text(f"""\
 version: 1
@@ -166,6 +197,7 @@ record: [pacemaker.V_pace_v, pacemaker.last_vv_interval, pacemaker.pacing_rate]
         pacing = res["pacemaker.V_pace_v"] > 0
         starts = res.time[1:][pacing[1:] & ~pacing[:-1]]
         assert len(starts) == 3
+        np.testing.assert_allclose(starts, [1.0, 2.0, 3.0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(np.diff(starts) * 1000, interval, rtol=0, atol=1e-6)
         assert res["pacemaker.last_vv_interval"][-1] == pytest.approx(interval, abs=1e-6)
         assert res["pacemaker.pacing_rate"][-1] == pytest.approx(60000 / interval)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cosim.coupling.event_times import EVENT_OUTPUT, announces_events
 from cosim.coupling.graph import CouplingGraph
 from cosim.fmi.fmu import FLOAT64_TYPES
 from cosim.fmi.instances import InstanceFactory, InstanceLike
@@ -37,6 +38,8 @@ class Layout:
     size: int
     shapes: dict[str, dict[str, tuple[int, ...]]]  # instance -> variable -> shape (() scalar)
     offsets: dict[str, dict[str, int]]  # instance -> variable -> first slot
+    # instance -> slot of its announced next event time (cosim.coupling.event_times)
+    event_slots: dict[str, int]
 
     def index(self, instance: str, variable: str) -> int:
         """The slot of a scalar variable (of an array's first element, row-major)."""
@@ -50,11 +53,14 @@ class Layout:
 
 
 def make_layout(graph: CouplingGraph, recorded: Mapping[str, Iterable[str]]) -> Layout:
-    """Read connected outputs and recorded variables, Float64 ones first, in a fixed order;
-    an array takes one slot per element."""
+    """Read connected outputs, recorded variables and announced event times, Float64 ones
+    first, in a fixed order; an array takes one slot per element."""
     needed: dict[str, set[str]] = {name: set(recorded.get(name, ())) for name in graph.instances}
     for c in graph.connections():
         needed[c.source].add(c.output)
+    announcing = [name for name in graph.instances if announces_events(graph.fmu(name))]
+    for name in announcing:
+        needed[name].add(EVENT_OUTPUT)
     variables, slices, shapes, offsets, offset = {}, {}, {}, {}, 0
     for name in graph.instances:
         fmu = graph.fmu(name)
@@ -68,7 +74,8 @@ def make_layout(graph: CouplingGraph, recorded: Mapping[str, Iterable[str]]) -> 
             offsets[name][v] = offset
             offset += int(np.prod(shapes[name][v], dtype=np.int64))
         slices[name] = slice(start, offset)
-    return Layout(tuple(graph.instances), variables, slices, offset, shapes, offsets)
+    return Layout(tuple(graph.instances), variables, slices, offset, shapes, offsets,
+                  {name: offsets[name][EVENT_OUTPUT] for name in announcing})
 
 
 @dataclass
@@ -95,6 +102,9 @@ class System:
         self.instances: dict[str, InstanceLike] = {
             name: factory(graph.fmu(name), name, isolation[name], graph.interface(name),
                           graph.solver(name)) for name in self.local}
+        self._kept_signals: np.ndarray | None = None  # a rollback's (keep, return_to_kept)
+        self._kept_bytes: dict[str, bytes] = {}
+        self._keepers: list[tuple] = []
         self.inputs: dict[str, _Inputs] = {}
         self.gatherers: dict[str, Callable[[], None]] = {}  # name -> its gather, after bind
         by_target: dict[str, list] = {}
@@ -181,6 +191,34 @@ class System:
             calling(name)
             self.instances[name].restore_state(states[name])
         self.signals[:] = signals
+
+    def keep(self) -> bool:
+        """Keep the state of every local instance and the signal array for a rollback
+        (``return_to_kept``): the FMU state kept in place where the instance offers it
+        (``Instance.keep_state``: fmi2GetFMUstate into the same memory each time), else its
+        bytes. True."""
+        if self._kept_signals is None:
+            self._kept_signals = np.empty_like(self.signals)
+            self._keepers = [(name, getattr(instance, "keep_state", None),
+                              getattr(instance, "return_to_kept_state", None))
+                             for name, instance in self.instances.items()]
+        kept = self._kept_bytes
+        for name, keep, _ in self._keepers:
+            if keep is not None:
+                keep()
+            else:
+                kept[name] = self.instances[name].serialize_state()
+        self._kept_signals[:] = self.signals
+        return True
+
+    def return_to_kept(self) -> None:
+        """Every local instance and the signal array back to what ``keep`` kept."""
+        for name, _, back in self._keepers:
+            if back is not None:
+                back()
+            else:
+                self.instances[name].restore_state(self._kept_bytes[name])
+        self.signals[:] = self._kept_signals
 
     def close(self) -> None:
         """Terminate and free every instance, whatever state each is in."""

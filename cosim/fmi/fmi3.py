@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from cosim.errors import FMUError, Problem, SimulationError
+from cosim.errors import FMUError, Problem, SimulationError, StepDiscarded
 from cosim.fmi.fmu import (
     _INSTANCES,
     CO_SIMULATION,
@@ -67,6 +67,9 @@ class Instance3(Instance):
     Shares with the FMI 2 ``Instance`` the lifecycle guards, ``close()``, ``set_inputs``/
     ``get_outputs`` and the status choke point ``_check``; every FMI call here is an fmi3 one.
     """
+
+    keep_state = None  # a rollback keeps this instance's state as bytes (System.keep)
+    return_to_kept_state = None
 
     def __init__(self, fmu: FMU, name: str, interface: str = CO_SIMULATION):
         super().__init__(fmu, name, interface)
@@ -300,9 +303,11 @@ class Instance3(Instance):
             status = do_step(self._component, now, size, True, *self._step_pointers)
             if status:
                 if status == 2:
-                    raise self._failure("fmi3DoStep", status,
-                                        f"the FMU could not complete a step of {size:g} s "
-                                        "(fmi3Discard); try a smaller step", now)
+                    failure = self._failure("fmi3DoStep", status,
+                                            f"the FMU could not complete a step of {size:g} s "
+                                            "(fmi3Discard); try a smaller step", now)
+                    raise StepDiscarded(failure.args[0], instance=self.name,
+                                        function="fmi3DoStep", time=now, log=failure.log)
                 self._check("fmi3DoStep", status, now)
             if terminate.value:
                 raise SimulationError(

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cosim.errors import FMUError, Problem, SimulationError
+from cosim.errors import FMUError, Problem, SimulationError, StepDiscarded
 from cosim.fmi.capture import printable
 from cosim.fmi.fmu_file import (
     BOOLEAN,
@@ -108,6 +108,8 @@ class Instance:
         self._component = None
         self._inputs: _Port | None = None
         self._outputs: _Port | None = None
+        self._kept = ctypes.c_void_p()  # the FMU state kept for a rollback (keep_state)
+        self._kept_ref = ctypes.byref(self._kept)
 
     # -- lifecycle -------------------------------------------------------------------------
     def instantiate(self) -> None:
@@ -167,6 +169,8 @@ class Instance:
 
     def free(self) -> None:
         if self._component is not None:
+            if self._kept.value:
+                self._fn["fmi2FreeFMUstate"](self._component, self._kept_ref)
             self._fn["fmi2FreeInstance"](self._component)
             self._component = None
         if self._slave is not None:
@@ -286,9 +290,11 @@ class Instance:
                 self.phase, self.ended_at, self.time = "ended", ended_at, ended_at
                 return True
             if status == 2:
-                raise self._failure("fmi2DoStep", status,
-                                    f"the FMU could not complete a step of {step:g} s "
-                                    "(fmi2Discard); try a smaller step", time)
+                failure = self._failure("fmi2DoStep", status,
+                                        f"the FMU could not complete a step of {step:g} s "
+                                        "(fmi2Discard); try a smaller step", time)
+                raise StepDiscarded(failure.args[0], instance=self.name, function="fmi2DoStep",
+                                    time=time, log=failure.log)
             self._check("fmi2DoStep", status, time)
         self.time = time + step
         return None
@@ -308,6 +314,17 @@ class Instance:
     def free_state(self, state: ctypes.c_void_p) -> None:
         self._check("fmi2FreeFMUstate",
                     self._fn["fmi2FreeFMUstate"](self._component, ctypes.byref(state)))
+
+    def keep_state(self) -> None:
+        """``fmi2GetFMUstate`` into the state kept for a rollback: allocated by the first call,
+        updated in place by the next ones (FMI 2.0, 2.1.8)."""
+        self._check("fmi2GetFMUstate",
+                    self._fn["fmi2GetFMUstate"](self._component, self._kept_ref))
+
+    def return_to_kept_state(self) -> None:
+        """``fmi2SetFMUstate`` to the state ``keep_state`` kept."""
+        self._check("fmi2SetFMUstate", self._fn["fmi2SetFMUstate"](self._component,
+                                                                   self._kept))
 
     def serialize_state(self) -> bytes:
         """The FMU's whole state as bytes (a checkpoint): get, serialise, free."""

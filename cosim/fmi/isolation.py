@@ -227,6 +227,9 @@ class ProcessInstance:
     while it is built; ``instantiate`` waits for it to be ready.
     """
 
+    keep_state = None  # a rollback keeps this instance's state as bytes (System.keep)
+    return_to_kept_state = None
+
     def __init__(self, fmu: FMU, name: str, isolation: Isolation, interface: str | None = None,
                  solver: Any = None):
         if not hasattr(os, "memfd_create"):

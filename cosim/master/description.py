@@ -29,6 +29,37 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Adaptive:
+    """Step-size control (``simulation.adaptive``; cosim.adaptive): the communication step
+    chosen between ``Settings.step`` (the smallest, and the grid steps are multiples of) and
+    ``max_step`` from the coupling values' deviation from their extrapolation, kept below
+    ``tolerance`` times each value's range; inputs extrapolated with polynomials of
+    ``extrapolation`` (0, 1, 2), or of ``orders[output]`` for the connections from one
+    output."""
+
+    max_step: float
+    tolerance: float = 1e-3
+    extrapolation: int = 1
+    orders: Mapping[str, int] = field(default_factory=dict)  # "instance.output" -> order
+
+
+ITERATION_METHODS = ("constant", "aitken", "iqn-ils")  # cosim.master.iteration
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """Iterative coupling (``simulation.iteration``; cosim.master.iteration): every step
+    repeated until each coupling value agrees with the output it produces within ``tolerance``
+    (× max(1, |value|)), the next guess from ``method`` ("constant", "aitken", "iqn-ils"),
+    at most ``max_iterations`` times."""
+
+    method: str = "iqn-ils"
+    tolerance: float = 1e-10
+    max_iterations: int = 50
+    relaxation: float = 0.5  # the constant one, and the first of aitken and iqn-ils
+
+
+@dataclass(frozen=True)
 class Settings:
     """What to run: the time span and step, the algorithm, what to record, timed events."""
 
@@ -43,6 +74,8 @@ class Settings:
     # "last")
     events: Sequence[Event] = ()
     call_timeout: float = CALL_TIMEOUT  # s an FMI call may take before it counts as a hang
+    adaptive: Adaptive | None = None  # None: every step is ``step``
+    iteration: Iteration | None = None  # None: every step once
 
     @property
     def steps(self) -> int:

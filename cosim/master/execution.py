@@ -13,6 +13,7 @@ can keep what they have.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from cosim.coupling.graph import CouplingGraph
@@ -22,7 +23,9 @@ from cosim.fmi.capture import CapturedOutput, capture_output
 from cosim.fmi.instances import InstanceFactory
 from cosim.fmi.isolation import make_instance
 from cosim.master import journal
+from cosim.master.adaptive import AdaptiveMaster
 from cosim.master.description import Event, Settings
+from cosim.master.iteration import IterativeMaster
 from cosim.master.master import Master, Plan, make_master, make_plan
 
 ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: cosim.running.mpi.Exchange
@@ -67,6 +70,10 @@ class Execution:
         # ``exchange(stage)`` after each stage moves values between processes (MPI); made for
         # this plan and system by the factory handed in
         self.exchange = None if exchange is None else exchange(self.plan, self.system)
+        if settings.adaptive is not None and master is make_master:
+            master = partial(AdaptiveMaster, control=settings.adaptive)
+        elif settings.iteration is not None and master is make_master:
+            master = partial(IterativeMaster, iteration=settings.iteration)
         self.master: Master = master(
             self.system, self.plan, settings.start, settings.step,
             **({} if self.exchange is None else {"exchange": self.exchange}),
@@ -175,6 +182,9 @@ class Execution:
         self.system.restore(checkpoint.states, checkpoint.signals, calling)
         self.position[journal.CALL] = 0
         self.time, self.steps = checkpoint.time, checkpoint.step
+        restart = getattr(self.master, "restart", None)  # a master with a history of its own
+        if restart is not None:  # (cosim.master.adaptive) starts it again here
+            restart(self.time)
 
     def _ending(self) -> str:
         """Why the run ended: the stop time, or the FMUs that ended the simulation."""

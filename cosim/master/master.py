@@ -69,6 +69,7 @@ from typing import Protocol
 import networkx as nx
 import numpy as np
 
+from cosim.coupling.event_times import next_event
 from cosim.coupling.graph import Connection, CouplingGraph
 from cosim.coupling.system import System
 from cosim.errors import SimulationError
@@ -283,6 +284,11 @@ class FixedStepMaster:
         self.call_codes = journal.call_codes(system.layout.instances, system.local)
         self._seconds = dict.fromkeys(system.local, 0.0)
         self._ones = np.ones(len(system.signals))  # signals · 1 is finite iff all signals are
+        # the events FMUs announce (cosim.event_times), landed on when every FMU can take a
+        # step of any size (canHandleVariableCommunicationStepSize)
+        variable = all(system.graph.fmu(name).can_handle_variable_step
+                       for name in system.layout.instances)
+        self._event_slots = tuple(system.layout.event_slots.values()) if variable else ()
         self._plain: tuple[list[tuple], ...] = ()  # the stages as calls, once bound
         self._timed: tuple[list[tuple], ...] = ()  # the same, each call timed into ``busy``
 
@@ -322,14 +328,30 @@ class FixedStepMaster:
         self._check_finite(self.start)
 
     def advance(self, time: float, until: float) -> float:
-        """One step from ``time`` (a communication point) to the next: the fixed step goes
-        past ``until`` if it must (events and the stop time fall on the grid: ``landing``)."""
-        n = round((time - self.start) / self.step_size)
-        self._run(self._timed[2] if n % self.time_every == 0 else self._plain[2], time)
-        reached = self.start + (n + 1) * self.step_size
+        """One step from ``time`` (a communication point) to the next (``_next_point``). The
+        fixed step goes past ``until`` if it must (scenario events and the stop time fall on
+        the grid: ``landing``)."""
+        reached, step, n = self._next_point(time)
+        self._run(self._timed[2] if n % self.time_every == 0 else self._plain[2], time, step)
         if not math.isfinite(self.system.signals.dot(self._ones)):
             self._check_finite(reached)
         return reached
+
+    def _next_point(self, time: float) -> tuple[float, float, int]:
+        """(the next communication point, the step to it, the grid index at or before
+        ``time``): the next point of the grid, or an event an FMU announced before it
+        (``cosim.coupling.event_times``: the step ends there, and the next one goes on to the
+        grid). A step from a grid point to the next is ``step_size`` itself."""
+        h = self.step_size
+        n = math.floor((time - self.start) / h + 1e-9)  # the grid point at or before ``time``
+        reached, step = self.start + (n + 1) * h, h
+        if self._event_slots:
+            event = next_event(self.system.signals, self._event_slots, time)
+            if event < reached - 1e-9 * h:
+                reached = event
+        if reached != self.start + (n + 1) * h or time != self.start + n * h:
+            step = reached - time
+        return reached, step, n
 
     def _phases(self) -> tuple[tuple[tuple[Stage, ...], int], ...]:
         """(stages, exchange index of the first) of the initial, start and step phases."""
@@ -367,9 +389,10 @@ class FixedStepMaster:
             return result
         return timed
 
-    def _run(self, stages: list[tuple], time: float) -> None:
-        """The one loop over stages: inputs set, step (step stages), outputs got, exchange."""
-        step_size, exchange, ended = self.step_size, self.exchange, self.ended
+    def _run(self, stages: list[tuple], time: float, step_size: float = 0.0) -> None:
+        """The one loop over stages: inputs set, step (step stages) from ``time`` over
+        ``step_size``, outputs got, exchange."""
+        exchange, ended = self.exchange, self.ended
         position, slot = self.position, journal.CALL
         for index, sets, steps, calls in stages:
             if sets:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -103,6 +104,7 @@ def write_end(group: h5py.Group, error: BaseException | None,
     status and error, and, when it completed, why (``Execution.end_reason``)."""
     if execution is not None:
         write_log(group, execution)
+        write_master(group, execution)
     write_status(group, error, execution.end_reason if execution is not None else "")
 
 
@@ -300,8 +302,9 @@ class Recorder:
         self.time_buffer[row] = time
         self._row = row + 1
         self.rows_state[0] += 1
-        if self.interval:
-            self.due = self._due(self.rows_written + self._row)
+        if self.interval:  # the next point of the interval's grid after this one (a master
+            # with steps longer than the interval records each of its points)
+            self.due = self._due(math.floor((time - self.start) / self.interval + 1e-9) + 1)
         if self._row == self.block_rows:
             self.flush()
 
@@ -439,6 +442,37 @@ def write_log(group: h5py.Group, execution: Execution) -> None:
     dataset.attrs["bytes"] = output.bytes
 
 
+def write_master(group: h5py.Group, execution: Execution) -> None:
+    """What the master did: ``master/`` with the communication steps taken (attribute
+    ``steps``) and, from a master that keeps a log (``cosim.master.adaptive.MasterLog``), its
+    columns and attributes."""
+    if "master" in group:
+        del group["master"]
+    master = group.create_group("master")
+    master.attrs["steps"] = execution.steps
+    log = getattr(execution.master, "log", None)
+    if log is None:
+        return
+    for name, values in log.datasets().items():
+        master.create_dataset(name, data=values)
+    for name, value in log.attributes().items():
+        master.attrs[name] = value
+
+
+def _merge_master(source: h5py.Group, target: h5py.Group) -> None:
+    """A part's ``master/``: every rank took the same steps, so the first part's is copied;
+    the FMU steps per instance of the others are added to it."""
+    if "master" not in source:
+        return
+    if "master" not in target:
+        source.copy(source["master"], target, name="master")
+        return
+    steps = target["master"].attrs.get("instance_steps")
+    if steps is not None and "instance_steps" in source["master"].attrs:
+        merged = {**json.loads(steps), **json.loads(source["master"].attrs["instance_steps"])}
+        target["master"].attrs["instance_steps"] = json.dumps(merged)
+
+
 def _merge_log(source: h5py.Group, target: h5py.Group) -> None:
     """A part's log into the main file's: its instances, and its output after the others'."""
     if "log" not in source:
@@ -546,6 +580,7 @@ def _merge_group(source: h5py.Group, target: h5py.Group, base: int | None = None
     """``source``'s time and instances into ``target``: copied, or (``base``: the rows
     ``target`` holds, a resumed run) written after those rows."""
     _merge_log(source, target)
+    _merge_master(source, target)
     if base is not None:
         _append_rows(source, target, base)
         return

@@ -108,6 +108,7 @@ class Exchange:
         self.comm = comm
         self.signals = system.signals
         self._waitall = MPI.Request.Waitall
+        self._max = MPI.MAX
         me = comm.Get_rank()
         stages = plan.stages
         members = [set(stage.instances) for stage in stages]
@@ -121,6 +122,12 @@ class Exchange:
                     key = (stage, src, dst)
                     crossing.setdefault(key, set()).update(
                         system.layout.indices(c.source, c.output))  # every element of an array
+        for name, slot in system.layout.event_slots.items():  # every rank steps to the same
+            src = owner[name]  # announced events (cosim.coupling.event_times)
+            for dst in set(owner.values()) - {src}:
+                for stage, names in enumerate(members):
+                    if name in names:
+                        crossing.setdefault((stage, src, dst), set()).add(slot)
         self.sends: list[list] = [[] for _ in stages]
         self.recvs: list[list] = [[] for _ in stages]
         for (stage, src, dst), indices in sorted(crossing.items()):
@@ -147,6 +154,15 @@ class Exchange:
         for _, index, buffer in recvs:
             signals[index] = buffer
         self.seconds += time.perf_counter() - started
+
+    def maximum(self, values: np.ndarray) -> np.ndarray:
+        """Each of ``values``, the largest over the ranks (a master's decision every rank takes
+        alike: cosim.master.adaptive)."""
+        started = time.perf_counter()
+        out = np.empty_like(values)
+        self.comm.Allreduce(np.ascontiguousarray(values), out, op=self._max)
+        self.seconds += time.perf_counter() - started
+        return out
 
 
 def distributed(journal: Journal | None = None) -> Distributed | None:

@@ -50,6 +50,7 @@ from cosim.results.recorder import (
     status_of,
     write_end,
     write_log,
+    write_master,
     writing,
 )
 from cosim.running.checkpoint import Checkpointer, checkpoint_path
@@ -192,6 +193,7 @@ def run_one(execution: Execution, path: Path, *, journal: Journal | None = None,
         raise
     with writing(open_for_writing(path)) as file:
         write_log(file, execution)
+        write_master(file, execution)
         file.attrs["end_reason"] = execution.end_reason
     timing: dict[str, Any] = {"instance_busy_seconds": execution.master.busy}
     if checkpoints is not None:

@@ -29,9 +29,12 @@ from cosim.fmi.measured import Table, read_measured, source_fmu
 from cosim.fmi.model_exchange import METHODS, Solver
 from cosim.master.description import (
     CALL_TIMEOUT,
+    ITERATION_METHODS,
     MAX_STEPS,
+    Adaptive,
     Event,
     FmuSource,
+    Iteration,
     Parallel,
     Settings,
     steps_between,
@@ -51,7 +54,7 @@ SECTIONS = {
     "fmus": "FMU files or library models by key",
     "instances": "FMU instances by name",
     "connections": "'a.output -> b.input' lines",
-    "simulation": "start, stop, step, algorithm",
+    "simulation": "start, stop, step, algorithm, adaptive, iteration",
     "record": "what to record",
     "events": "timed changes",
     "criteria": "acceptance criteria",
@@ -226,9 +229,10 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     if fit is not None and not isinstance(fit, Mapping):
         check.report(("fit",), "fit is a mapping", "parameters:, targets:, optimiser:")
     check.raise_any()
-    start, stop, step, algorithm, call_timeout = simulation
+    start, stop, step, algorithm, call_timeout, adaptive, iteration = simulation
     settings = Settings(start, stop, step, algorithm, record_interval=record_interval,
-                        events=tuple(e for e, _ in events), call_timeout=call_timeout)
+                        events=tuple(e for e, _ in events), call_timeout=call_timeout,
+                        adaptive=adaptive, iteration=iteration)
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
@@ -485,13 +489,15 @@ def _check_connections(section: Any, check: _Checker
 
 
 def _check_simulation(section: Any, check: _Checker
-                      ) -> tuple[float, float, float, str, float] | None:
-    """``(start, stop, step, algorithm, call_timeout)``; None (problems reported) when they
-    are wrong."""
+                      ) -> tuple[float, float, float, str, float, Adaptive | None,
+                                 Iteration | None] | None:
+    """``(start, stop, step, algorithm, call_timeout, adaptive, iteration)``; None (problems
+    reported) when they are wrong."""
     if not isinstance(section, Mapping):
         check.report(("simulation",), "missing", "give start, stop and step in seconds")
         return None
-    check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm", "call_timeout"})
+    check.keys(section, ("simulation",), {"start", "stop", "step", "algorithm", "call_timeout",
+                                          "adaptive", "iteration"})
     start = check.number(section, ("simulation", "start"), default=0.0)
     stop = check.number(section, ("simulation", "stop"))
     step = check.number(section, ("simulation", "step"), positive=True)
@@ -525,7 +531,84 @@ def _check_simulation(section: Any, check: _Checker
     except ValueError as error:
         check.report(("simulation", "step"), str(error), "choose a step that divides stop - start")
         return None
-    return start, stop, step, algorithm, call_timeout or CALL_TIMEOUT
+    adaptive = _check_adaptive(section.get("adaptive"), step, check)
+    iteration = _check_iteration(section.get("iteration"), check)
+    if adaptive is not None and iteration is not None:
+        check.report(("simulation", "iteration"), "adaptive and iteration cannot be combined "
+                     "yet", "leave one of simulation.adaptive and simulation.iteration out")
+    return start, stop, step, algorithm, call_timeout or CALL_TIMEOUT, adaptive, iteration
+
+
+def _check_iteration(section: Any, check: _Checker) -> Iteration | None:
+    """``simulation.iteration``: method (constant, aitken, iqn-ils), tolerance,
+    max_iterations, relaxation."""
+    if section is None:
+        return None
+    path = ("simulation", "iteration")
+    if not isinstance(section, Mapping):
+        check.report(path, "iteration is a mapping",
+                     "e.g. iteration: {method: iqn-ils, tolerance: 1e-10}")
+        return None
+    check.keys(section, path, {"method", "tolerance", "max_iterations", "relaxation"})
+    method = section.get("method", "iqn-ils")
+    if method not in ITERATION_METHODS:
+        check.report(path + ("method",), f"unknown method {method!r}",
+                     f"one of {', '.join(ITERATION_METHODS)}")
+        return None
+    tolerance = check.number(section, path + ("tolerance",), default=1e-10, positive=True)
+    relaxation = check.number(section, path + ("relaxation",), default=0.5, positive=True)
+    count = section.get("max_iterations", 50)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        check.report(path + ("max_iterations",), f"must be a whole number >= 1, got {count!r}",
+                     "e.g. 50")
+        return None
+    if tolerance is None or relaxation is None:
+        return None
+    return Iteration(method=method, tolerance=tolerance, max_iterations=count,
+                     relaxation=relaxation)
+
+
+def _check_adaptive(section: Any, step: float, check: _Checker) -> Adaptive | None:
+    """``simulation.adaptive``: max_step (s, a multiple of step), tolerance (relative),
+    extrapolation (0, 1, 2, or a mapping with ``default`` and ``instance.output`` keys)."""
+    if section is None:
+        return None
+    path = ("simulation", "adaptive")
+    if not isinstance(section, Mapping):
+        check.report(path, "adaptive is a mapping",
+                     "e.g. adaptive: {max_step: 0.2, tolerance: 0.001, extrapolation: 1}")
+        return None
+    check.keys(section, path, {"max_step", "tolerance", "extrapolation"})
+    max_step = check.number(section, path + ("max_step",), positive=True)
+    tolerance = check.number(section, path + ("tolerance",), default=1e-3, positive=True)
+    if max_step is not None and max_step < step * (1 - 1e-9):
+        check.report(path + ("max_step",), f"max_step ({max_step:g} s) is below "
+                     f"simulation.step ({step:g} s)", "simulation.step is the smallest step; "
+                     "max_step the largest")
+    extrapolation = section.get("extrapolation", 1)
+    orders: dict[str, int] = {}
+    if isinstance(extrapolation, Mapping):
+        for key, order in extrapolation.items():
+            if key != "default" and (not isinstance(key, str) or key.count(".") < 1):
+                check.report(path + ("extrapolation", str(key)), "not an output",
+                             "keys are 'default' and outputs 'instance.variable'")
+            elif order not in (0, 1, 2) or isinstance(order, bool):
+                check.report(path + ("extrapolation", str(key)),
+                             f"order must be 0, 1 or 2, got {order!r}",
+                             "0: hold, 1: linear, 2: quadratic")
+            else:
+                orders[key] = order
+        default = orders.pop("default", 1)
+    elif extrapolation in (0, 1, 2) and not isinstance(extrapolation, bool):
+        default = extrapolation
+    else:
+        check.report(path + ("extrapolation",), f"order must be 0, 1 or 2, got "
+                     f"{extrapolation!r}", "or a mapping: {default: 1, lead.I_stim: 0}")
+        default = 1
+    if max_step is None or tolerance is None:
+        return None
+    return Adaptive(max_step=max_step, tolerance=tolerance, extrapolation=default,
+                    orders=orders)
 
 
 def _check_record(section: Any, settings: Settings, check: _Checker

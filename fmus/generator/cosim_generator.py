@@ -40,7 +40,7 @@ PARAMETERS_REAL = {
 INPUTS = {"V_sense_v": 0.0, "V_sense_a": 0.0, "lead_impedance": 500.0}
 OUTPUTS_REAL = ("V_pace_v", "pulse_width_v", "V_pace_a", "pulse_width_a", "last_vv_interval",
                 "last_aa_interval", "pacing_rate", "impedance_alert_time",
-                "battery_charge_used", "battery_longevity")
+                "battery_charge_used", "battery_longevity", "next_event_time")
 OUTPUTS_INT = ("marker", "vp_count", "vs_count", "vr_count", "ap_count", "as_count", "ar_count",
                "impedance_alert", "impedance_alert_kind")
 # Why the impedance alert latched (impedance_alert_kind).
@@ -68,6 +68,7 @@ class Generator(Fmi2Slave):
         "V_pace_v": "V", "pulse_width_v": "ms", "V_pace_a": "V", "pulse_width_a": "ms",
         "last_vv_interval": "ms", "last_aa_interval": "ms", "pacing_rate": "1/min",
         "impedance_alert_time": "s", "battery_charge_used": "uC", "battery_longevity": "year",
+        "next_event_time": "s",
     }
     OUTPUT_DEPENDENCIES = {name: [] for name in OUTPUTS_REAL + OUTPUTS_INT}
     CAN_GET_AND_SET_STATE = True
@@ -107,6 +108,7 @@ class Generator(Fmi2Slave):
     def exit_initialization_mode(self):
         self._configure()
         self._reset()
+        self.next_event_time = self._next_pace(self._start) / 1000.0
 
     def _configure(self) -> None:
         """Check the parameters and cache the derived constants (parameters are fixed)."""
@@ -172,7 +174,25 @@ class Generator(Fmi2Slave):
         elif self._paces_v:
             self._step_single_v(t0, t1)
         self._update_battery(t1)
+        self.next_event_time = self._next_pace(t1) / 1000.0
         return True
+
+    def _next_pace(self, now: float) -> float:
+        """When the next pace falls due if nothing is sensed before (ms), ``now`` if none
+        ever will."""
+        due = now
+        if self._dual:
+            if not self._phase_av:
+                due = self._last_v + self._lri - self.av_delay
+            else:
+                delay = self.sensed_av_delay if self._av_sensed else self.av_delay
+                by_delay, by_upper_rate = self._av_start + delay, self._last_v + self._uri
+                due = by_delay if by_delay >= by_upper_rate else by_upper_rate
+        elif self._atrial_timing:
+            due = self._last_a + (self._hri if self._a_sensed else self._lri)
+        elif self._paces_v:
+            due = self._last_v + (self._hri if self._v_sensed else self._lri)
+        return due if due > now else now
 
     def _crossing_v(self, t: float) -> bool:
         """An upward crossing of the ventricular sensitivity at ``t``, outside blanking."""

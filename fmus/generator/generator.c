@@ -41,6 +41,7 @@ typedef struct {
     /* outputs */
     Real V_pace_v, pulse_width_v, V_pace_a, pulse_width_a, last_vv_interval, last_aa_interval;
     Real pacing_rate, impedance_alert_time, battery_charge_used, battery_longevity;
+    Real next_event_time;
     Integer marker, vp_count, vs_count, vr_count, ap_count, as_count, ar_count, impedance_alert;
     Integer impedance_alert_kind;
     /* configuration derived from the parameters (ms) */
@@ -101,6 +102,9 @@ static const Variable VARIABLES[] = {
     OUTPUT_REAL(Generator, battery_charge_used, 0.0, "uC", "charge drawn since the start"),
     OUTPUT_REAL(Generator, battery_longevity, 0.0, "year",
                 "remaining capacity / mean drain since the start"),
+    OUTPUT_REAL(Generator, next_event_time, 0.0, "s",
+                "time of the next pace if nothing is sensed before (a master lands on it: "
+                "docs/scenario-format.md, events); the current time when none is due"),
     OUTPUT_INTEGER(Generator, marker, 0, "event of the step: 0 none, 1 AP (atrial pace), "
                    "2 AS (atrial sense), 3 VP (ventricular pace), 4 VS (ventricular sense), "
                    "5 VR (ventricular sense in the refractory period), 6 AR (atrial sense in "
@@ -214,11 +218,31 @@ static void reset(Generator *g) {
     update_battery(g, g->start);
 }
 
+/* When the next pace falls due if nothing is sensed before (ms), `now` if none ever will. */
+static double next_pace(const Generator *g, double now) {
+    double due = now;
+    if (g->dual) {
+        if (!g->phase_av) {
+            due = g->last_v + g->lri - g->av_delay;
+        } else {
+            const double delay = g->av_sensed ? g->sensed_av_delay : g->av_delay;
+            const double by_delay = g->av_start + delay, by_upper_rate = g->last_v + g->uri;
+            due = by_delay >= by_upper_rate ? by_delay : by_upper_rate;
+        }
+    } else if (g->atrial_timing) {
+        due = g->last_a + (g->a_sensed ? g->hri : g->lri);
+    } else if (g->paces_v) {
+        due = g->last_v + (g->v_sensed ? g->hri : g->lri);
+    }
+    return due > now ? due : now;
+}
+
 static int initialize(void *model, double start_time, Logger *logger) {
     Generator *g = (Generator *)model;
     g->start = 1000.0 * start_time;
     if (configure(g, logger) != 0) return -1;
     reset(g);
+    g->next_event_time = next_pace(g, g->start) / 1000.0;
     return 0;
 }
 
@@ -387,6 +411,7 @@ static int step(void *model, double time, double step_size, Logger *logger) {
     else if (g->atrial_timing) step_single_a(g, t0, t1);
     else if (g->paces_v) step_single_v(g, t0, t1);
     update_battery(g, t1);
+    g->next_event_time = next_pace(g, t1) / 1000.0;
     return 0;
 }
 

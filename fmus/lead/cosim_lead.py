@@ -57,9 +57,10 @@ class Lead(Fmi2Slave):
     UNITS = {name: unit for name, (_, unit, _) in PARAMETERS.items() if unit != "1"}
     UNITS.update({"V_pace_v": "V", "pulse_width_v": "ms", "egm": "mV", "I_stim": "uA/cm**2",
                   "stim_width": "ms", "I_lead": "mA", "charge": "uC", "impedance": "ohm",
-                  "V_sense": "mV"})
+                  "V_sense": "mV", "next_event_time": "s"})
     OUTPUT_DEPENDENCIES = {"I_stim": [], "stim_width": [], "I_lead": [], "charge": [],
-                           "impedance": [], "V_sense": [], "fault_active": []}
+                           "impedance": [], "V_sense": [], "next_event_time": [],
+                           "fault_active": []}
     CAN_GET_AND_SET_STATE = True
 
     def __init__(self, **kwargs):
@@ -92,12 +93,17 @@ class Lead(Fmi2Slave):
         self.impedance = PARAMETERS["R_conductor"][0] + PARAMETERS["R_tissue"][0]
         self.V_sense = 0.0
         self.fault_active = 0
+        self.next_event_time = 0.0
+        self._start = 0.0
         for name, text in (("I_stim", "mean current density delivered to the membrane"),
                            ("stim_width", "duration of I_stim from the step start"),
                            ("I_lead", "leading-edge current of the last pulse"),
                            ("charge", "charge delivered by the last pulse"),
                            ("impedance", "pacing impedance V/I at the leading edge, last pulse"),
-                           ("V_sense", "signal at the generator's sense amplifier")):
+                           ("V_sense", "signal at the generator's sense amplifier"),
+                           ("next_event_time", "fault_time while a fault is still to start (a "
+                            "master lands on it: docs/scenario-format.md, events); else the "
+                            "current time")):
             self.register_variable(Real(name, causality=Fmi2Causality.output,
                                         initial=Fmi2Initial.calculated, description=text))
         self.register_variable(Integer("fault_active", causality=Fmi2Causality.output,
@@ -115,6 +121,11 @@ class Lead(Fmi2Slave):
         self._random_state = self.seed & MASK64
         self._pulse = [0.0, 0.0, 0.0]
         self.impedance = self.R_conductor + self.R_tissue
+        self.next_event_time = self.fault_time if self.fault != 0 and \
+            self.fault_time > self._start else self._start
+
+    def setup_experiment(self, start_time, stop_time=None, tolerance=None):
+        self._start = start_time
 
     def circuit(self, active: bool) -> tuple[float, float, float, float, float]:
         """(R_conductor, R_shunt or inf, R_tissue, coupling, sense gain) for the fault state."""
@@ -190,11 +201,15 @@ class Lead(Fmi2Slave):
                 self._random_state, sign = uniform(self._random_state)
                 noise = self.noise_amplitude * (1.0 if sign < 0.5 else -1.0)
         self.V_sense = gain * self.egm + noise
+        end = current_time + step_size
+        self.next_event_time = self.fault_time if self.fault != 0 and \
+            self.fault_time > end else end
         return True
 
     def _get_fmu_state(self):
         state = {name: getattr(self, name) for name in (
             "I_stim", "stim_width", "I_lead", "charge", "impedance", "V_sense", "fault_active",
+            "next_event_time",
             "V_pace_v", "pulse_width_v", "egm")}
         state["random_state"] = self._random_state
         state["pulse"] = list(self._pulse)

@@ -35,7 +35,7 @@ typedef struct {
     /* inputs */
     Real V_pace_v, pulse_width_v, egm;
     /* outputs */
-    Real I_stim, stim_width, I_lead, charge, impedance, V_sense;
+    Real I_stim, stim_width, I_lead, charge, impedance, V_sense, next_event_time;
     Integer fault_active;
     /* internal state: the noise generator, the pulse being delivered (ms) */
     uint64_t random_state;
@@ -73,6 +73,9 @@ static const Variable VARIABLES[] = {
     OUTPUT_REAL(Lead, impedance, 500.0, "ohm",
                 "pacing impedance V/I at the leading edge, last pulse"),
     OUTPUT_REAL(Lead, V_sense, 0.0, "mV", "signal at the generator's sense amplifier"),
+    OUTPUT_REAL(Lead, next_event_time, 0.0, "s",
+                "fault_time while a fault is still to start (a master lands on it: "
+                "docs/scenario-format.md, events); else the current time"),
     OUTPUT_INTEGER(Lead, fault_active, 0, "1 once the fault has started"),
 };
 
@@ -146,7 +149,6 @@ static void pulse(const Lead *l, double volts, double width_ms, int active, doub
 
 static int initialize(void *model, double start_time, Logger *logger) {
     Lead *l = (Lead *)model;
-    (void)start_time;
     if (l->fault < NONE || l->fault >= N_FAULTS) {
         model_error(logger, "Lead: unknown fault %d; known: 0 none, 1 conductor fracture, "
                     "2 insulation breach, 3 exit block, 4 dislodgement, 5 noise", l->fault);
@@ -161,6 +163,8 @@ static int initialize(void *model, double start_time, Logger *logger) {
     l->random_state = (uint64_t)(int64_t)l->seed;
     l->pulse_volts = l->pulse_width = l->pulse_delivered = 0.0;
     l->impedance = l->R_conductor + l->R_tissue;
+    l->next_event_time = l->fault != NONE && l->fault_time > start_time ? l->fault_time
+                                                                        : start_time;
     return 0;
 }
 
@@ -190,6 +194,8 @@ static int step(void *model, double time, double step_size, Logger *logger) {
     if (active && l->fault == NOISE && uniform(&l->random_state) < l->noise_rate * step_size)
         noise = l->noise_amplitude * (uniform(&l->random_state) < 0.5 ? 1.0 : -1.0);
     l->V_sense = c.gain * l->egm + noise;
+    l->next_event_time = l->fault != NONE && l->fault_time > time + step_size
+                             ? l->fault_time : time + step_size;
     return 0;
 }
 

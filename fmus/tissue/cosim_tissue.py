@@ -24,7 +24,8 @@ from pythonfmu import Fmi2Causality, Fmi2Initial, Fmi2Slave, Fmi2Variability, In
 V_QUIET = 0.01  # every node below this (1 mV above rest) and no input: quiescent
 FRONT_RATE = 0.005  # 1/ms (0.5 mV/ms): a faster depolarisation anywhere selects the fine step
 SIGNALS = ("V_source", "I_stim", "stim_width", "V_electrode", "activation", "egm", "egm_bipolar",
-           "activation_time_far", "cv_measured", "substeps")  # inputs and outputs, saved
+           "activation_time_far", "cv_measured", "substeps", "next_event_time")  # inputs and
+# outputs, saved
 V_ACT = 0.5  # a node counts in ``activation`` above this (-35 mV at the defaults)
 
 
@@ -78,9 +79,10 @@ class Tissue(Fmi2Slave):
              "intrinsic_delay": "s", "intrinsic_current": "uA/cm**2", "intrinsic_width": "ms",
              "intrinsic_radius": "mm", "V_source": "mV", "I_stim": "uA/cm**2",
              "stim_width": "ms", "V_electrode": "mV", "egm": "mV", "egm_bipolar": "mV",
-             "activation_time_far": "s", "cv_measured": "m/s"}
+             "activation_time_far": "s", "cv_measured": "m/s", "next_event_time": "s"}
     OUTPUT_DEPENDENCIES = {"V_electrode": [], "activation": [], "egm": [], "egm_bipolar": [],
-                           "activation_time_far": [], "cv_measured": [], "substeps": []}
+                           "activation_time_far": [], "cv_measured": [], "substeps": [],
+                           "next_event_time": []}
     CAN_GET_AND_SET_STATE = True
 
     def __init__(self, **kwargs):
@@ -161,6 +163,10 @@ class Tissue(Fmi2Slave):
                                     initial=Fmi2Initial.calculated,
                                     description="substeps taken since initialisation (a work "
                                                 "counter)"))
+        self.next_event_time = 0.0
+        self._start = 0.0
+        self.register_variable(Real("next_event_time", causality=Fmi2Causality.output,
+                                    initial=Fmi2Initial.calculated))
         self._ready = False
 
     # ------------------------------------------------------------------ initialisation
@@ -229,6 +235,7 @@ class Tissue(Fmi2Slave):
         self.substeps = 0.0  # work counter: substeps taken since initialisation
         self._ready = True
         self._outputs()
+        self.next_event_time = self._next_beat(1000.0 * self._start) / 1000.0
 
     @staticmethod
     def _index(value: int, size: int, default: int, name: str) -> int:
@@ -264,7 +271,23 @@ class Tissue(Fmi2Slave):
         if self.intrinsic_reset and self.intrinsic_rate > 0 and self._site.size:
             self._reset_intrinsic_cycle()
         self._outputs()
+        self.next_event_time = self._next_beat(t0 + length) / 1000.0
         return True
+
+    def _next_beat(self, now: float) -> float:
+        """The start of the next intrinsic beat after ``now`` (ms), ``now`` if there is none."""
+        if self.intrinsic_rate <= 0 or not self._site.size:
+            return now
+        period = 60000.0 / self.intrinsic_rate
+        k = max(0.0, math.floor((now - self._origin) / period))
+        due = self._origin + k * period
+        while due <= now + 1e-9:
+            k += 1
+            due = self._origin + k * period
+        return due
+
+    def setup_experiment(self, start_time, stop_time=None, tolerance=None):
+        self._start = start_time
 
     def _reset_intrinsic_cycle(self) -> None:
         """A wave from elsewhere activated the intrinsic site: its next beat is a period later."""

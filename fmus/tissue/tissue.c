@@ -41,6 +41,7 @@ typedef struct {
     Real V_source, I_stim, stim_width;
     /* outputs */
     Real V_electrode, activation, egm, egm_bipolar, activation_time_far, cv_measured, substeps;
+    Real next_event_time;
     /* derived at initialisation */
     long n, electrode, far, probe1, probe2, sites;
     Real dt_coarse, ax, ay, span, probe_distance, v_activation;
@@ -112,11 +113,15 @@ static const Variable VARIABLES[] = {
     O(cv_measured, 0.0, "m/s",
       "conduction velocity between two probes on the electrode row (held)"),
     O(substeps, 0.0, "", "substeps taken since initialisation (a work counter)"),
+    O(next_event_time, 0.0, "s", "start of the next intrinsic beat (a master lands on it: "
+      "docs/scenario-format.md, events); the current time when none is due"),
 };
 #undef P
 #undef O
 
 #define ARRAY(t, member) MODEL_ARRAY(double, t, (t)->member)
+
+static double next_beat(const Tissue *t, double now);
 
 /* The node index a parameter chooses (< 0: the default); -1 after logging if outside. */
 static long node_index(long value, long size, long fallback, const char *name, Logger *logger) {
@@ -364,7 +369,6 @@ static int initialize(void *model, double start_time, Logger *logger) {
     const double ring = t->electrode_height + (t->ring_spacing > 0.0 ? t->ring_spacing : 0.0);
     double scale, *w, *wb, *scratch, *v, *h, *t_act;
     long i, x, y, z;
-    (void)start_time;
     (void)logger;
     t->n = n;
     t->dt_coarse = t->dt > coarse ? t->dt : coarse;
@@ -427,6 +431,7 @@ static int initialize(void *model, double start_time, Logger *logger) {
     t->site_seen = -1.0; /* ms: last activation of the intrinsic site already handled */
     t->substeps = 0.0;
     outputs(t);
+    t->next_event_time = next_beat(t, 1000.0 * start_time) / 1000.0;
     return 0;
 }
 
@@ -530,6 +535,21 @@ static void advance(Tissue *t, double t_start, double length, double j_e, double
     }
 }
 
+/* The start of the next intrinsic beat after `now` (ms), `now` if there is none. */
+static double next_beat(const Tissue *t, double now) {
+    double period, k, due;
+    if (t->intrinsic_rate <= 0 || t->sites == 0) return now;
+    period = 60000.0 / t->intrinsic_rate;
+    k = floor((now - t->origin) / period);
+    if (k < 0) k = 0;
+    due = t->origin + k * period;
+    while (due <= now + 1e-9) {
+        k += 1;
+        due = t->origin + k * period;
+    }
+    return due;
+}
+
 /* A wave from elsewhere activated the intrinsic site: its next beat is a period later. */
 static void reset_intrinsic_cycle(Tissue *t) {
     const double *t_act = ARRAY(t, t_act);
@@ -614,6 +634,7 @@ static int step(void *model, double time, double step_size, Logger *logger) {
     }
     if (t->intrinsic_reset && t->intrinsic_rate > 0 && t->sites > 0) reset_intrinsic_cycle(t);
     outputs(t);
+    t->next_event_time = next_beat(t, t0 + length) / 1000.0;
     return 0;
 }
 
