@@ -66,9 +66,9 @@ MEMORY = Path("/dev/shm")  # where an in-memory run's results stay while it runs
 def load(path: str | Path) -> Scenario:
     """A scenario file (YAML, or an SSP archive ``.ssp``), read and checked; FMUs are opened
     when it runs. Raises ``ScenarioError`` with every problem (file, line, key)."""
-    from cosim.scenario.scenario import load_scenario
+    from cosim.scenario.ssp import load_scenario_or_ssp
 
-    return load_scenario(path)
+    return load_scenario_or_ssp(path)
 
 
 def scenario(name: str, *, stop: float, step: float, start: float = 0.0,

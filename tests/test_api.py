@@ -180,6 +180,8 @@ def test_cosim_run_and_load_take_an_ssp_archive(tmp_path):
     archive = export_ssp(short, tmp_path / "flagship.ssp")
     done = cli("run", str(archive), "-o", str(tmp_path / "ssp.h5"), "--no-plot")
     assert done.returncode == 0, done.stderr
+    done = cli("check", str(archive))
+    assert done.returncode == 0 and ": OK — 5 instances, 10 connections" in done.stdout, done.stderr
     loaded = load(archive)
     assert set(loaded.instances) == {"pacemaker", "lead", "myocyte", "myocardium", "heart"}
     memory = run(archive)

@@ -41,7 +41,8 @@ from cosim.scenario.criteria import (
     verdict_text,
     write_cohort_verdict,
 )
-from cosim.scenario.scenario import Scenario, build, load_scenario
+from cosim.scenario.scenario import Scenario, build
+from cosim.scenario.ssp import load_scenario_or_ssp
 
 
 @dataclass
@@ -86,7 +87,7 @@ def default_output(scenario_file: Path | None) -> Path:
 def prepare(source: str | Path | Scenario) -> Prepared:
     """Read the scenario (a file: YAML, or SSP; or a ``Scenario`` already read or built in
     Python), build its coupling graph, draw its cohort: every check of a run."""
-    scenario = source if isinstance(source, Scenario) else load_scenario(source)
+    scenario = source if isinstance(source, Scenario) else load_scenario_or_ssp(source)
     graph, settings = build(scenario)
     cohort = None
     if scenario.cohort is not None:

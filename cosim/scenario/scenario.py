@@ -153,13 +153,9 @@ class _Checker(Problems):
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and check a scenario file (without opening FMUs); an SSP archive (``.ssp``, or its
-    ``.ssd``) is imported first (``cosim.scenario.ssp.load_ssp``)."""
+    """Read and check a scenario file (without opening FMUs); an SSP archive:
+    ``cosim.scenario.ssp.load_scenario_or_ssp``."""
     path = Path(path)
-    if path.suffix.lower() in (".ssp", ".ssd"):
-        from cosim.scenario.ssp import load_ssp
-
-        return load_ssp(path)
     if not path.exists():
         raise ScenarioError(Problem("no such scenario file", file=str(path)))
     if not path.is_file():

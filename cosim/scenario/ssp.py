@@ -200,10 +200,20 @@ def import_ssp(source: str | Path, folder: str | Path, step: float | None = None
     return output
 
 
+def load_scenario_or_ssp(path: str | Path) -> Scenario:
+    """A scenario file, or an SSP archive (``.ssp``, or its ``.ssd``) imported as one: what
+    ``cosim run``, ``cosim check``, ``cosim graph`` and the Python API's ``load`` read."""
+    from cosim.scenario.scenario import load_scenario
+
+    if Path(path).suffix.lower() in (".ssp", ".ssd"):
+        return load_ssp(path)
+    return load_scenario(path)
+
+
 def load_ssp(source: str | Path, step: float | None = None) -> Scenario:
     """An SSP archive as a checked scenario, without a scenario file to write: imported into
     a folder of this process (its FMUs extracted there), removed when the process ends. What
-    ``cosim run x.ssp``, ``cosim check x.ssp`` and the Python API's ``load`` go through."""
+    ``cosim run x.ssp`` goes through."""
     from cosim.scenario.scenario import load_scenario
 
     folder = Path(tempfile.mkdtemp(prefix="cosim-ssp-"))
