@@ -96,6 +96,12 @@ def test_in_memory_equals_the_file_and_leaves_nothing(tmp_path, monkeypatch):
     with open_results(file.results) as results:  # what the file holds, read by the reader
         assert np.array_equal(results["heart.P_ao"], memory["heart.P_ao"].values)
         assert results.unit("heart.P_ao") == memory["heart.P_ao"].unit == "mmHg"
+    pytest.importorskip("xarray")
+    pressure = memory.signals.to_xarray()["heart.P_ao"]
+    assert pressure.attrs["units"] == "mmHg" and pressure.attrs["long_name"] == "aortic pressure"
+    assert float(pressure.sel(time=1.0)) == memory["heart.P_ao"].values[1000]
+    with pytest.raises(KeyError, match="was not recorded; did you mean .*'heart.P_ao'"):
+        memory["heart.P_a0"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
