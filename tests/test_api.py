@@ -206,3 +206,14 @@ def test_a_crashing_fmu_under_supervision_leaves_the_caller_alive(tmp_path):
     assert str(caught.value).startswith("instance 'pump' in fmi2DoStep at t = 0.25 s: the FMU "
                                         "crashed (segmentation fault, SIGSEGV)")
     assert "kept in" in str(caught.value)
+
+
+def test_cosim_run_through_the_api_stays_light():
+    """``cosim run`` (a supervisor that must outlive its worker and start fast) imports the API
+    and the supervisor without numpy, HDF5, YAML or an FMU library."""
+    code = ("import sys, cosim.cli, cosim.api, cosim.running.supervise; "
+            "print(sorted(m for m in ('numpy', 'h5py', 'yaml', 'networkx', 'fmpy') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
