@@ -217,3 +217,23 @@ def test_cosim_run_through_the_api_stays_light():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_run_failing_in_memory_gives_its_rows_on_the_exception(tmp_path, monkeypatch):
+    import cosim.api
+    from cosim.errors import SimulationError
+
+    kit.build_failing_model(tmp_path)
+    monkeypatch.setattr(cosim.api, "MEMORY", tmp_path / "ram")
+    (tmp_path / "ram").mkdir()
+    s = scenario("failing", stop=1.0, step=0.1)
+    s.instance("model", tmp_path / "FailingModel.fmu")
+    with pytest.raises(SimulationError) as caught:
+        s.run()
+    assert caught.value.instance == "model" and caught.value.time == pytest.approx(0.5)
+    assert caught.value.__notes__ == ["the rows computed until then are in memory: the "
+                                      "exception's .partial"]
+    partial = caught.value.partial
+    assert partial.status == "failed" and partial.time[-1] == pytest.approx(0.5)
+    assert np.allclose(partial["model.y"].values, partial.time)
+    assert list((tmp_path / "ram").iterdir()) == []
