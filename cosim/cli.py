@@ -211,7 +211,7 @@ def _run(args) -> int:
     done = run(args.scenario, output, supervised=True, plot=not args.no_plot,
                resume=args.resume, quiet=args.quiet,
                memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
-    if not args.quiet:
+    if done.text and not args.quiet:  # under MPI: rank 0's
         print(done.text, flush=True)
     return done.exit_code
 
