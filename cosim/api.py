@@ -298,14 +298,19 @@ def _in_memory(what: str | Path | Scenario, *, supervised: bool, memory_limit: f
             done = run(what, folder / "results.h5", supervised=supervised, plot=False,
                        memory_limit=memory_limit, quiet=quiet)
         except (CosimError, KeyboardInterrupt) as error:
-            kept = sorted(folder.glob("results.partial-*.h5"))
-            error.__notes__ = []  # the file they name is removed
-            try:
-                error.partial = _read_signals(kept[0])  # the rows computed until it failed
-                error.add_note("the rows computed until then are in memory: the exception's "
-                               ".partial")
-            except (IndexError, OSError, KeyError, CosimError):
-                pass
+            error.__notes__ = []  # the file they name is removed with the folder
+            for kept in folder.glob("results.partial-*.h5"):
+                try:
+                    error.partial = _read_signals(kept)  # the rows computed until it failed
+                except (OSError, KeyError, CosimError):
+                    break
+                said = error.args[0] if error.args and isinstance(error.args[0], str) else ""
+                if f"kept in {kept}" in said:  # the supervisor's message names the file
+                    error.args = (said.replace(f"kept in {kept}", "kept in memory: the "
+                                               "exception's .partial"), *error.args[1:])
+                else:
+                    error.add_note("the rows computed until then are in memory: the "
+                                   "exception's .partial")
             raise
         lines = done.text.splitlines()
         text = "\n".join(["results: in memory", *lines[1:]])

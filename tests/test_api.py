@@ -204,8 +204,14 @@ def test_a_crashing_fmu_under_supervision_leaves_the_caller_alive(tmp_path):
     with pytest.raises(CosimError) as caught:
         s.run(tmp_path / "crash.h5", supervised=True)
     assert str(caught.value).startswith("instance 'pump' in fmi2DoStep at t = 0.25 s: the FMU "
-                                        "crashed (segmentation fault, SIGSEGV)")
-    assert "kept in" in str(caught.value)
+                                        "crashed (segmentation fault, SIGSEGV); rows up to "
+                                        "t = 0.25 s kept in ")
+    with pytest.raises(CosimError) as caught:  # in memory: the rows on the exception
+        s.run(supervised=True)
+    assert str(caught.value).endswith("; rows up to t = 0.25 s kept in memory: the "
+                                      "exception's .partial")
+    assert caught.value.partial.time[-1] == pytest.approx(0.25)
+    assert caught.value.partial.status == "failed"
 
 
 def test_cosim_run_through_the_api_stays_light():
