@@ -17,6 +17,7 @@ from cosim.errors import (
     EXIT_USAGE,
     EXIT_VERDICT_FAIL,
     CosimError,
+    Interrupted,
 )
 from cosim.launcher import limit_threads
 
@@ -184,8 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into `head`
         return EXIT_OK
-    except KeyboardInterrupt as stop:  # Ctrl-C outside a run (cosim.running.supervise handles runs)
-        print(_with_notes(stop, "interrupted"), file=sys.stderr)
+    except KeyboardInterrupt as stop:  # a run stopped (its message), or Ctrl-C outside one
+        from cosim.launcher import rank_and_size
+
+        text = _with_notes(stop, None if isinstance(stop, Interrupted) and stop.args
+                           else "interrupted")
+        if text and rank_and_size()[0] == 0:  # under MPI: rank 0 says it once
+            print(text, file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -197,15 +203,17 @@ def _with_notes(error: BaseException, text: str | None = None) -> str:
 
 
 def _run(args) -> int:
+    from cosim.api import run
     from cosim.results.output_path import check_output_path
-    from cosim.running.supervise import Options, run_supervised
 
-    options = Options(memory_limit=args.memory_limit * 1e9 if args.memory_limit else None,
-                      quiet=args.quiet)
     output = args.output or Path("results") / f"{args.scenario.stem}.h5"
     check_output_path(output)
-    return run_supervised(args.scenario, output, plot=not args.no_plot, options=options,
-                          resume=args.resume)
+    done = run(args.scenario, output, supervised=True, plot=not args.no_plot,
+               resume=args.resume, quiet=args.quiet,
+               memory_limit=args.memory_limit * 1e9 if args.memory_limit else None)
+    if done.text and not args.quiet:  # under MPI: rank 0's
+        print(done.text, flush=True)
+    return done.exit_code
 
 
 def _check(args) -> int:

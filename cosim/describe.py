@@ -11,7 +11,8 @@ from cosim.fmi.isolation import isolation_by_instance
 from cosim.fmi.model_exchange import Solver
 from cosim.master.master import SETTLE, make_plan
 from cosim.scenario.preflight import trial_start
-from cosim.scenario.scenario import build, load_scenario
+from cosim.scenario.scenario import build
+from cosim.scenario.ssp import load_scenario_or_ssp
 
 
 def fmu_text(path: Path) -> str:
@@ -59,7 +60,7 @@ def fmu_text(path: Path) -> str:
 def check_text(path: Path) -> str:
     """``cosim check``: everything ``run`` checks before its first step, the instances started
     and freed again (``cosim.scenario.preflight``); raises ScenarioError on any problem."""
-    scenario = load_scenario(path)
+    scenario = load_scenario_or_ssp(path)
     graph, settings = build(scenario)
     problems, printed = trial_start(scenario, graph, settings)
     if problems:
@@ -110,7 +111,7 @@ def graph_text(path: Path, dot_file: Path | None = None, ranks: int | None = Non
     """``cosim graph``: instances, connections, order, partition; writes a DOT file."""
     import networkx as nx
 
-    scenario = load_scenario(path)
+    scenario = load_scenario_or_ssp(path)
     graph, settings = build(scenario)
     plan = make_plan(graph, settings.algorithm)
     owner = {}

@@ -131,6 +131,7 @@ def test_a_pipeline_is_identical_for_1_2_3_ranks(tmp_path):
             assert len(res.attrs["rank_busy_seconds"]) == ranks
             assert 0 < res.attrs["load_balance"] <= 1
         assert f"ranks:   {ranks} ranks, load balance" in done.stdout
+        assert done.stdout.startswith(f"results: {out}\n") and "\n\n" not in done.stdout
         for name, values in reference.items():
             assert np.array_equal(values, data[name]), f"{name} differs with {ranks} ranks"
 

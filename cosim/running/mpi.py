@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import h5py
 import numpy as np
@@ -72,6 +72,9 @@ from cosim.running.strategies import (
     run_member,
     run_one,
 )
+
+if TYPE_CHECKING:
+    from cosim.scenario.scenario import Scenario
 
 T = TypeVar("T")
 
@@ -197,7 +200,8 @@ class Distributed:
         self.measured: dict[str, float] | None = None  # the pilot's costs (balance: measured)
         self.results: Path | None = None
 
-    def prepare(self, path: Path, prepare: Callable[[Path], Prepared]) -> Prepared:
+    def prepare(self, path: Path | Scenario, prepare: Callable[[Path | Scenario], Prepared]
+                ) -> Prepared:
         """``prepare`` on every rank, library FMUs built by rank 0 first (not by every rank
         into the same folder at once); the group size checked against the ranks."""
         if self.leader:
@@ -571,12 +575,13 @@ class _Quiet(CosimError):
     """The same error as on another rank; only rank 0 prints errors raised before the run."""
 
 
-def _prebuild_library(path: Path) -> None:
+def _prebuild_library(path: Path | Scenario) -> None:
     """The library FMUs a scenario uses, built (if stale) before the other ranks look."""
-    from cosim.scenario.scenario import load_scenario
+    from cosim.scenario.scenario import Scenario, load_scenario
 
     try:
-        for source in load_scenario(path).fmus.values():
+        scenario = path if isinstance(path, Scenario) else load_scenario(path)
+        for source in scenario.fmus.values():
             source.path()
     except CosimError:
         pass  # every rank reports it when it prepares

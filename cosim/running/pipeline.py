@@ -41,7 +41,8 @@ from cosim.scenario.criteria import (
     verdict_text,
     write_cohort_verdict,
 )
-from cosim.scenario.scenario import Scenario, build, load_scenario
+from cosim.scenario.scenario import Scenario, build
+from cosim.scenario.ssp import load_scenario_or_ssp
 
 
 @dataclass
@@ -79,19 +80,21 @@ class Report:
         return "\n".join(lines)
 
 
-def default_output(scenario_file: Path) -> Path:
-    return Path("results") / f"{scenario_file.stem}.h5"
+def default_output(scenario_file: Path | None) -> Path:
+    return Path("results") / f"{scenario_file.stem if scenario_file else 'scenario'}.h5"
 
 
-def prepare(path: str | Path) -> Prepared:
-    """Read the scenario, build its coupling graph, draw its cohort: every check of a run."""
-    scenario = load_scenario(path)
+def prepare(source: str | Path | Scenario) -> Prepared:
+    """Read the scenario (a file: YAML, or SSP; or a ``Scenario`` already read or built in
+    Python), build its coupling graph, draw its cohort: every check of a run."""
+    scenario = source if isinstance(source, Scenario) else load_scenario_or_ssp(source)
     graph, settings = build(scenario)
     cohort = None
     if scenario.cohort is not None:
         from cosim.scenario.cohort import sample_cohort
 
-        cohort = sample_cohort(scenario.cohort, Path(path).parent)
+        cohort = sample_cohort(scenario.cohort,
+                               Path(scenario.file).parent if scenario.file else Path.cwd())
     return Prepared(scenario, graph, settings, cohort)
 
 
@@ -103,19 +106,22 @@ def strategy(journal: Journal | None = None):
     return distributed(journal) or InProcess()
 
 
-def run_scenario(path: str | Path, output: str | Path | None = None, *, plot: bool = True,
-                 journal: Journal | None = None, resume: bool | Path = False) -> Report:
-    """Run a scenario file: in this process (``cosim run`` supervises it:
-    ``cosim.running.supervise``), or under ``mpiexec`` with more than one rank over the ranks (each
-    returns the same report; ``journal``: this rank's, when a supervisor watches it).
+def run_scenario(source: str | Path | Scenario, output: str | Path | None = None, *,
+                 plot: bool = True, journal: Journal | None = None,
+                 resume: bool | Path = False) -> Report:
+    """Run a scenario (a file, or a ``Scenario``: ``prepare``): in this process (``cosim
+    run`` supervises it: ``cosim.running.supervise``), or under ``mpiexec`` with more than one rank
+    over the ranks (each returns the same report; ``journal``: this rank's, when a supervisor
+    watches it).
 
     A run that does not complete raises; its results are then kept aside under their partial
     name, which a note on the exception gives.
     """
     how = strategy(journal)
-    path = Path(path)
-    prepared = how.prepare(path, prepare)
-    target = Path(output) if output else default_output(path)
+    if not isinstance(source, Scenario):
+        source = Path(source)
+    prepared = how.prepare(source, prepare)
+    target = Path(output) if output else default_output(prepared.scenario.file)
     claimed = how.claim(lambda: claim(target, resume))
     results = how.share(claimed.partial if how.leader else None)
     if journal is not None and how.leader:
@@ -226,16 +232,12 @@ def write_summary(file: h5py.File, scenario: Scenario, names: tuple[str, ...],
                   members: list[dict[str, float]]) -> CohortVerdict:
     """The cohort summary table (member, parameters, status, passed, criteria figures) and the
     cohort's verdict (``/verdict``); returns the verdict."""
-    rows, judged = [], []
-    for i, _ in enumerate(members):
-        group = file.get(f"members/{member_id(i)}")
-        status = str(group.attrs.get("status", "missing")) if group is not None else "not run"
-        error = str(group.attrs.get("error", "")) if group is not None else ""
-        outcomes = read_outcomes(group) if group is not None else []
+    rows = []
+    judged = judged_members(file, len(members))
+    for i, (_, status, _, outcomes) in enumerate(judged):
         figures = [o.value for o in outcomes] if outcomes else [np.nan] * len(scenario.criteria)
         passed = status == COMPLETED and all(o.passed for o in outcomes)
         rows.append((i, *[members[i][n] for n in names], status, passed, *figures))
-        judged.append((member_id(i), status, error, outcomes))
     dtype = ([("member", "i8")] + [(n, "f8") for n in names] + [("status", "S16"),
              ("passed", "?")] + [(c.name, "f8") for c in scenario.criteria])
     table = np.array(rows, dtype=dtype)
@@ -250,3 +252,16 @@ def write_summary(file: h5py.File, scenario: Scenario, names: tuple[str, ...],
     file.attrs["summary"] = f"{verdict.passed} of {verdict.members} members passed"
     write_cohort_verdict(file, verdict)
     return verdict
+
+
+def judged_members(file: h5py.Group, count: int) -> list[tuple[str, str, str, list[Outcome]]]:
+    """``(member id, status, error, outcomes)`` of a cohort's ``count`` members as ``file``
+    holds them: what its verdict is made of (``cosim.scenario.criteria.cohort_verdict``)."""
+    judged = []
+    for i in range(count):
+        group = file.get(f"members/{member_id(i)}")
+        status = str(group.attrs.get("status", "missing")) if group is not None else "not run"
+        error = str(group.attrs.get("error", "")) if group is not None else ""
+        judged.append((member_id(i), status, error,
+                       read_outcomes(group) if group is not None else []))
+    return judged

@@ -112,27 +112,27 @@ class MemberRunner:
         env = {key: value for key, value in os.environ.items() if key not in MPI_ENV
                and not key.startswith(("PMI_", "MPI_", "OMPI_", "PMIX_", "HYDRA_"))}
         env.update(TMPDIR=str(temporary), COSIM_SUPERVISED="1")
-        from cosim.running.supervise import _worker_limits
+        from cosim.running.supervise import worker_limits
 
         self.child = subprocess.Popen([sys.executable, "-m", "cosim.running.worker",
                                        str(self.folder)],
                                       stdin=subprocess.PIPE, env=env, pass_fds=(write,),
-                                      preexec_fn=_worker_limits(None))
+                                      preexec_fn=worker_limits(None))
         os.close(write)
         self.replies = read
 
     def _died(self, index: int, hang: float | None) -> str:
         """The child ended without answering: keep what it computed, say why, go on."""
-        from cosim.running.supervise import _describe, _Ending, _in_child, _Stop
+        from cosim.running.supervise import Ending, StopRequest, describe_ending, in_child
 
         self.child.wait()
-        stop = _Stop(0.0)
+        stop = StopRequest(0.0)
         if self.position[STOP]:
             stop.signal = "SIGTERM"
         reader = JournalReader(self.folder / "journal")
-        ending = _Ending(self.child.returncode, None, reader.position(), hang, 0)
-        message, status = _describe(ending, stop)
-        _in_child("recover", str(self.folder), status, message)
+        ending = Ending(self.child.returncode, None, reader.position(), hang, 0)
+        message, status = describe_ending(ending, stop)
+        in_child("recover", str(self.folder), status, message)
         rank = os.environ.get("PMI_RANK", "")
         print(f"{'rank ' + rank + ': ' if rank else ''}member {index:06d} {status}: "
               f"{message}" + ("; the cohort goes on" if status == "failed" else ""),

@@ -79,7 +79,8 @@ class InProcess:
 
     leader = True  # this process writes the results file and makes the report
 
-    def prepare(self, path: Path, prepare: Callable[[Path], Prepared]) -> Prepared:
+    def prepare(self, path: Path | Scenario, prepare: Callable[[Path | Scenario], Prepared]
+                ) -> Prepared:
         return prepare(path)
 
     def claim(self, claiming: Callable[[], T]) -> T:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import resource
 import shutil
 import signal
@@ -38,6 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cosim.errors import (
     EXIT_ERROR,
@@ -53,6 +55,9 @@ from cosim.results.output import Claim, claim, finish, kept_note, release
 from cosim.running.peers import Peers
 from cosim.running.progress import Progress
 from cosim.running.provenance import command_line
+
+if TYPE_CHECKING:
+    from cosim.scenario.scenario import Scenario
 
 _SETUP = CALLS[0]
 
@@ -70,9 +75,21 @@ class Options:
     quiet: bool = False  # no progress line, no summary (errors only; the exit code tells)
 
 
-def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
-                   options: Options | None = None, resume: bool | Path = False) -> int:
-    """Run ``scenario`` in a supervised worker; print what happened; return the exit code.
+@dataclass(frozen=True)
+class Supervised:
+    """How a supervised run ended: its exit code (``cosim.errors.EXIT_*``), the report to show
+    (``text``: the results, the verdict) and the one message about an error or an
+    interruption (``message``, as ``cosim run`` prints it on stderr)."""
+
+    exit: int
+    text: str = ""
+    message: str = ""
+
+
+def run_supervised(scenario: Path | Scenario, output: Path, *, plot: bool = True,
+                   options: Options | None = None, resume: bool | Path = False) -> Supervised:
+    """Run ``scenario`` (a file, or a ``Scenario`` made in Python: handed to the worker as it
+    is) in a supervised worker; how it ended.
 
     In one process the supervisor claims ``output`` (``cosim.results.output``): the worker writes
     the
@@ -90,25 +107,29 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
         try:
             claimed = claim(output, resume)
         except CosimError as error:
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            return EXIT_ERROR
+            return Supervised(EXIT_ERROR, message=f"error: {error}")
     folder = Path(tempfile.mkdtemp(prefix="cosim-run-"))
-    stop = _Stop(options.grace)
+    stop = StopRequest(options.grace)
     previous = {sig: signal.signal(sig, stop.request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         request = {"scenario": str(scenario), "target": str(output), "plot": plot,
                    "output": str(claimed.partial if claimed else output),
                    "resume": str(resume) if isinstance(resume, Path) else bool(resume)}
+        if not isinstance(scenario, (str, Path)):  # built in Python: no file to read again
+            with open(folder / "scenario.pickle", "wb") as stream:
+                pickle.dump(scenario, stream)
+            request.update(scenario=str(scenario.file or scenario.name),
+                           description=str(folder / "scenario.pickle"))
         while True:
             ending = _run_worker(folder, request, options, stop,
                                  _Ranks(Path(f"{output}.ranks"), rank, size) if size > 1 else None,
                                  progress)
             progress.close()
             if size > 1:
-                return _end_of_rank(ending, folder, stop, options.quiet)
+                return _end_of_rank(ending, folder, stop)
             if ending.outcome is not None:
-                return _report(ending, folder, stop, claimed, options.quiet)
-            message, status = _describe(ending, stop)
+                return _report(ending, folder, stop, claimed)
+            message, status = describe_ending(ending, stop)
             target, kept = _recover_in_child(folder, status, message)
             if (status == "failed" and target is not None and target.startswith("/members/")
                     and not stop.signal):
@@ -117,8 +138,7 @@ def run_supervised(scenario: Path, output: Path, *, plot: bool = True,
                 request = dict(request, resume=True, output=str(_output_of(folder)))
                 continue
             finish(claimed, completed=False)
-            print(f"error: {message}{kept}", file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED if status == "interrupted" else EXIT_ERROR
+            return _ended(status, f"{message}{kept}")
     finally:
         if claimed is not None:
             release(claimed)
@@ -142,53 +162,58 @@ class _Ranks:
         return self.peers
 
 
-def _end_of_rank(ending: _Ending, folder: Path, stop: _Stop, quiet: bool = False) -> int:
+def _end_of_rank(ending: Ending, folder: Path, stop: StopRequest) -> Supervised:
     """How this rank's worker ended, under MPI: a failure is told to the other ranks; rank 0
-    completes the (partial) main file its worker announced and prints the one message."""
+    completes the (partial) main file its worker announced and says the one message."""
     from cosim.master.journal import JournalReader
 
     ranks, outcome = ending.ranks, ending.outcome
     peers = ranks.peers
     if outcome is not None and outcome["exit"] not in (EXIT_ERROR, EXIT_INTERRUPTED):
-        return (_report(ending, folder, stop, None, quiet) if ranks.rank == 0
-                else int(outcome["exit"]))
+        return (_report(ending, folder, stop, None) if ranks.rank == 0
+                else Supervised(int(outcome["exit"])))
     if outcome is not None:  # the worker stopped on an error and marked its part itself
         interrupted = outcome.get("interrupted")
         message = (f"interrupted ({stop.signal or interrupted})" if interrupted
                    else outcome["error"])
         status = "interrupted" if interrupted else "failed"
     else:
-        message, status = _describe(ending, stop)
+        message, status = describe_ending(ending, stop)
         _recover_in_child(folder, status, message)  # this rank's part file
     if peers is None:  # failed before the ranks met: every rank fails the same way
-        if ranks.rank == 0:
-            print(f"error: {message}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED if status == "interrupted" else EXIT_ERROR
+        return _ended(status, message if ranks.rank == 0 else "")
     if not stop.peer:
         peers.report_failure(message if message.startswith("rank ")
                              else f"rank {ranks.rank}: {message}")
     peers.ended()
     if ranks.rank != 0:
         peers.wait_until_removed()
-        return EXIT_INTERRUPTED if stop.signal else EXIT_ERROR
+        return Supervised(EXIT_INTERRUPTED if stop.signal else EXIT_ERROR)
     first = peers.failure() or message
     status = "interrupted" if stop.signal else "failed"
     complete = "" if peers.wait_until_all_ended() else " (some ranks never ended)"
     results = JournalReader(folder / "journal").results()
     kept = ""
     if results is not None:  # the partial main file (the target is never touched)
-        done = _in_child("complete_after_failure", str(results), ranks.size, status, first)
+        done = in_child("complete_after_failure", str(results), ranks.size, status, first)
         if isinstance(done, str):
             kept = f"; the results file could not be completed ({done})"
         else:
             kept = ("; no rows" if done is None else f"; rows up to t = {done:.9g} s") + \
                 f" kept in {results}{complete}"
-    print(f"error: {first}{kept}", file=sys.stderr, flush=True)
     peers.remove()  # the other ranks' supervisors exit now
-    return EXIT_INTERRUPTED if status == "interrupted" else EXIT_ERROR
+    return _ended(status, f"{first}{kept}")
 
 
-class _Stop:
+def _ended(status: str, message: str) -> Supervised:
+    """A run that did not complete: interrupted (exit 130, the message says so) or failed
+    (exit 1, an error)."""
+    if status == "interrupted":
+        return Supervised(EXIT_INTERRUPTED, message=message)
+    return Supervised(EXIT_ERROR, message=f"error: {message}" if message else "")
+
+
+class StopRequest:
     """SIGINT/SIGTERM received by the supervisor: passed on to the worker once, then a deadline."""
 
     def __init__(self, grace: float):
@@ -218,7 +243,7 @@ class _Stop:
 
 
 @dataclass
-class _Ending:
+class Ending:
     returncode: int
     outcome: dict | None  # what the worker said, if it ended on its own
     position: object  # cosim.master.journal.Position or None
@@ -227,8 +252,8 @@ class _Ending:
     ranks: _Ranks | None = None  # under MPI
 
 
-def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
-                ranks: _Ranks | None = None, progress: Progress | None = None) -> _Ending:
+def _run_worker(folder: Path, request: dict, options: Options, stop: StopRequest,
+                ranks: _Ranks | None = None, progress: Progress | None = None) -> Ending:
     from cosim.master.journal import JournalReader
 
     (folder / "request.json").write_text(json.dumps(request), encoding="utf-8")
@@ -240,7 +265,7 @@ def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
                COSIM_COMMAND_LINE=command_line())  # the provenance names the user's command
     worker = subprocess.Popen([sys.executable, "-m", "cosim.running.worker", str(folder)], env=env,
                               close_fds=False,  # an MPI launcher's connection stays open
-                              preexec_fn=_worker_limits(options.memory_limit))
+                              preexec_fn=worker_limits(options.memory_limit))
     stop.worker = worker
     if stop.signal:  # a signal came before the worker existed
         worker.send_signal(signal.SIGTERM)
@@ -275,7 +300,7 @@ def _run_worker(folder: Path, request: dict, options: Options, stop: _Stop,
         outcome = json.loads((folder / "outcome.json").read_text(encoding="utf-8"))
     if ranks is not None:
         ranks.meet(reader.run_id())
-    return _Ending(worker.returncode, outcome, position, hang, peak, ranks)
+    return Ending(worker.returncode, outcome, position, hang, peak, ranks)
 
 
 def _end(worker: subprocess.Popen, under_mpi: bool) -> None:
@@ -293,7 +318,7 @@ def _end(worker: subprocess.Popen, under_mpi: bool) -> None:
     worker.kill()
 
 
-def _worker_limits(memory_limit: float | None):
+def worker_limits(memory_limit: float | None):
     """What the worker process sets up before it starts: die with the supervisor; memory."""
     def setup() -> None:
         try:
@@ -316,7 +341,7 @@ def _resident_bytes(pid: int) -> int:
         return 0
 
 
-def _describe(ending: _Ending, stop: _Stop) -> tuple[str, str]:
+def describe_ending(ending: Ending, stop: StopRequest) -> tuple[str, str]:
     """The one message for a worker that did not end on its own, and the status it gives."""
     position = ending.position
     where = _where(position)
@@ -362,13 +387,13 @@ def _where(position) -> str:
 
 
 def _recover_in_child(folder: Path, status: str, message: str) -> tuple[str | None, str]:
-    """``_recover`` in a process of its own (see ``_in_child``)."""
-    done = _in_child("recover", str(folder), status, message)
+    """``_recover`` in a process of its own (see ``in_child``)."""
+    done = in_child("recover", str(folder), status, message)
     return (None, f"; the results file could not be repaired ({done})") if isinstance(
         done, str) else tuple(done)
 
 
-def _in_child(function: str, *arguments):
+def in_child(function: str, *arguments):
     """Run an HDF5 repair (``CHILD_TASKS``) in a process of its own: HDF5 failing on a damaged
     file or a full disk can take a process down, and the supervisor must still say what
     happened. Returns the function's result, or the reason it failed (a string)."""
@@ -411,11 +436,10 @@ def _output_of(folder: Path) -> Path:
     return Path((folder / "output").read_text(encoding="utf-8"))
 
 
-def _report(ending: _Ending, folder: Path, stop: _Stop, claimed: Claim | None,
-            quiet: bool = False) -> int:
+def _report(ending: Ending, folder: Path, stop: StopRequest, claimed: Claim | None
+            ) -> Supervised:
     """Commit what a worker that ended on its own wrote (in one process: renamed over the
-    target if the run completed, else left as the partial file); print what it said; its exit
-    code."""
+    target if the run completed, else left as the partial file); what it said."""
     from cosim.master.journal import JournalReader
 
     outcome = ending.outcome
@@ -425,22 +449,20 @@ def _report(ending: _Ending, folder: Path, stop: _Stop, claimed: Claim | None,
         try:
             kept = finish(claimed, completed)
         except OutputError as error:
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            return EXIT_ERROR
-    if outcome.get("text") and not quiet:
-        print(outcome["text"], flush=True)
+            return Supervised(EXIT_ERROR, message=f"error: {error}")
+    message = ""
     if outcome.get("error"):
         note = f"\n{kept_note(kept)}" if kept is not None else ""
-        print(f"error: {outcome['error']}{note}", file=sys.stderr, flush=True)
+        message = f"error: {outcome['error']}{note}"
     if outcome.get("interrupted"):
         where = ""
         if ending.position is not None and ending.position.phase == "stepping":
             where = f" at t = {ending.position.time:.9g} s"
         task = JournalReader(folder / "journal").task()
         kept_in = f" in {task[0]}" if task else ""
-        print(f"interrupted ({stop.signal or outcome['interrupted']}){where}; results written "
-              f"so far are kept{kept_in}", file=sys.stderr, flush=True)
-    return int(outcome["exit"])
+        message = (f"interrupted ({stop.signal or outcome['interrupted']}){where}; results "
+                   f"written so far are kept{kept_in}")
+    return Supervised(int(outcome["exit"]), outcome.get("text", ""), message)
 
 
 def _complete_after_failure(results: str, ranks: int, status: str, error: str
@@ -456,6 +478,6 @@ def _recover_for_child(folder: str, status: str, message: str) -> list:
 
 CHILD_TASKS = {"recover": _recover_for_child, "complete_after_failure": _complete_after_failure}
 
-if __name__ == "__main__":  # _in_child's process
+if __name__ == "__main__":  # in_child's process
     name, *arguments = json.loads(sys.argv[1])
     print(json.dumps({"result": CHILD_TASKS[name](*arguments)}))

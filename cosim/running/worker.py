@@ -92,7 +92,7 @@ def _run(request: dict, journal):
     from cosim.running.mpi import size
     from cosim.running.pipeline import plotted, prepare, run_into, run_scenario
 
-    scenario, target = Path(request["scenario"]), Path(request["target"])
+    scenario, target = _scenario(request), Path(request["target"])
     if size() > 1:
         return run_scenario(scenario, target, plot=request["plot"], journal=journal,
                             resume=_resume(request))
@@ -124,6 +124,17 @@ def _serve_members(request: dict, journal) -> None:
         os.write(reply, f"{index} {status}\n".encode())
         if status == INTERRUPTED:
             break
+
+
+def _scenario(request: dict):
+    """The request's scenario: its file, or the ``Scenario`` made in Python that the supervisor
+    pickled (``description``)."""
+    if request.get("description"):
+        import pickle
+
+        with open(request["description"], "rb") as stream:  # written by our supervisor
+            return pickle.load(stream)
+    return Path(request["scenario"])
 
 
 def _resume(request: dict) -> bool | Path:

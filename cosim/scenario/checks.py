@@ -62,20 +62,20 @@ def check_binaries(scenario: Scenario, graph: CouplingGraph, problems: list[Prob
 
 
 def check_checkpoint(scenario: Scenario, graph: CouplingGraph, problems: list[Problem]) -> None:
-    """A checkpoint can hold every instance: FMI 2.0 co-simulation FMUs that serialise their
-    state (``cosim.running.checkpoint``)."""
+    """A checkpoint can hold every instance: co-simulation FMUs (FMI 2.0 or 3.0) that
+    serialise their state (``cosim.running.checkpoint``)."""
     unable = sorted(name for name in graph.instances if not graph.fmu(name).can_serialize_state)
     if unable:
         problems.append(scenario.source("checkpoint").problem(
             f"these instances' FMUs cannot save their state, so no checkpoint can hold them: "
             f"{', '.join(unable)} (canSerializeFMUstate is false)",
             "remove 'checkpoint:' or use FMUs that can serialise their state"))
-    other = sorted(name for name in graph.instances if graph.fmu(name).fmi3
-                   or graph.interface(name) not in (None, CO_SIMULATION))
+    other = sorted(name for name in graph.instances
+                   if graph.interface(name) not in (None, CO_SIMULATION))
     if other:
         problems.append(scenario.source("checkpoint").problem(
-            f"checkpoints hold FMI 2.0 co-simulation instances only so far: "
-            f"{', '.join(other)} (FMI 3.0 or model exchange)",
+            f"checkpoints hold co-simulation instances only so far: "
+            f"{', '.join(other)} (model exchange: the solver's state is not saved)",
             "remove 'checkpoint:' for this scenario"))
 
 

@@ -153,7 +153,8 @@ class _Checker(Problems):
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and check a scenario file (without opening FMUs)."""
+    """Read and check a scenario file (without opening FMUs); an SSP archive:
+    ``cosim.scenario.ssp.load_scenario_or_ssp``."""
     path = Path(path)
     if not path.exists():
         raise ScenarioError(Problem("no such scenario file", file=str(path)))
@@ -177,10 +178,16 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(text, path)
 
 
-def parse_scenario(text: str, path: Path | None = None) -> Scenario:
-    """Check a scenario given as text; ``path`` locates errors and relative FMU paths."""
+def parse_scenario(text: str, path: Path | None = None, *, base: Path | None = None,
+                   lines: Mapping[tuple, int] | None = None) -> Scenario:
+    """Check a scenario given as text; ``path`` locates errors and relative FMU paths.
+
+    A scenario built in Python (``cosim.api``) gives the folder its relative paths start from
+    (``base``) and the line of its script where each key was given (``lines``): errors then
+    point into the script, not into the YAML text made from it."""
     file = str(path) if path else None
-    data, lines = read_yaml(text, file)
+    data, text_lines = read_yaml(text, file)
+    lines = text_lines if lines is None else dict(lines)
     check = _Checker(file, lines)
     if not isinstance(data, Mapping):
         raise ScenarioError(Problem("a scenario is a YAML mapping of sections", file=file,
@@ -192,7 +199,7 @@ def parse_scenario(text: str, path: Path | None = None) -> Scenario:
     if data.get("version") != VERSION:
         check.report(("version",), f"version must be {VERSION}, got {data.get('version')!r}",
                      "write 'version: 1' at the top")
-    base = path.parent if path else Path.cwd()
+    base = base or (path.parent if path else Path.cwd())
 
     fmus = _check_fmus(data.get("fmus"), base, check)
     simulation = _check_simulation(data.get("simulation"), check)

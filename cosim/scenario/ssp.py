@@ -19,17 +19,21 @@ files are those fmpy ships (``fmpy/ssp/schema``); lxml (an fmpy dependency) vali
 
 from __future__ import annotations
 
+import atexit
 import re
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 import yaml
 
 from cosim.errors import Problem, ScenarioError
+
+if TYPE_CHECKING:
+    from cosim.scenario.scenario import Scenario
 
 NS = {"ssd": "http://ssp-standard.org/SSP1/SystemStructureDescription",
       "ssc": "http://ssp-standard.org/SSP1/SystemStructureCommon",
@@ -194,6 +198,27 @@ def import_ssp(source: str | Path, folder: str | Path, step: float | None = None
     output.write_text(header + yaml.safe_dump(scenario, sort_keys=False, width=100),
                       encoding="utf-8")
     return output
+
+
+def load_scenario_or_ssp(path: str | Path) -> Scenario:
+    """A scenario file, or an SSP archive (``.ssp``, or its ``.ssd``) imported as one: what
+    ``cosim run``, ``cosim check``, ``cosim graph`` and the Python API's ``load`` read."""
+    from cosim.scenario.scenario import load_scenario
+
+    if Path(path).suffix.lower() in (".ssp", ".ssd"):
+        return load_ssp(path)
+    return load_scenario(path)
+
+
+def load_ssp(source: str | Path, step: float | None = None) -> Scenario:
+    """An SSP archive as a checked scenario, without a scenario file to write: imported into
+    a folder of this process (its FMUs extracted there), removed when the process ends. What
+    ``cosim run x.ssp`` goes through."""
+    from cosim.scenario.scenario import load_scenario
+
+    folder = Path(tempfile.mkdtemp(prefix="cosim-ssp-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return load_scenario(import_ssp(source, folder, step))
 
 
 def _unpack(source: Path, tmp: Path) -> Path:
