@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
     from cosim.scenario.criteria import CohortVerdict, Outcome
     from cosim.scenario.scenario import Scenario
+    from cosim.twins.personalise import FitRun
+    from cosim.twins.therapy import Comparison
 
 MEMORY = Path("/dev/shm")  # where an in-memory run's results stay while it runs, if it exists
 
@@ -318,6 +320,40 @@ def _in_memory(what: str | Path | Scenario, *, supervised: bool, memory_limit: f
                    memory=_read_all(done.results))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- patient-specific twins (docs/twins.md) -----------------------------------------------------
+def fit(path: str | Path, output: str | Path | None = None, *,
+        personalised: str | Path | None = None, plot: bool = True) -> FitRun:
+    """Fit the scenario's ``fit`` section to its measured data (``cosim fit``): every
+    evaluation a cohort member (over the ranks under ``mpiexec``). Writes the personalised
+    scenario (default ``<stem>.personalised.yaml`` beside it) and its run into ``output``
+    (default ``results/<stem>.personalised.h5``) with ``/fit``; returns the fitted parameters
+    with their uncertainty (``.result``), the personalised file and its run's report."""
+    from cosim.twins.personalise import fit_scenario
+
+    return fit_scenario(path, output, personalised=personalised, plot=plot)
+
+
+def compare_therapies(path: str | Path, programmings: Mapping[str, Mapping[str, float]],
+                      output: str | Path | None = None, *, threshold: float,
+                      window: tuple[float, float] | None = None, **options: Any) -> Comparison:
+    """Run a (personalised) scenario once per device programming (``{label: {"instance.
+    parameter": value}}``) as one cohort and compare capture margin, capture, pacing
+    percentage, cardiac output and projected battery longevity, each with a verdict;
+    ``threshold``: the patient's capture threshold (V). ``options``: ``limits``, ``signals``
+    (``cosim.twins.therapy``)."""
+    from cosim.twins.therapy import compare_therapies as compare
+
+    return compare(path, programmings, output, threshold=threshold, window=window, **options)
+
+
+def summary(results: str | Path) -> dict[str, Any]:
+    """What may leave the site where the data live (``cosim summary``): verdicts, figures,
+    fitted parameters, hashes, the pseudonym; no time series, no measured value, no path."""
+    from cosim.twins.privacy import summary as summarise
+
+    return summarise(results)
 
 
 # -- what a run gives back ---------------------------------------------------------------------

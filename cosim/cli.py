@@ -248,11 +248,11 @@ def _report(args) -> int:
 
 
 def _fit(args) -> int:
+    from cosim.api import fit
     from cosim.launcher import rank_and_size
-    from cosim.twins.personalise import fit_scenario
 
-    done = fit_scenario(args.scenario, args.output, personalised=args.personalised,
-                        plot=not args.no_plot)
+    done = fit(args.scenario, args.output, personalised=args.personalised,
+               plot=not args.no_plot)
     if rank_and_size()[0] == 0:
         print(done.result.text())
         print(f"personalised scenario: {done.personalised}")

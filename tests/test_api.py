@@ -14,7 +14,7 @@ import fmu_kit as kit
 import numpy as np
 import pytest
 
-from cosim.api import edit, load, run, scenario
+from cosim.api import edit, fit, load, run, scenario, summary
 from cosim.errors import EXIT_OK, EXIT_VERDICT_FAIL, CosimError, ScenarioError
 from cosim.results.reader import open_results
 
@@ -243,3 +243,17 @@ def test_a_run_failing_in_memory_gives_its_rows_on_the_exception(tmp_path, monke
     assert partial.status == "failed" and partial.time[-1] == pytest.approx(0.5)
     assert np.allclose(partial["model.y"].values, partial.time)
     assert list((tmp_path / "ram").iterdir()) == []
+
+
+def test_a_twin_is_fitted_and_summarised_from_python(tmp_path):
+    """``fit`` and ``summary`` are ``cosim fit`` and ``cosim summary`` for a script: the fitted
+    parameters hold the synthetic patient's truth, and the summary keeps them (no series)."""
+    from test_fit import TRUTH, synthetic_patient
+
+    done = fit(synthetic_patient(tmp_path), tmp_path / "fitted.h5", plot=False)
+    for name, value in zip(done.result.names, done.result.values, strict=True):
+        assert abs(value - TRUTH[name]) < 0.01 * TRUTH[name]
+    assert done.personalised.is_file() and done.report.passed
+    kept = summary(tmp_path / "fitted.h5")
+    assert kept["fit"]["parameters"]["a.k"]["value"] == pytest.approx(done.result.values[0])
+    assert "instances" not in kept and "time" not in kept

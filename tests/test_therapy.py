@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from cosim.twins.therapy import compare_therapies
+from cosim.api import compare_therapies  # the API, as a user calls it (cosim.twins.therapy)
 
 REPO = Path(__file__).resolve().parent.parent
 

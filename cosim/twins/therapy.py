@@ -133,7 +133,8 @@ def compare_therapies(path: str | Path, programmings: Mapping[str, Mapping[str, 
                                    record={k: tuple(v) for k, v in record.items()})
     run = dataclasses.replace(prepared, settings=settings,
                               cohort=Cohort(names, np.array(table), "table", None, labels))
-    target = Path(output) if output else default_output(path.with_name(f"{path.stem}.therapy"))
+    target = Path(output) if output else default_output(path.with_name(f"{path.stem}.therapy.yaml"))
+    # results/<stem>.therapy.h5: never the scenario's own results (a fit's run of it)
     claimed = how.claim(lambda: claim(target))
     results = how.share(claimed.partial if how.leader else None)
     run_into(run, results, strategy=how)
