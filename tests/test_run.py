@@ -26,6 +26,7 @@ class Traced(InProcess):
     """The in-process strategy, saying what the pipeline asked of it and when."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list = []
 
     def begin(self, prepared, results, resume, checkpoint):

@@ -122,9 +122,22 @@ def finish(claim: Claim, completed: bool) -> Path | None:
         except OSError as failure:
             raise OutputError(f"{claim.target}: cannot be replaced ({failure.strerror}); "
                               f"the completed results are in {claim.partial}") from None
+        _remove_replaced_parts(claim)
         return claim.target
     finally:
         release(claim)
+
+
+def _remove_replaced_parts(claim: Claim) -> None:
+    """The parts folders of the results this run replaced: a distributed run's file links to
+    its parts (``<partial name>.parts``, kept beside it); a folder of this target's whose
+    partial file no longer exists, other than this run's, belonged to the file just replaced
+    (only the run holding the lock commits over the target)."""
+    target = claim.target
+    for folder in target.parent.glob(f"{target.stem}.partial-*{target.suffix}.parts"):
+        partial = folder.with_name(folder.name.removesuffix(".parts"))
+        if folder != claim.parts and not partial.exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def kept_note(path: Path) -> str:
@@ -190,7 +203,7 @@ def complete_after_failure(results: Path, ranks: int, status: str, error: str
     """``settle`` for a distributed run: after a rank failed or the run was interrupted, the
     (partial) main file ``results`` gets what every part file holds, cut to the communication
     points every rank reached, and says how the run ended; the parts folder goes (its data is
-    in the main file).
+    in the main file, or linked from it: then it stays beside it).
 
     Runs in rank 0's supervisor (no MPI: the workers are gone). Returns the last row's time.
     """
@@ -205,7 +218,8 @@ def complete_after_failure(results: Path, ranks: int, status: str, error: str
         if path.exists():
             clear_writer_flags(path)
     with writing(open_for_writing(results)) as main:
-        merge_parts(main, [path for path in parts if path.exists()])
+        linked = merge_parts(main, [path for path in parts if path.exists()],
+                             link=parts_folder(results).name)
         last = cut_to_common_length(main)
         main.attrs["status"] = status
         main.attrs["error"] = error
@@ -214,7 +228,8 @@ def complete_after_failure(results: Path, ranks: int, status: str, error: str
                 cut_to_common_length(member)
                 member.attrs["status"] = status
                 member.attrs["error"] = error
-    shutil.rmtree(parts_folder(results), ignore_errors=True)
+    if not linked:
+        shutil.rmtree(parts_folder(results), ignore_errors=True)
     return last
 
 

@@ -4,15 +4,16 @@ crashing or hanging fails its member only.
 Under ``mpiexec``, a cohort's members are handed out by MPI (``cosim.running.mpi.WorkQueue``).
 If a member's FMU crashed the rank's MPI process, MPI would be lost for every rank; so, when
 ``cosim run`` supervises the ranks, each rank (a member being one rank's work) runs its
-members in a child process of its own: ``python -m cosim.running.worker`` in *members* mode, which
-reads member numbers on a pipe (the scenario comes prepared, pickled by the rank: built once),
-runs each into the rank's part file (``cosim.running.pipeline.run_member``,
-with a journal) and answers with its status. The rank waits for the answer, and meanwhile
-hands out work to the other ranks (rank 0), watches the child's FMI calls
-(``simulation.call_timeout``) and passes on a stop request. A child that dies or hangs is
-treated like a dead worker in one process (``cosim.running.supervise``): its member's pending rows
-are appended to the part file and the member is marked failed with one message; a new child
-takes the next member.
+members in a child process of its own: ``python -m cosim.running.worker`` in *members* mode,
+which reads member numbers on a pipe (the scenario comes prepared, pickled by the rank: built
+once), runs each into the rank's part file (``cosim.running.strategies.run_member``, with a
+journal), judges it there and answers with how it ended (status, error, the criteria's
+outcomes: one JSON line). The rank waits for the answer, and meanwhile watches the child's FMI
+calls (``simulation.call_timeout``) and passes on a stop request (rank 0's dispatcher thread
+hands out work to the other ranks meanwhile: ``cosim.running.mpi.WorkQueue``). A child that
+dies or hangs is treated like a dead worker in one process (``cosim.running.supervise``): its
+member's pending rows are appended to the part file and the member is marked failed with one
+message; a new child takes the next member.
 """
 
 from __future__ import annotations
@@ -27,50 +28,55 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from cosim.launcher import MPI_ENV
 from cosim.master.journal import STOP, JournalReader
+from cosim.running.strategies import MemberEnd
+from cosim.scenario.criteria import Outcome
 
-SERVE_EVERY = 0.02  # seconds between two looks for other ranks' requests (rank 0)
+READY = b"ready"  # the child's first line: it has read the prepared scenario
 WATCH_EVERY = 0.2  # seconds between two looks at the child's FMI calls (the watchdog)
 
 
 class MemberRunner:
     """The child process running this rank's members (started at the first member)."""
 
-    def __init__(self, prepared, part: Path, serve: Callable[[], None] | None,
-                 position: memoryview):
-        # a cosim.running.strategies.Prepared: handed to the child, not rebuilt
-        self.prepared = prepared
+    def __init__(self, prepared, part: Path, position: memoryview):
+        self.prepared = prepared  # a strategies.Prepared: handed to the child, not rebuilt
         self.part = part
-        self.serve = serve  # called while waiting (rank 0: answer the other ranks), or None
         self.position = position  # this rank's journal slots: its stop request
         self.folder = Path(tempfile.mkdtemp(prefix="cosim-members-"))
         self.child: subprocess.Popen | None = None
         self.replies = -1
+        self.reply = b""  # what the child wrote that is not a whole line yet
+        self.starting = 0.0  # when the child was started
+        self.start_seconds = 0.0  # from a child's start until it was ready (summed)
         self._start()  # its start-up overlaps the rank's first exchanges
 
-    def run(self, index: int) -> str:
-        """Run member ``index``; its status (``completed``, ``failed``, ``interrupted``)."""
+    def run(self, index: int) -> MemberEnd:
+        """Run member ``index``; how it ended (status ``completed``, ``failed`` or
+        ``interrupted``)."""
         if self.child is None:
             self._start()
         os.write(self.child.stdin.fileno(), f"{index}\n".encode())
         reader = JournalReader(self.folder / "journal")
-        marker, since, hang, answer = None, time.monotonic(), None, b""
-        wait = SERVE_EVERY if self.serve is not None else WATCH_EVERY
+        marker, since, hang = None, time.monotonic(), None
         watched = time.monotonic()
         while True:
-            ready, _, _ = select.select([self.replies], [], [], wait)
+            ready, _, _ = select.select([self.replies], [], [], WATCH_EVERY)
             if ready:
-                answer += os.read(self.replies, 4096)
-                if answer.endswith(b"\n"):
-                    return answer.decode().split()[-1]
-                if not answer:  # the pipe closed: the child is gone
+                read = os.read(self.replies, 1 << 16)
+                self.reply += read
+                while b"\n" in self.reply:
+                    line, self.reply = self.reply.split(b"\n", 1)
+                    if line == READY:
+                        self.start_seconds += time.perf_counter() - self.starting
+                    else:
+                        return ended(line)
+                if not read:  # the pipe closed: the child is gone
                     break
-            if self.serve is not None:
-                self.serve()
             if self.position[STOP] and self.child.poll() is None:
                 self.child.send_signal(signal.SIGTERM)  # the member stops at its next point
             if self.child.poll() is not None:
@@ -99,6 +105,7 @@ class MemberRunner:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _start(self) -> None:
+        self.starting, self.reply = time.perf_counter(), b""
         read, write = os.pipe()
         with open(self.folder / "prepared.pickle", "wb") as stream:  # this process's own data
             pickle.dump(self.prepared, stream)
@@ -121,7 +128,7 @@ class MemberRunner:
         os.close(write)
         self.replies = read
 
-    def _died(self, index: int, hang: float | None) -> str:
+    def _died(self, index: int, hang: float | None) -> MemberEnd:
         """The child ended without answering: keep what it computed, say why, go on."""
         from cosim.running.supervise import Ending, StopRequest, describe_ending, in_child
 
@@ -139,4 +146,17 @@ class MemberRunner:
               file=sys.stderr, flush=True)
         os.close(self.replies)
         self.child = None
-        return status
+        return MemberEnd(index, status, message)
+
+
+def answer(end: MemberEnd) -> bytes:
+    """How a member ended, as the child writes it on its pipe: one JSON line."""
+    return (json.dumps({**asdict(end), "outcomes": [asdict(o) for o in end.outcomes]})
+            + "\n").encode()
+
+
+def ended(reply: bytes) -> MemberEnd:
+    """``answer`` read back."""
+    fields = json.loads(reply)
+    return MemberEnd(fields["index"], fields["status"], fields["error"],
+                     [Outcome(**outcome) for outcome in fields["outcomes"]])
