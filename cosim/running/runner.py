@@ -37,6 +37,8 @@ from cosim.running.strategies import MemberEnd
 from cosim.scenario.criteria import Outcome
 
 READY = b"ready"  # the child's first line: it has read the prepared scenario
+MPI_PREFIXES = ("PMI_", "MPI_", "OMPI_", "PMIX_", "HYDRA_")  # what a child must not inherit
+_forked: list[tuple[int, int, int, int]] = []  # ``prefork``: (pid, its stdin, replies, reply fd)
 WATCH_EVERY = 0.2  # seconds between two looks at the child's FMI calls (the watchdog)
 
 
@@ -105,8 +107,13 @@ class MemberRunner:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _start(self) -> None:
+        """The child: the one forked ahead (``prefork``), else a new interpreter."""
         self.starting, self.reply = time.perf_counter(), b""
-        read, write = os.pipe()
+        forked = _forked.pop() if _forked else None
+        if forked is None:
+            read, write = os.pipe()
+        else:
+            pid, members, read, write = forked
         with open(self.folder / "prepared.pickle", "wb") as stream:  # this process's own data
             pickle.dump(self.prepared, stream)
         (self.folder / "request.json").write_text(json.dumps(
@@ -114,11 +121,15 @@ class MemberRunner:
              "output": str(self.part), "reply_fd": write, "target": str(self.part),
              "plot": False, "scenario": str(self.prepared.scenario.file)}), encoding="utf-8")
         (self.folder / "journal").unlink(missing_ok=True)
-        temporary = self.folder / "tmp"
-        temporary.mkdir(exist_ok=True)
+        (self.folder / "tmp").mkdir(exist_ok=True)
+        self.replies = read
+        if forked is not None:
+            self.child = _Forked(pid, members)
+            os.write(members, f"{self.folder}\n".encode())
+            return
         env = {key: value for key, value in os.environ.items() if key not in MPI_ENV
-               and not key.startswith(("PMI_", "MPI_", "OMPI_", "PMIX_", "HYDRA_"))}
-        env.update(TMPDIR=str(temporary), COSIM_SUPERVISED="1")
+               and not key.startswith(MPI_PREFIXES)}
+        env.update(TMPDIR=str(self.folder / "tmp"), COSIM_SUPERVISED="1")
         from cosim.running.supervise import worker_limits
 
         self.child = subprocess.Popen([sys.executable, "-m", "cosim.running.worker",
@@ -126,7 +137,6 @@ class MemberRunner:
                                       stdin=subprocess.PIPE, env=env, pass_fds=(write,),
                                       preexec_fn=worker_limits(None))
         os.close(write)
-        self.replies = read
 
     def _died(self, index: int, hang: float | None) -> MemberEnd:
         """The child ended without answering: keep what it computed, say why, go on."""
@@ -147,6 +157,79 @@ class MemberRunner:
         os.close(self.replies)
         self.child = None
         return MemberEnd(index, status, message)
+
+
+def prefork() -> None:
+    """Fork this process's first member runner now, before MPI starts here (a fork after
+    ``MPI_Init`` is not safe): the child has every module this process loaded and waits for
+    its folder on its stdin; the rank that runs cohort members hands it its first
+    (``MemberRunner``) instead of starting a new interpreter (0.5–1 s, more on a busy node).
+    Unused (a run that is not a cohort), it ends when this process does."""
+    members_read, members_write = os.pipe()
+    replies_read, replies_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(members_write)
+            os.close(replies_read)
+            os.dup2(members_read, 0)
+            os.close(members_read)
+            code = _serve_when_asked()
+        finally:
+            os._exit(code)
+    os.close(members_read)
+    os.close(replies_write)  # the child's end; its number is the one the child holds
+    _forked.append((pid, members_write, replies_read, replies_write))
+
+
+def _serve_when_asked() -> int:
+    """The forked child: wait for the folder of its request, then be the member runner of
+    ``python -m cosim.running.worker <folder>`` (without MPI's environment)."""
+    line = sys.stdin.readline()
+    if not line:
+        return 0  # this process's parent ran no cohort
+    folder = Path(line.strip())
+    for key in [key for key in os.environ if key in MPI_ENV or key.startswith(MPI_PREFIXES)]:
+        del os.environ[key]
+    os.environ.update(TMPDIR=str(folder / "tmp"), COSIM_SUPERVISED="1")
+    tempfile.tempdir = None  # TMPDIR read again
+    from cosim.running.supervise import worker_limits
+    from cosim.running.worker import main
+
+    worker_limits(None)()
+    return main(str(folder))
+
+
+class _Forked:
+    """A forked child as ``MemberRunner`` uses a ``subprocess.Popen``."""
+
+    def __init__(self, pid: int, stdin: int):
+        self.pid = pid
+        self.stdin = os.fdopen(stdin, "wb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"member runner {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def answer(end: MemberEnd) -> bytes:

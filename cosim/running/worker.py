@@ -42,6 +42,11 @@ def main(folder: str) -> int:
     limit_threads()  # before numpy loads (cosim/launcher.py)
     folder = Path(folder)
     request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
+    if launched_by_mpi() and not request.get("members"):
+        import cosim.running.pipeline  # noqa: F401 - loaded once, for this process and its fork
+        from cosim.running.runner import prefork
+
+        prefork()  # before MPI starts here: the member runner of a cohort, ready
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if launched_by_mpi():
