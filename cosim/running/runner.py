@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -159,12 +160,13 @@ class MemberRunner:
         return MemberEnd(index, status, message)
 
 
-def prefork() -> None:
+def prefork(serve: Callable[[str], int]) -> None:
     """Fork this process's first member runner now, before MPI starts here (a fork after
     ``MPI_Init`` is not safe): the child has every module this process loaded and waits for
-    its folder on its stdin; the rank that runs cohort members hands it its first
-    (``MemberRunner``) instead of starting a new interpreter (0.5–1 s, more on a busy node).
-    Unused (a run that is not a cohort), it ends when this process does."""
+    its folder on its stdin, then runs ``serve(folder)`` (``cosim.running.worker.main``); the
+    rank that runs cohort members hands it its first (``MemberRunner``) instead of starting a
+    new interpreter (0.5–1 s, more on a busy node). Unused (a run that is not a cohort), it
+    ends when this process does."""
     members_read, members_write = os.pipe()
     replies_read, replies_write = os.pipe()
     pid = os.fork()
@@ -175,7 +177,7 @@ def prefork() -> None:
             os.close(replies_read)
             os.dup2(members_read, 0)
             os.close(members_read)
-            code = _serve_when_asked()
+            code = _serve_when_asked(serve)
         finally:
             os._exit(code)
     os.close(members_read)
@@ -183,9 +185,9 @@ def prefork() -> None:
     _forked.append((pid, members_write, replies_read, replies_write))
 
 
-def _serve_when_asked() -> int:
-    """The forked child: wait for the folder of its request, then be the member runner of
-    ``python -m cosim.running.worker <folder>`` (without MPI's environment)."""
+def _serve_when_asked(serve: Callable[[str], int]) -> int:
+    """The forked child: wait for the folder of its request, then be the member runner
+    ``python -m cosim.running.worker <folder>`` would be (without MPI's environment)."""
     line = sys.stdin.readline()
     if not line:
         return 0  # this process's parent ran no cohort
@@ -195,10 +197,9 @@ def _serve_when_asked() -> int:
     os.environ.update(TMPDIR=str(folder / "tmp"), COSIM_SUPERVISED="1")
     tempfile.tempdir = None  # TMPDIR read again
     from cosim.running.supervise import worker_limits
-    from cosim.running.worker import main
 
     worker_limits(None)()
-    return main(str(folder))
+    return serve(str(folder))
 
 
 class _Forked:

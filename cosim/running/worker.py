@@ -46,7 +46,7 @@ def main(folder: str) -> int:
         import cosim.running.pipeline  # noqa: F401 - loaded once, for this process and its fork
         from cosim.running.runner import prefork
 
-        prefork()  # before MPI starts here: the member runner of a cohort, ready
+        prefork(main)  # before MPI starts here: the member runner of a cohort, ready
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if launched_by_mpi():
