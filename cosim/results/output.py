@@ -122,21 +122,27 @@ def finish(claim: Claim, completed: bool) -> Path | None:
         except OSError as failure:
             raise OutputError(f"{claim.target}: cannot be replaced ({failure.strerror}); "
                               f"the completed results are in {claim.partial}") from None
-        _remove_replaced_parts(claim)
+        _remove_parts_of(claim.target, keep=claim.parts)
         return claim.target
     finally:
         release(claim)
 
 
-def _remove_replaced_parts(claim: Claim) -> None:
-    """The parts folders of the results this run replaced: a distributed run's file links to
-    its parts (``<partial name>.parts``, kept beside it); a folder of this target's whose
-    partial file no longer exists, other than this run's, belonged to the file just replaced
-    (only the run holding the lock commits over the target)."""
-    target = claim.target
+def discard(path: Path) -> None:
+    """Remove the results file ``path`` and the part files it links to (a run under MPI)."""
+    path.unlink(missing_ok=True)
+    _remove_parts_of(path)
+
+
+def _remove_parts_of(target: Path, keep: Path | None = None) -> None:
+    """The parts folders of a results file that is gone (replaced, or discarded): a file
+    under MPI links to its parts (``<partial name>.parts``, kept beside it, named after the
+    partial file it was renamed from); a folder of ``target``'s whose partial file no longer
+    exists, other than ``keep`` (the parts of the file just committed), belonged to it (only the
+    run holding the lock commits over the target)."""
     for folder in target.parent.glob(f"{target.stem}.partial-*{target.suffix}.parts"):
         partial = folder.with_name(folder.name.removesuffix(".parts"))
-        if folder != claim.parts and not partial.exists():
+        if folder != keep and not partial.exists():
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -48,6 +48,7 @@ from cosim.coupling.graph import CouplingGraph
 from cosim.coupling.partition import partition
 from cosim.coupling.system import System
 from cosim.errors import INTERRUPTED, CosimError, Interrupted, ScenarioError, SimulationError
+from cosim.fmi.measured import MEASURED
 from cosim.launcher import launched_by_mpi
 from cosim.master.description import Parallel
 from cosim.master.execution import Execution
@@ -638,9 +639,12 @@ class _Quiet(CosimError):
 
 
 def _held(prepared: Prepared) -> Prepared:
-    """``prepared`` with the bytes of each of its FMU files held (read once, here)."""
+    """``prepared`` with the bytes of each of its FMU files held (read once, here); a measured
+    source (``cosim.fmi.measured``: its table already read) has no file to hold."""
     for name in prepared.graph.instances:
-        prepared.graph.fmu(name).hold()
+        fmu = prepared.graph.fmu(name)
+        if MEASURED not in fmu.interfaces:
+            fmu.hold()
     return prepared
 
 
