@@ -580,8 +580,10 @@ def merge_parts(main: h5py.File, parts: list[Path], link: str | None = None) -> 
 
 def _link_group(source: h5py.Group, target: h5py.Group, file: str) -> bool:
     """``source``'s time and instances linked from ``target`` (``file``: ``source``'s file,
-    relative to ``target``'s); its log copied. Returns whether it linked any."""
+    relative to ``target``'s); its log and its master's record copied. Returns whether it
+    linked any."""
     _merge_log(source, target)
+    _merge_master(source, target)
     if "time" in source and target.get("time", getlink=True) is None:
         target["time"] = h5py.ExternalLink(file, "/time")
     instances = source.get("instances", {})
