@@ -286,3 +286,33 @@ def test_fmu_with_a_broken_binary(c_fmu, tmp_path):
 
 def test_c_fmu_passes_fmpy_validate(c_fmu):
     assert validate_fmu(str(c_fmu)) == []
+
+
+def test_an_fmu_held_once_runs_where_its_file_cannot_be_read(c_fmu, tmp_path):
+    """``FMU.hold`` reads the file's bytes once (under MPI on rank 0); pickled to another
+    process (a rank) the FMU extracts from those bytes, without its file (here: deleted), and
+    without the extraction folder of the process that read it."""
+    import pickle
+
+    path = tmp_path / "held.fmu"
+    path.write_bytes(c_fmu.read_bytes())
+    fmu = read_fmu(path)
+    fmu.hold()
+    fmu.unzip_dir()  # this process's folder: not handed on
+    path.unlink()
+    elsewhere = pickle.loads(pickle.dumps(fmu))
+    assert elsewhere.unzip_dir() != fmu.unzip_dir()
+    instance = Instance(elsewhere, "a")
+    try:
+        instance.instantiate()
+    finally:
+        instance.close()
+
+
+def test_an_fmu_changed_before_it_is_held_is_refused(c_fmu, tmp_path):
+    path = tmp_path / "swapped.fmu"
+    path.write_bytes(c_fmu.read_bytes())
+    fmu = read_fmu(path)
+    path.write_bytes(c_fmu.read_bytes() + b"\0")
+    with pytest.raises(FMUError, match="the FMU file changed after it was checked"):
+        fmu.hold()

@@ -496,3 +496,21 @@ def test_a_killed_writer_is_settled_by_commit(folder, tmp_path):
         assert file.attrs["status"] == "failed"
         assert file.attrs["error"] == "the worker was killed (SIGKILL)"
         assert len(file["time"]) == len(file["instances/s/y"]) >= 1024
+
+
+def test_discarding_a_results_file_removes_the_parts_it_links_to(tmp_path):
+    """Under MPI a results file links to its parts folder, named after the partial file it
+    was renamed from; ``discard`` removes both, and leaves the folder of a partial file that
+    is still there (a run kept aside) alone."""
+    from cosim.results.output import discard
+
+    target = tmp_path / "batch.h5"
+    target.write_bytes(b"")
+    linked = tmp_path / "batch.partial-20260101-000000-1.h5.parts"
+    kept = tmp_path / "batch.partial-20260101-000001-2.h5.parts"
+    for folder in (linked, kept):
+        folder.mkdir()
+        (folder / "rank-0000.h5").write_bytes(b"")
+    (tmp_path / "batch.partial-20260101-000001-2.h5").write_bytes(b"")
+    discard(target)
+    assert not target.exists() and not linked.exists() and kept.is_dir()

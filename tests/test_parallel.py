@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import fmu_kit as kit  # tests/fmu_kit.py
+import h5py
 import numpy as np
 import pytest
 
@@ -74,7 +75,8 @@ def test_distributed_run_is_identical_for_1_2_3_4_ranks(tmp_path, algorithm):
         assert done.returncode == 0, done.stderr
         data = datasets(out)
         assert len(data) == 7 * 2 + 1
-        assert not Path(f"{out}.parts").exists(), "part files are merged and removed"
+        parts = list(tmp_path.glob(f"{out.stem}.partial-*.h5.parts/rank-*.h5"))
+        assert len(parts) == (ranks if ranks and ranks > 1 else 0), "linked, not copied"
         if reference is None:
             reference = data
             continue
@@ -379,7 +381,7 @@ simulation: {{start: 0, stop: 1000, step: 0.001}}
     assert kept.name.startswith("fails.partial-") and kept.exists()
     with open_results(kept) as res:  # what every rank computed, merged, cut to one length
         assert res.status == "failed" and len(res.time) == len(res["heart.x"]) == res.rows
-    assert not Path(f"{kept}.parts").exists(), "the parts are in the partial main file"
+    assert Path(f"{kept}.parts").exists(), "the partial main file links to its parts"
 
 
 def test_mpi_refuses_a_target_that_is_not_a_results_file(tmp_path):
@@ -536,3 +538,91 @@ def test_a_rerun_of_a_stopped_mpi_cohort_keeps_its_partial_file(tmp_path):
     assert "COHORT VERDICT: PASS (6 of 6 members passed" in rerun.stdout
     for path, data in kept.items():
         assert path.read_bytes() == data, f"{path.name} changed"
+
+
+PAUSED_COHORT = """\
+version: 1
+name: one slow member
+fmus: {slow: FMU}
+instances: {s: {fmu: slow}}
+simulation: {stop: 0.01, step: 0.001}
+record: {variables: [s.y]}
+cohort: {method: table, table: members.csv}
+"""
+RUN_IN_THE_RANKS = ("import sys; from cosim.running.pipeline import run_scenario; "
+                    "run_scenario(sys.argv[1], sys.argv[2], plot=False)")
+
+
+def test_members_are_handed_out_while_rank_0_is_inside_a_step(tmp_path):
+    """The ranks step their members themselves (the library under mpiexec, no ``cosim run``):
+    while rank 0's member 0 sleeps 2 s inside its 10 steps, rank 0's dispatcher thread answers
+    rank 1, which runs every other member meanwhile (before, rank 0 answered only between its
+    own steps, every 32: rank 1 waited for member 0 to end). The main file links each member
+    to the part of the rank that ran it, and keeps each rank's seconds of waiting."""
+    fmu = kit.build_slow_model(tmp_path)
+    scenario = tmp_path / "paused.yaml"
+    scenario.write_text(PAUSED_COHORT.replace("FMU", str(fmu)))
+    (tmp_path / "members.csv").write_text("s.delay\n0.2\n" + "0.0\n" * 5)
+    out = tmp_path / "paused.h5"
+    done = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", RUN_IN_THE_RANKS,
+                           str(scenario), str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(out, "r") as file:
+        ran_on = [file["members"].get(f"{i:06d}", getlink=True).filename[-12:]
+                  for i in range(6)]
+        assert ran_on == ["rank-0000.h5"] + ["rank-0001.h5"] * 5
+        assert len(file.attrs["rank_dispatch_wait_seconds"]) == 2
+        assert list(file.attrs["rank_members"]) == [1, 5]
+        assert [s.decode() for s in file["summary"]["status"]] == ["completed"] * 6
+
+
+@pytest.mark.slow
+def test_a_cohort_file_links_to_its_members_where_they_ran(tmp_path):
+    """Under ``cosim run -n 2`` nothing is copied at the end: each member of the main file is
+    an HDF5 external link into its rank's part file (beside it, named in ``parts_folder``),
+    read like any member (its time scale attached there), judged where it ran; a run over the
+    same target removes the parts of the file it replaced."""
+    scenario = cohort_scenario(tmp_path)
+    scenario.write_text(scenario.read_text().replace("size: 7", "size: 3"))
+    out = tmp_path / "linked.h5"
+    folders = []
+    for _ in range(2):
+        done = cosim(["run", str(scenario), "-o", str(out), "--no-plot"], 2, timeout=120)
+        assert done.returncode == 2, done.stderr  # member 2 of 3 fails its criterion
+        assert "(2 of 3 members passed, 1 failed their criteria" in done.stdout
+        with h5py.File(out, "r") as file:
+            folders.append(tmp_path / file.attrs["parts_folder"])
+            for i in range(3):
+                link = file["members"].get(f"{i:06d}", getlink=True)
+                assert isinstance(link, h5py.ExternalLink)
+                assert link.filename.startswith(f"{folders[-1].name}/rank-")
+            assert file["members/000001/instances/a/x"].dims[0][0].name == "/members/000001/time"
+    assert not folders[0].exists() and folders[1].is_dir()
+    with open_results(out) as res:
+        assert res.members == ["000000", "000001", "000002"]
+        assert len(res.member("000002")["a.x"]) == 101
+        assert list(res.summary()["passed"]) == [True, True, False]
+
+
+@pytest.mark.slow
+def test_eight_ranks_on_two_cores_give_the_results_of_one_process(tmp_path):
+    """More ranks than cores (8 on this 2-core machine, oversubscribed): a small cohort
+    (members handed out, judged where they ran, linked) and a distributed ring of 8 (one
+    instance per rank) give the datasets and verdicts of one process, bit for bit."""
+    cohort = cohort_scenario(tmp_path)
+    ring = ring_scenario(tmp_path, 8, "jacobi", stop=0.5)
+    for scenario, code in ((cohort, 2), (ring, 0)):
+        alone, spread = tmp_path / f"{scenario.stem}-1.h5", tmp_path / f"{scenario.stem}-8.h5"
+        serial = cosim(["run", str(scenario), "-o", str(alone), "--no-plot"], None)
+        assert serial.returncode == code, serial.stderr
+        done = cosim(["run", str(scenario), "-o", str(spread), "--no-plot"], 8, timeout=300)
+        assert done.returncode == code, done.stderr
+        if scenario is cohort:
+            assert done.stdout == f"results: {spread}\n{COHORT_VERDICT}"
+            assert_same_members(alone, spread, 7)
+        else:
+            reference, data = datasets(alone), datasets(spread)
+            assert reference.keys() == data.keys() and len(data) == 8 * 2 + 1
+            for name in reference:
+                assert np.array_equal(reference[name], data[name]), name

@@ -26,6 +26,7 @@ class Traced(InProcess):
     """The in-process strategy, saying what the pipeline asked of it and when."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list = []
 
     def begin(self, prepared, results, resume, checkpoint):
@@ -55,3 +56,37 @@ def test_the_pipeline_asks_the_strategy_and_concludes_once(tmp_path):
         assert file.attrs["status"] == "completed"
         assert bool(file["verdict"].attrs["passed"])
         assert "left" in file.attrs["instance_busy_seconds"]
+
+
+COHORT = SCENARIO + """\
+cohort:
+  method: grid
+  parameters:
+    left.m: {values: [1.0, 2.0]}
+"""
+
+
+def test_a_cohort_summary_is_made_from_the_members_ends_it_is_handed(tmp_path):
+    """``conclude`` makes the summary and the cohort's verdict from how each member ended,
+    judged where it ran (under MPI gathered from the ranks), and reads no member from the file:
+    here the file holds none."""
+    from cosim.results.recorder import create_results_file, open_for_writing, writing
+    from cosim.running.pipeline import conclude
+    from cosim.running.strategies import MemberEnd
+    from cosim.scenario.criteria import Outcome
+
+    scenario = tmp_path / "cohort.yaml"
+    scenario.write_text(COHORT)
+    prepared = prepare(scenario)
+    results = tmp_path / "cohort.h5"
+    create_results_file(results, {}).close()
+    met = Outcome("bounded", "left.x", "max", 1.0, float("nan"), 1.01, True, float("nan"),
+                  0.0, 0.5)
+    ends = {0: MemberEnd(0, "completed", "", [met]), 1: MemberEnd(1, "failed", "it crashed")}
+    with writing(open_for_writing(results)) as main:
+        report = conclude(main, prepared, results, ends)
+        assert "members" not in main
+        summary = main["summary"][()]
+    assert [s.decode() for s in summary["status"]] == ["completed", "failed"]
+    assert list(summary["passed"]) == [True, False] and list(summary["bounded"])[0] == 1.0
+    assert report.cohort.passed == 1 and report.cohort.errors == (("000001", "it crashed"),)

@@ -257,10 +257,10 @@ def mpi_run(folder: Path, name: str, action: int, stop: float, ranks: int
 
 
 def assert_one_consistent_file(output: Path, status: str, rows: int | None = None) -> str:
-    """The partial main file alone (parts merged), every dataset cut to the same length; the
-    target untouched."""
+    """The partial main file (linking to its parts), every dataset read cut to the same
+    length; the target untouched."""
     kept = partial_of(output)
-    assert not Path(f"{kept}.parts").exists() and not Path(f"{output}.ranks").exists()
+    assert Path(f"{kept}.parts").exists() and not Path(f"{output}.ranks").exists()
     with open_results(kept) as res:
         assert res.status == status
         lengths = {len(res[name]) for name in res.variables} | {len(res.time)}

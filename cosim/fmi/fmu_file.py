@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import io
 import re
 import shutil
 import tempfile
@@ -92,6 +93,22 @@ class FMU:
     only_once_per_process: bool = False  # canBeInstantiatedOnlyOncePerProcess
     interfaces: dict[str, str] = field(default_factory=dict)  # interface -> modelIdentifier
     _unzip_dir: Path | None = field(default=None, repr=False)
+    _archive: bytes | None = field(default=None, repr=False)  # ``hold``: the file's bytes
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for another process (an MPI rank, a member runner): without this
+        process's extraction folder; with the bytes it ``hold``s."""
+        return {**self.__dict__, "_unzip_dir": None}
+
+    def hold(self) -> None:
+        """Read the file's bytes once and keep them (checked against the SHA-256 read
+        before): the processes this FMU is pickled for extract from them instead of reading
+        the file again (``cosim.running.mpi``: one read per job, not one per rank)."""
+        if self._archive is None:
+            data = self.path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != self.sha256:
+                raise _changed(self.path)
+            self._archive = data
 
     @property
     def fmi3(self) -> bool:
@@ -128,18 +145,23 @@ class FMU:
         SHA-256 was checked then) is refused, not run.
         """
         if self._unzip_dir is None:
-            with open(self.path, "rb") as stream:
-                if hashlib.file_digest(stream, "sha256").hexdigest() != self.sha256:
-                    raise FMUError(Problem(
-                        "the FMU file changed after it was checked (its SHA-256 differs)",
-                        file=str(self.path), hint="do not replace FMUs while a run starts; "
-                        "run again"))
+            with (open(self.path, "rb") if self._archive is None
+                  else io.BytesIO(self._archive)) as stream:
+                if (self._archive is None and
+                        hashlib.file_digest(stream, "sha256").hexdigest() != self.sha256):
+                    raise _changed(self.path)
                 target = Path(tempfile.mkdtemp(prefix=f"cosim_{self.model_identifier}_"))
                 atexit.register(shutil.rmtree, target, ignore_errors=True)
                 # bounded: never more than declared; only what it needs to run
                 extract_archive(self.path, target, stream, RUNTIME_FOLDERS)
             self._unzip_dir = target
         return self._unzip_dir
+
+
+def _changed(path: Path) -> FMUError:
+    return FMUError(Problem("the FMU file changed after it was checked (its SHA-256 differs)",
+                            file=str(path), hint="do not replace FMUs while a run starts; "
+                            "run again"))
 
 
 def read_fmu(path: str | Path) -> FMU:

@@ -122,9 +122,28 @@ def finish(claim: Claim, completed: bool) -> Path | None:
         except OSError as failure:
             raise OutputError(f"{claim.target}: cannot be replaced ({failure.strerror}); "
                               f"the completed results are in {claim.partial}") from None
+        _remove_parts_of(claim.target, keep=claim.parts)
         return claim.target
     finally:
         release(claim)
+
+
+def discard(path: Path) -> None:
+    """Remove the results file ``path`` and the part files it links to (a run under MPI)."""
+    path.unlink(missing_ok=True)
+    _remove_parts_of(path)
+
+
+def _remove_parts_of(target: Path, keep: Path | None = None) -> None:
+    """The parts folders of a results file that is gone (replaced, or discarded): a file
+    under MPI links to its parts (``<partial name>.parts``, kept beside it, named after the
+    partial file it was renamed from); a folder of ``target``'s whose partial file no longer
+    exists, other than ``keep`` (the parts of the file just committed), belonged to it (only the
+    run holding the lock commits over the target)."""
+    for folder in target.parent.glob(f"{target.stem}.partial-*{target.suffix}.parts"):
+        partial = folder.with_name(folder.name.removesuffix(".parts"))
+        if folder != keep and not partial.exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def kept_note(path: Path) -> str:
@@ -190,7 +209,7 @@ def complete_after_failure(results: Path, ranks: int, status: str, error: str
     """``settle`` for a distributed run: after a rank failed or the run was interrupted, the
     (partial) main file ``results`` gets what every part file holds, cut to the communication
     points every rank reached, and says how the run ended; the parts folder goes (its data is
-    in the main file).
+    in the main file, or linked from it: then it stays beside it).
 
     Runs in rank 0's supervisor (no MPI: the workers are gone). Returns the last row's time.
     """
@@ -205,7 +224,8 @@ def complete_after_failure(results: Path, ranks: int, status: str, error: str
         if path.exists():
             clear_writer_flags(path)
     with writing(open_for_writing(results)) as main:
-        merge_parts(main, [path for path in parts if path.exists()])
+        linked = merge_parts(main, [path for path in parts if path.exists()],
+                             link=parts_folder(results).name)
         last = cut_to_common_length(main)
         main.attrs["status"] = status
         main.attrs["error"] = error
@@ -214,7 +234,8 @@ def complete_after_failure(results: Path, ranks: int, status: str, error: str
                 cut_to_common_length(member)
                 member.attrs["status"] = status
                 member.attrs["error"] = error
-    shutil.rmtree(parts_folder(results), ignore_errors=True)
+    if not linked:
+        shutil.rmtree(parts_folder(results), ignore_errors=True)
     return last
 
 

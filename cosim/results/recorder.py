@@ -53,6 +53,7 @@ from cosim.scenario import decimation
 FORMAT = "cosim-results"
 FORMAT_VERSION = 2  # 2: CF attributes (units, long_name), time linked into each group
 BLOCK_ROWS = 1024
+DIMENSION_ATTRIBUTES = ("DIMENSION_LIST", "REFERENCE_LIST")  # the scales' references
 MARGIN_BYTES = 1 << 20  # free disk below which a run stops, so its file can still be finished
 LIBVER = ("v110", "v110")  # SWMR needs the 1.10 file format; HDF5 >= 1.10 reads it
 
@@ -519,57 +520,122 @@ def attach_time_scale(group: h5py.Group) -> None:
             instance["time"] = time
 
 
-def merge_parts(main: h5py.File, parts: list[Path]) -> None:
-    """Copy per-process part files into the main file, so it stands alone.
+def merge_parts(main: h5py.File, parts: list[Path], link: str | None = None) -> bool:
+    """Bring per-process part files into the main file; returns whether it links to any.
 
     A part holds ``time`` and ``instances/<name>`` (a distributed run) and/or
-    ``members/<id>/…`` (cohort members, possibly split over several parts). A part whose status
-    is "failed" marks the main file (or the member) failed, with its error. Where the main file
-    already holds the data itself (a run resumed from a checkpoint: the parts hold the rows
-    after the ones there), the parts' rows are appended.
+    ``members/<id>/…`` (cohort members, possibly split over several parts). ``link``: the
+    parts' folder, relative to the main file: what a part holds whole (a cohort member; a
+    distributed run's time and instances) is linked from the main file, nothing copied (HDF5
+    external links: the main file's assembly costs the same whatever the data, and the parts
+    stay beside it). Copied: everything without ``link``, a member split over parts, and the
+    rows of a run resumed from a checkpoint (the main file holds the rows before, the parts'
+    are appended). A part whose status is "failed" marks the main file (or the member) failed,
+    with its error; what the FMUs logged is copied.
     """
     time = main.get("time", getlink=True)
     base = len(main["time"]) if isinstance(time, h5py.HardLink) else None
+    parts = [Path(path) for path in parts if Path(path).exists()]
+    held: dict[str, int] = {}  # member id -> how many parts hold some of it
     for path in parts:
-        if not Path(path).exists():
-            continue
+        with h5py.File(path, "r", locking=False) as part:
+            for member_id in part.get("members", {}):
+                held[member_id] = held.get(member_id, 0) + 1
+    linked = False
+    for path in parts:
         with h5py.File(path, "r", locking=False) as part:
             if part.attrs.get("status") == FAILED:
                 main.attrs["status"] = FAILED
                 main.attrs["error"] = part.attrs.get("error", "")
             if "end_reason" in part.attrs:
                 main.attrs["end_reason"] = part.attrs["end_reason"]
-            _merge_group(part, main, base)
+            if link is not None and base is None:
+                linked |= _link_group(part, main, f"{link}/{path.name}")
+            else:
+                _merge_group(part, main, base)
             for member_id, member in part.get("members", {}).items():
                 members = main.require_group("members")
-                if member_id not in members:  # the whole member is in this part: one copy
-                    part.copy(member, members, name=member_id)
-                    continue
-                target = members[member_id]
-                for key, value in member.attrs.items():
-                    if key != "status" or target.attrs.get("status") != FAILED:
-                        target.attrs[key] = value
-                _merge_group(member, target)
-    attach_time_scale(main)
-    for member in main.get("members", {}).values():
-        attach_time_scale(member)
+                if link is not None and held[member_id] == 1:
+                    if member_id in members:
+                        del members[member_id]
+                    members[member_id] = h5py.ExternalLink(f"{link}/{path.name}",
+                                                           f"/members/{member_id}")
+                    linked = True
+                elif member_id not in members:  # the whole member is in this part: one copy
+                    _copy(member, members, member_id)
+                else:
+                    target = members[member_id]
+                    for key, value in member.attrs.items():
+                        if key != "status" or target.attrs.get("status") != FAILED:
+                            target.attrs[key] = value
+                    _merge_group(member, target)
+    if isinstance(main.get("time", getlink=True), h5py.HardLink):
+        attach_time_scale(main)
+    members = main.get("members", {})
+    for member_id in members:
+        if isinstance(members.get(member_id, getlink=True), h5py.HardLink):
+            attach_time_scale(members[member_id])
+    return linked
+
+
+def _link_group(source: h5py.Group, target: h5py.Group, file: str) -> bool:
+    """``source``'s time and instances linked from ``target`` (``file``: ``source``'s file,
+    relative to ``target``'s); its log and its master's record copied. Returns whether it
+    linked any."""
+    _merge_log(source, target)
+    _merge_master(source, target)
+    if "time" in source and target.get("time", getlink=True) is None:
+        target["time"] = h5py.ExternalLink(file, "/time")
+    instances = source.get("instances", {})
+    for name in instances:
+        group = target.require_group("instances")
+        if name in group or group.get(name, getlink=True) is not None:
+            del group[name]
+        group[name] = h5py.ExternalLink(file, f"/instances/{name}")
+    return bool(instances) or "time" in source
+
+
+def _copy(source: h5py.HLObject, target: h5py.Group, name: str) -> None:
+    """``source`` copied into ``target`` as ``name`` without its dimension scales: HDF5 copies
+    their references unchanged, pointing into the source file (``attach_time_scale`` attaches
+    this file's)."""
+    source.file.copy(source, target, name=name)
+    copied = target[name]
+
+    def plain(_, node) -> None:
+        if isinstance(node, h5py.Dataset):
+            for key in DIMENSION_ATTRIBUTES:
+                if key in node.attrs:
+                    del node.attrs[key]
+
+    if isinstance(copied, h5py.Dataset):
+        plain(name, copied)
+        return
+    for instance in copied.get("instances", {}).values() if "instances" in copied else ():
+        if "time" in instance:
+            del instance["time"]  # the part's time, linked there: the file's is linked again
+    copied.visititems(plain)
 
 
 def cut_to_common_length(group: h5py.Group) -> float | None:
     """Resize ``time`` and every recorded dataset of ``group`` held in this file to the rows all
     of them have (a writer killed between two datasets, ranks stopped at different steps);
-    returns the last time kept (None: no rows). External links (part files) are left alone."""
-    series = []
-    if isinstance(group.get("time", getlink=True), h5py.HardLink):
-        series.append(group["time"])
+    returns the last time kept (None: no rows). Datasets behind external links (part files)
+    count for the rows but are left alone (a reader cuts them: ``cosim.results.reader``)."""
+    series, linked = [], []
+    if "time" in group:
+        hard = isinstance(group.get("time", getlink=True), h5py.HardLink)
+        (series if hard else linked).append(group["time"])
     instances = group.get("instances")
     for name in instances or ():
-        if isinstance(instances.get(name, getlink=True), h5py.HardLink):
-            series += [d for d in instances[name].values()
-                       if isinstance(d, h5py.Dataset) and is_recorded(d)]
-    if not series:
+        hard = isinstance(instances.get(name, getlink=True), h5py.HardLink)
+        if hard or name in instances:  # a link to a part that exists
+            (series if hard else linked).extend(
+                d for d in instances[name].values() if isinstance(d, h5py.Dataset)
+                and is_recorded(d))
+    if not series and not linked:
         return None
-    rows = min(len(dataset) for dataset in series)
+    rows = min(len(dataset) for dataset in series + linked)
     for dataset in series:
         if len(dataset) > rows:
             dataset.resize(rows, axis=0)  # time is the first dimension (FMI 3 arrays too)
@@ -589,12 +655,12 @@ def _merge_group(source: h5py.Group, target: h5py.Group, base: int | None = None
         if isinstance(link, h5py.ExternalLink):
             del target["time"]  # the link to a part, replaced by the data
         if "time" not in target:
-            source.copy(source["time"], target, name="time")
+            _copy(source["time"], target, "time")
     for name, instance in source.get("instances", {}).items():
         instances = target.require_group("instances")
-        if name in instances:
+        if name in instances or instances.get(name, getlink=True) is not None:
             del instances[name]  # an external link to the part, replaced by the data
-        source.copy(instance, instances, name=name)
+        _copy(instance, instances, name)
 
 
 def _append_rows(source: h5py.Group, target: h5py.Group, base: int) -> None:

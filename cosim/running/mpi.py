@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from cosim.coupling.graph import CouplingGraph
 from cosim.coupling.partition import partition
 from cosim.coupling.system import System
 from cosim.errors import INTERRUPTED, CosimError, Interrupted, ScenarioError, SimulationError
+from cosim.fmi.measured import MEASURED
 from cosim.launcher import launched_by_mpi
 from cosim.master.description import Parallel
 from cosim.master.execution import Execution
@@ -64,6 +66,7 @@ from cosim.results.recorder import (
 )
 from cosim.running.checkpoint import checkpoint_path
 from cosim.running.strategies import (
+    MemberEnd,
     Prepared,
     finished_members,
     member_id,
@@ -79,7 +82,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 TAG_REQUEST, TAG_MEMBER = 901, 902
-POLL_EVERY = 32  # steps between two looks for work requests on rank 0
+DISPATCH_POLL = 0.0005  # seconds between two looks for work requests (rank 0's dispatcher)
 WARM_UP = 5  # pilot steps not counted: first calls load code and fill caches
 
 
@@ -199,15 +202,19 @@ class Distributed:
         self.owner: dict[str, int] | None = None  # a single run's partition, once made
         self.measured: dict[str, float] | None = None  # the pilot's costs (balance: measured)
         self.results: Path | None = None
+        self.ended: dict[int, MemberEnd] = {}  # rank 0: how each member ended, where it ran
+        self.prepare_seconds = self.begin_seconds = 0.0
 
     def prepare(self, path: Path | Scenario, prepare: Callable[[Path | Scenario], Prepared]
                 ) -> Prepared:
-        """``prepare`` on every rank, library FMUs built by rank 0 first (not by every rank
-        into the same folder at once); the group size checked against the ranks."""
-        if self.leader:
-            _prebuild_library(path)
-        self.comm.Barrier()
-        prepared = self.agree(lambda: prepare(path))
+        """``prepare`` on rank 0 only (library FMUs built, every FMU read, validated and
+        hashed once), its FMUs' bytes held (``FMU.hold``), all of it handed to every rank in
+        one broadcast: one read of each file per job, not one per rank. The group size checked
+        against the ranks."""
+        started = time.perf_counter()
+        prepared = self.agree(lambda: _held(prepare(path)) if self.leader else None)
+        prepared = self.comm.bcast(prepared, root=0)
+        self.prepare_seconds = time.perf_counter() - started
         _group_size(prepared.scenario, self.ranks, prepared.cohort is not None)
         return prepared
 
@@ -225,6 +232,7 @@ class Distributed:
     def begin(self, prepared: Prepared, results: Path, resume: bool, checkpoint) -> list[int]:
         """Rank 0 makes the main file and the parts folder (``resume``: the stopped run's
         parts merged in first); the cohort members still to run, on every rank."""
+        started = time.perf_counter()
         self.results = results
         cohort = prepared.cohort
         todo = list(range(len(cohort))) if cohort is not None else []
@@ -245,13 +253,14 @@ class Distributed:
                 self.fail(error, results)
         todo = self.comm.bcast(todo, root=0)
         self.comm.Barrier()
+        self.begin_seconds = time.perf_counter() - started
         return todo
 
     def run(self, prepared: Prepared, results: Path, todo: list[int], journal: Journal | None,
             checkpoint) -> list[dict] | None:
-        """This rank's share into its part file; rank 0 gets every rank's timing."""
+        """This rank's share into its part file; rank 0 gets every rank's figures (and how
+        each cohort member ended: ``self.ended``)."""
         comm, part = self.comm, part_path(results, self.rank)
-        timing = None
         if prepared.cohort is None:
             graph, settings, scenario = prepared.graph, prepared.settings, prepared.scenario
             self.owner, self.measured = balanced_partition(comm, graph, settings,
@@ -268,17 +277,29 @@ class Distributed:
             if scenario.checkpoint_every:
                 saving = (checkpoint_path(results), scenario.checkpoint_every, scenario.sha256,
                           _gather_state(comm, execution, self.owner))
-            timing = run_one(execution, part, journal=journal, scales=False, checkpoints=saving)
+            timing = run_one(execution, part, journal=journal, checkpoints=saving)
             timing["exchange"] = execution.exchange.seconds
+            ends: list[MemberEnd] = []
         else:
-            _run_cohort(comm, _group_size(prepared.scenario, self.ranks, True), prepared, part,
-                        todo, journal)
-        return comm.gather(timing, root=0)
+            timing, ends = _run_cohort(comm, _group_size(prepared.scenario, self.ranks, True),
+                                       prepared, part, todo, journal)
+        timing["rank"] = self.rank
+        timing["prepare_seconds"] = self.prepare_seconds
+        gathered = comm.gather((timing, ends), root=0)
+        if not self.leader:
+            return None
+        self.ended = {end.index: end for _, rank_ends in gathered for end in rank_ends}
+        return [timing for timing, _ in gathered]
 
     def end(self, main: h5py.File, timings: list[dict] | None) -> str | None:
-        """Rank 0: the parts merged into the main file; a single run's partition and timing
-        (one line for users)."""
-        merge_parts(main, [part_path(self.results, r) for r in range(self.ranks)])
+        """Rank 0: the main file links to what the parts hold whole (cohort members, a single
+        run's instances: nothing copied, ``merge_parts``); the ranks' figures; a single run's
+        partition and timing (one line for users)."""
+        started = time.perf_counter()
+        parts = [part_path(self.results, r) for r in range(self.ranks)]
+        if not merge_parts(main, parts, link=main.attrs["parts_folder"]):
+            shutil.rmtree(parts_folder(self.results), ignore_errors=True)  # all copied
+        write_rank_figures(main, timings, self.begin_seconds, time.perf_counter() - started)
         if self.owner is None:
             return None
         if "checkpoints" in timings[0]:
@@ -308,6 +329,10 @@ def _consolidate(results: Path, ranks: int, checkpoint) -> set[str]:
     for path in old:
         clear_writer_flags(path)
     with writing(reopen(results)) as main:
+        members = main.get("members", {})  # linked to the old parts: copied from them now
+        for name in [name for name in members
+                     if isinstance(members.get(name, getlink=True), h5py.ExternalLink)]:
+            del members[name]
         merge_parts(main, old)
         done = finished_members(main)
         if checkpoint is not None:
@@ -399,6 +424,24 @@ def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, fl
             f"{max(busy):.2f} s, exchanging and waiting {min(waited):.2f}–{max(waited):.2f} s)")
 
 
+def write_rank_figures(main: h5py.File, timings: list[dict], begin: float, end: float
+                       ) -> None:
+    """What the run cost outside its members' or instances' own work, for
+    ``benchmarks/scaling.py`` and users: per rank (``rank_*`` lists) preparing (rank 0 read
+    the scenario and FMUs; the others waited for them), for a cohort the seconds in members,
+    waiting for the next member and before the first; the main file made (``begin_seconds``)
+    and assembled (``end_seconds``: parts linked, figures written)."""
+    main.attrs["rank_prepare_seconds"] = [t["prepare_seconds"] for t in timings]
+    for key in ("member_seconds", "dispatch_wait_seconds", "start_seconds",
+                "runner_start_seconds", "runner_close_seconds"):
+        if key in timings[0]:
+            main.attrs[f"rank_{key}"] = [t[key] for t in timings]
+    if "members" in timings[0]:
+        main.attrs["rank_members"] = [t["members"] for t in timings]
+    main.attrs["begin_seconds"] = begin
+    main.attrs["end_seconds"] = end
+
+
 def _gather_state(comm, execution: Execution, owner: dict[str, int]):
     """A checkpoint's ``gather`` under MPI: every rank's serialised states and its instances'
     slices of the signal array, on rank 0 (None on the others)."""
@@ -420,12 +463,15 @@ def _gather_state(comm, execution: Execution, owner: dict[str, int]):
 
 
 def _run_cohort(comm, group_size: int, prepared: Prepared, part: Path, todo: list[int],
-                journal: Journal | None = None) -> None:
+                journal: Journal | None = None) -> tuple[dict[str, float], list[MemberEnd]]:
     """Run the members of ``todo`` this rank's group is handed into ``part``, one after the
-    other (``cosim.running.strategies.run_member``). Supervised (``journal``) with one rank per
-    member, a child process runs them (``cosim.running.runner``): a member whose FMU crashes or
-    hangs
-    fails alone."""
+    other (``cosim.running.strategies.run_member``), each judged here when it ran whole on
+    this rank. Supervised (``journal``) with one rank per member, a child process runs them
+    (``cosim.running.runner``): a member whose FMU crashes or hangs fails alone.
+
+    Returns this rank's figures (seconds in members, waiting for the next member, and from
+    the start to the first member's start) and how each member it led ended."""
+    started = time.perf_counter()
     me, ranks = comm.Get_rank(), comm.Get_size()
     graph = prepared.graph
     group = comm.Split(me // group_size, me)
@@ -440,41 +486,58 @@ def _run_cohort(comm, group_size: int, prepared: Prepared, part: Path, todo: lis
     if journal is not None and not spread:
         from cosim.running.runner import MemberRunner
 
-        runner = MemberRunner(prepared, part,
-                              queue.serve if queue and queue.coordinator else None,
-                              journal.position)
-    while True:
-        position = queue.next() if queue else None
-        position = group.bcast(position, root=0)
-        if position < 0:
-            break
-        index = todo[position]
+        runner = MemberRunner(prepared, part, journal.position)
+    ends: list[MemberEnd] = []
+    in_members, first = 0.0, None
+    try:
+        while True:
+            position = queue.next() if queue else None
+            position = group.bcast(position, root=0)
+            if position < 0:
+                break
+            index = todo[position]
+            begun = time.perf_counter()
+            first = begun if first is None else first
+            if runner is not None:
+                end = runner.run(index)
+                if end.status == INTERRUPTED:
+                    raise Interrupted("stop requested")
+            else:
+                end = run_member(part, index, prepared, scales=not spread, local=local,
+                                 exchange=exchanging(group, graph, owner) if spread else None)
+            in_members += time.perf_counter() - begun
+            if queue is not None and not spread:
+                ends.append(end)
+    finally:
+        closing = time.perf_counter()
         if runner is not None:
-            if runner.run(index) == INTERRUPTED:
-                runner.close()
-                raise Interrupted("stop requested")
-            continue
-        run_member(part, index, prepared, scales=False, local=local,
-                   exchange=exchanging(group, graph, owner) if spread else None,
-                   observers=[queue] if queue and queue.coordinator else ())
-    if runner is not None:
-        runner.close()
+            runner.close()
+        closed = time.perf_counter() - closing
     if queue:
         queue.finish()
     group.Free()
+    runner_start = runner.start_seconds if runner is not None else 0.0
+    timing = {"member_seconds": in_members - runner_start, "members": len(ends),
+              "dispatch_wait_seconds": queue.waited if queue else 0.0,
+              "start_seconds": (first if first is not None else time.perf_counter()) - started,
+              "runner_start_seconds": runner_start, "runner_close_seconds": closed}
+    return timing, ends
 
 
 class WorkQueue:
-    """Hands out member indices: dynamic balancing without an idle master.
+    """Hands out member positions to the group leaders without waiting on anyone's stepping.
 
-    Leader i (the first rank of group i) starts with member i, without asking. After that,
-    world rank 0 holds the counter and answers the other leaders between its own steps (it is
-    an observer of its own executions and looks for requests every ``POLL_EVERY`` steps). So
-    that no leader waits for that look, a leader asks for its next member as soon as it starts
-    one: the answer is there when it finishes.
+    World rank 0 holds the counter. A dispatcher thread there answers the other leaders'
+    requests as they come (it looks every ``DISPATCH_POLL`` seconds whatever rank 0's own
+    member is doing: MPI runs with ``MPI_THREAD_MULTIPLE``); rank 0's own leader takes from
+    the counter directly. Leader i starts with member i without asking, and asks for its next
+    member as soon as it starts one, so the answer is there when it finishes. ``waited``: the
+    seconds this leader's members waited to start, summed (the measure of dispatch).
     """
 
     def __init__(self, comm, count: int, leaders: int, leader: int):
+        from mpi4py import MPI
+
         self.comm = comm
         self.count = count
         self.coordinator = comm.Get_rank() == 0
@@ -483,17 +546,31 @@ class WorkQueue:
         self.leaders_done = sum(1 for i in range(1, leaders) if i >= count)  # none for them
         self._first = leader if leader < count else -1
         self._asked: list | None = None  # the request for the next member, once sent
+        self._lock = threading.Lock()
+        self.waited = 0.0
+        self._dispatcher = None
+        if self.coordinator and leaders > 1:
+            if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+                raise SimulationError(
+                    "this MPI library does not provide MPI_THREAD_MULTIPLE, which the cohort "
+                    "dispatcher on rank 0 needs; build mpi4py against an MPI with thread "
+                    "support (MPICH and Open MPI have it) and do not lower "
+                    "mpi4py.rc.thread_level")
+            self._dispatcher = threading.Thread(target=self._dispatch, daemon=True,
+                                                name="cosim-dispatcher")
+            self._dispatcher.start()
 
     def next(self) -> int:
         if self._first is not None:
             index, self._first = self._first, None
         elif self.coordinator:
-            self.serve()
             index = self._take()
         else:
             from mpi4py import MPI
 
+            waiting = time.perf_counter()
             _, index = MPI.Request.waitall(self._asked)
+            self.waited += time.perf_counter() - waiting
             self._asked = None
         if index >= 0 and not self.coordinator:
             self._asked = [self.comm.isend(None, dest=0, tag=TAG_REQUEST),
@@ -501,47 +578,33 @@ class WorkQueue:
         return index
 
     def _take(self) -> int:
-        if self.next_index >= self.count:
-            return -1
-        self.next_index += 1
-        return self.next_index - 1
+        with self._lock:
+            if self.next_index >= self.count:
+                return -1
+            self.next_index += 1
+            return self.next_index - 1
 
-    def serve(self) -> None:
-        """Rank 0: answer the requests waiting (never blocks)."""
-        from mpi4py import MPI
-
-        status = MPI.Status()
-        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status):
-            self._answer(status.Get_source())
-
-    def _answer(self, source: int) -> None:
-        self.comm.recv(source=source, tag=TAG_REQUEST)
-        index = self._take()
-        if index < 0:
-            self.leaders_done += 1
-        self.comm.send(index, dest=source, tag=TAG_MEMBER)
-
-    def finish(self) -> None:
-        """Rank 0: answer every other leader until each has been told there is no more."""
-        if not self.coordinator:
-            return
+    def _dispatch(self) -> None:
+        """Rank 0's dispatcher thread: answer every other leader until each has been told
+        there is no more."""
         from mpi4py import MPI
 
         status = MPI.Status()
         while self.leaders_done < self.leaders - 1:
-            self.comm.probe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status)
-            self._answer(status.Get_source())
+            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status):
+                source = status.Get_source()
+                self.comm.recv(source=source, tag=TAG_REQUEST)
+                index = self._take()
+                if index < 0:
+                    self.leaders_done += 1
+                self.comm.send(index, dest=source, tag=TAG_MEMBER)
+            else:
+                time.sleep(DISPATCH_POLL)
 
-    # observer hooks: rank 0 serves requests while it runs its own members
-    def started(self, run) -> None:
-        self.run = run
-
-    def stepped(self, time: float) -> None:
-        if self.run.steps % POLL_EVERY == 0:
-            self.serve()
-
-    def finished(self, error) -> None:
-        pass
+    def finish(self) -> None:
+        """Rank 0: wait until the dispatcher has told every other leader there is no more."""
+        if self._dispatcher is not None:
+            self._dispatcher.join()
 
 
 def _group_size(scenario, ranks: int, cohort: bool) -> int:
@@ -575,16 +638,14 @@ class _Quiet(CosimError):
     """The same error as on another rank; only rank 0 prints errors raised before the run."""
 
 
-def _prebuild_library(path: Path | Scenario) -> None:
-    """The library FMUs a scenario uses, built (if stale) before the other ranks look."""
-    from cosim.scenario.scenario import Scenario, load_scenario
-
-    try:
-        scenario = path if isinstance(path, Scenario) else load_scenario(path)
-        for source in scenario.fmus.values():
-            source.path()
-    except CosimError:
-        pass  # every rank reports it when it prepares
+def _held(prepared: Prepared) -> Prepared:
+    """``prepared`` with the bytes of each of its FMU files held (read once, here); a measured
+    source (``cosim.fmi.measured``: its table already read) has no file to hold."""
+    for name in prepared.graph.instances:
+        fmu = prepared.graph.fmu(name)
+        if MEASURED not in fmu.interfaces:
+            fmu.hold()
+    return prepared
 
 
 def _link_instances(results: Path, graph: CouplingGraph, settings, owner: dict[str, int]

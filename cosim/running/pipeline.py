@@ -19,7 +19,6 @@ figures) → ``conclude`` (judge, verdict or cohort summary, status: written onc
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,17 @@ import numpy as np
 
 from cosim.fmi.measured import store_measured
 from cosim.master.journal import Journal
-from cosim.results.output import claim, commit, kept_note, parts_folder
+from cosim.results.output import claim, commit, kept_note
 from cosim.results.recorder import COMPLETED, open_for_writing, write_status, writing
 from cosim.running.checkpoint import checkpoint_path, checkpoint_to_resume
-from cosim.running.strategies import InProcess, Prepared, elapsed_since, judge, member_id
+from cosim.running.strategies import (
+    InProcess,
+    MemberEnd,
+    Prepared,
+    elapsed_since,
+    judge,
+    member_id,
+)
 from cosim.scenario.criteria import (
     CohortVerdict,
     Outcome,
@@ -198,19 +204,23 @@ def run_into(prepared: Prepared, results: Path, *, journal: Journal | None = Non
     try:
         with writing(open_for_writing(results)) as main:
             balance = how.end(main, timing)
+            concluding = time.perf_counter()
+            report = conclude(main, prepared, results, how.ended)
+            main.attrs["summary_seconds"] = time.perf_counter() - concluding
             main.attrs["run_seconds"] = elapsed_since(started, main)
-            report = conclude(main, prepared, results)
             report.balance = balance
-        shutil.rmtree(parts_folder(results), ignore_errors=True)
         checkpoint_path(results).unlink(missing_ok=True)  # completed: nothing to resume
     except BaseException as error:  # noqa: BLE001
         how.fail(error, results)
     return report
 
 
-def conclude(main: h5py.File, prepared: Prepared, results: Path) -> Report:
-    """After a run that completed: its verdict (each cohort member's not judged yet, and the
-    cohort's summary) and its status, into the results file ``main``; the report."""
+def conclude(main: h5py.File, prepared: Prepared, results: Path,
+             ended: dict[int, MemberEnd] | None = None) -> Report:
+    """After a run that completed: its verdict (and a cohort's summary) and its status, into
+    the results file ``main``; the report. ``ended``: how the cohort members run by this run
+    ended, judged where they ran; the others (those of an earlier run resumed, members spread
+    over ranks) are read here and judged if they were not."""
     scenario, cohort = prepared.scenario, prepared.cohort
     store_measured(main, scenario.measured)  # only the data whose store is full
     if cohort is None:
@@ -218,26 +228,39 @@ def conclude(main: h5py.File, prepared: Prepared, results: Path) -> Report:
         write_status(main, None)
         return Report(results, outcomes)
     members = [cohort.member(i) for i in range(len(cohort))]
+    ended = dict(ended or {})
     for i in range(len(cohort)):
-        group = main.get(f"members/{member_id(i)}")
-        if (group is not None and group.attrs.get("status") == COMPLETED
-                and "verdict" not in group):
-            judge(group, scenario)
-    verdict = write_summary(main, scenario, cohort.names, members)
+        if i not in ended:
+            ended[i] = member_end(main, i, scenario)
+    verdict = write_summary(main, scenario, cohort.names, members, ended)
     write_status(main, None)
     return Report(results, members=len(members), cohort=verdict)
 
 
+def member_end(main: h5py.File, index: int, scenario: Scenario) -> MemberEnd:
+    """How member ``index`` of the results file ``main`` ended, read there (judged now if it
+    completed unjudged)."""
+    group = main.get(f"members/{member_id(index)}")
+    if group is None:
+        return MemberEnd(index, "not run")
+    status = str(group.attrs.get("status", "missing"))
+    if status == COMPLETED and "verdict" not in group:
+        judge(group, scenario)
+    return MemberEnd(index, status, str(group.attrs.get("error", "")), read_outcomes(group))
+
+
 def write_summary(file: h5py.File, scenario: Scenario, names: tuple[str, ...],
-                  members: list[dict[str, float]]) -> CohortVerdict:
-    """The cohort summary table (member, parameters, status, passed, criteria figures) and the
-    cohort's verdict (``/verdict``); returns the verdict."""
-    rows = []
-    judged = judged_members(file, len(members))
-    for i, (_, status, _, outcomes) in enumerate(judged):
+                  members: list[dict[str, float]], ended: dict[int, MemberEnd]
+                  ) -> CohortVerdict:
+    """The cohort summary table (member, parameters, status, passed, criteria figures) from
+    how each member ended, and the cohort's verdict (``/verdict``); returns the verdict."""
+    rows, judged = [], []
+    for i, _ in enumerate(members):
+        status, error, outcomes = ended[i].status, ended[i].error, ended[i].outcomes
         figures = [o.value for o in outcomes] if outcomes else [np.nan] * len(scenario.criteria)
         passed = status == COMPLETED and all(o.passed for o in outcomes)
         rows.append((i, *[members[i][n] for n in names], status, passed, *figures))
+        judged.append((member_id(i), status, error, outcomes))
     dtype = ([("member", "i8")] + [(n, "f8") for n in names] + [("status", "S16"),
              ("passed", "?")] + [(c.name, "f8") for c in scenario.criteria])
     table = np.array(rows, dtype=dtype)

@@ -4,15 +4,16 @@ crashing or hanging fails its member only.
 Under ``mpiexec``, a cohort's members are handed out by MPI (``cosim.running.mpi.WorkQueue``).
 If a member's FMU crashed the rank's MPI process, MPI would be lost for every rank; so, when
 ``cosim run`` supervises the ranks, each rank (a member being one rank's work) runs its
-members in a child process of its own: ``python -m cosim.running.worker`` in *members* mode, which
-reads member numbers on a pipe (the scenario comes prepared, pickled by the rank: built once),
-runs each into the rank's part file (``cosim.running.pipeline.run_member``,
-with a journal) and answers with its status. The rank waits for the answer, and meanwhile
-hands out work to the other ranks (rank 0), watches the child's FMI calls
-(``simulation.call_timeout``) and passes on a stop request. A child that dies or hangs is
-treated like a dead worker in one process (``cosim.running.supervise``): its member's pending rows
-are appended to the part file and the member is marked failed with one message; a new child
-takes the next member.
+members in a child process of its own: ``python -m cosim.running.worker`` in *members* mode,
+which reads member numbers on a pipe (the scenario comes prepared, pickled by the rank: built
+once), runs each into the rank's part file (``cosim.running.strategies.run_member``, with a
+journal), judges it there and answers with how it ended (status, error, the criteria's
+outcomes: one JSON line). The rank waits for the answer, and meanwhile watches the child's FMI
+calls (``simulation.call_timeout``) and passes on a stop request (rank 0's dispatcher thread
+hands out work to the other ranks meanwhile: ``cosim.running.mpi.WorkQueue``). A child that
+dies or hangs is treated like a dead worker in one process (``cosim.running.supervise``): its
+member's pending rows are appended to the part file and the member is marked failed with one
+message; a new child takes the next member.
 """
 
 from __future__ import annotations
@@ -28,49 +29,57 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from cosim.launcher import MPI_ENV
 from cosim.master.journal import STOP, JournalReader
+from cosim.running.strategies import MemberEnd
+from cosim.scenario.criteria import Outcome
 
-SERVE_EVERY = 0.02  # seconds between two looks for other ranks' requests (rank 0)
+READY = b"ready"  # the child's first line: it has read the prepared scenario
+MPI_PREFIXES = ("PMI_", "MPI_", "OMPI_", "PMIX_", "HYDRA_")  # what a child must not inherit
+_forked: list[tuple[int, int, int, int]] = []  # ``prefork``: (pid, its stdin, replies, reply fd)
 WATCH_EVERY = 0.2  # seconds between two looks at the child's FMI calls (the watchdog)
 
 
 class MemberRunner:
     """The child process running this rank's members (started at the first member)."""
 
-    def __init__(self, prepared, part: Path, serve: Callable[[], None] | None,
-                 position: memoryview):
-        # a cosim.running.strategies.Prepared: handed to the child, not rebuilt
-        self.prepared = prepared
+    def __init__(self, prepared, part: Path, position: memoryview):
+        self.prepared = prepared  # a strategies.Prepared: handed to the child, not rebuilt
         self.part = part
-        self.serve = serve  # called while waiting (rank 0: answer the other ranks), or None
         self.position = position  # this rank's journal slots: its stop request
         self.folder = Path(tempfile.mkdtemp(prefix="cosim-members-"))
         self.child: subprocess.Popen | None = None
         self.replies = -1
+        self.reply = b""  # what the child wrote that is not a whole line yet
+        self.starting = 0.0  # when the child was started
+        self.start_seconds = 0.0  # from a child's start until it was ready (summed)
         self._start()  # its start-up overlaps the rank's first exchanges
 
-    def run(self, index: int) -> str:
-        """Run member ``index``; its status (``completed``, ``failed``, ``interrupted``)."""
+    def run(self, index: int) -> MemberEnd:
+        """Run member ``index``; how it ended (status ``completed``, ``failed`` or
+        ``interrupted``)."""
         if self.child is None:
             self._start()
         os.write(self.child.stdin.fileno(), f"{index}\n".encode())
         reader = JournalReader(self.folder / "journal")
-        marker, since, hang, answer = None, time.monotonic(), None, b""
-        wait = SERVE_EVERY if self.serve is not None else WATCH_EVERY
+        marker, since, hang = None, time.monotonic(), None
         watched = time.monotonic()
         while True:
-            ready, _, _ = select.select([self.replies], [], [], wait)
+            ready, _, _ = select.select([self.replies], [], [], WATCH_EVERY)
             if ready:
-                answer += os.read(self.replies, 4096)
-                if answer.endswith(b"\n"):
-                    return answer.decode().split()[-1]
-                if not answer:  # the pipe closed: the child is gone
+                read = os.read(self.replies, 1 << 16)
+                self.reply += read
+                while b"\n" in self.reply:
+                    line, self.reply = self.reply.split(b"\n", 1)
+                    if line == READY:
+                        self.start_seconds += time.perf_counter() - self.starting
+                    else:
+                        return ended(line)
+                if not read:  # the pipe closed: the child is gone
                     break
-            if self.serve is not None:
-                self.serve()
             if self.position[STOP] and self.child.poll() is None:
                 self.child.send_signal(signal.SIGTERM)  # the member stops at its next point
             if self.child.poll() is not None:
@@ -99,7 +108,13 @@ class MemberRunner:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _start(self) -> None:
-        read, write = os.pipe()
+        """The child: the one forked ahead (``prefork``), else a new interpreter."""
+        self.starting, self.reply = time.perf_counter(), b""
+        forked = _forked.pop() if _forked else None
+        if forked is None:
+            read, write = os.pipe()
+        else:
+            pid, members, read, write = forked
         with open(self.folder / "prepared.pickle", "wb") as stream:  # this process's own data
             pickle.dump(self.prepared, stream)
         (self.folder / "request.json").write_text(json.dumps(
@@ -107,11 +122,15 @@ class MemberRunner:
              "output": str(self.part), "reply_fd": write, "target": str(self.part),
              "plot": False, "scenario": str(self.prepared.scenario.file)}), encoding="utf-8")
         (self.folder / "journal").unlink(missing_ok=True)
-        temporary = self.folder / "tmp"
-        temporary.mkdir(exist_ok=True)
+        (self.folder / "tmp").mkdir(exist_ok=True)
+        self.replies = read
+        if forked is not None:
+            self.child = _Forked(pid, members)
+            os.write(members, f"{self.folder}\n".encode())
+            return
         env = {key: value for key, value in os.environ.items() if key not in MPI_ENV
-               and not key.startswith(("PMI_", "MPI_", "OMPI_", "PMIX_", "HYDRA_"))}
-        env.update(TMPDIR=str(temporary), COSIM_SUPERVISED="1")
+               and not key.startswith(MPI_PREFIXES)}
+        env.update(TMPDIR=str(self.folder / "tmp"), COSIM_SUPERVISED="1")
         from cosim.running.supervise import worker_limits
 
         self.child = subprocess.Popen([sys.executable, "-m", "cosim.running.worker",
@@ -119,9 +138,8 @@ class MemberRunner:
                                       stdin=subprocess.PIPE, env=env, pass_fds=(write,),
                                       preexec_fn=worker_limits(None))
         os.close(write)
-        self.replies = read
 
-    def _died(self, index: int, hang: float | None) -> str:
+    def _died(self, index: int, hang: float | None) -> MemberEnd:
         """The child ended without answering: keep what it computed, say why, go on."""
         from cosim.running.supervise import Ending, StopRequest, describe_ending, in_child
 
@@ -139,4 +157,90 @@ class MemberRunner:
               file=sys.stderr, flush=True)
         os.close(self.replies)
         self.child = None
-        return status
+        return MemberEnd(index, status, message)
+
+
+def prefork(serve: Callable[[str], int]) -> None:
+    """Fork this process's first member runner now, before MPI starts here (a fork after
+    ``MPI_Init`` is not safe): the child has every module this process loaded and waits for
+    its folder on its stdin, then runs ``serve(folder)`` (``cosim.running.worker.main``); the
+    rank that runs cohort members hands it its first (``MemberRunner``) instead of starting a
+    new interpreter (0.5–1 s, more on a busy node). Unused (a run that is not a cohort), it
+    ends when this process does."""
+    members_read, members_write = os.pipe()
+    replies_read, replies_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(members_write)
+            os.close(replies_read)
+            os.dup2(members_read, 0)
+            os.close(members_read)
+            code = _serve_when_asked(serve)
+        finally:
+            os._exit(code)
+    os.close(members_read)
+    os.close(replies_write)  # the child's end; its number is the one the child holds
+    _forked.append((pid, members_write, replies_read, replies_write))
+
+
+def _serve_when_asked(serve: Callable[[str], int]) -> int:
+    """The forked child: wait for the folder of its request, then be the member runner
+    ``python -m cosim.running.worker <folder>`` would be (without MPI's environment)."""
+    line = sys.stdin.readline()
+    if not line:
+        return 0  # this process's parent ran no cohort
+    folder = Path(line.strip())
+    for key in [key for key in os.environ if key in MPI_ENV or key.startswith(MPI_PREFIXES)]:
+        del os.environ[key]
+    os.environ.update(TMPDIR=str(folder / "tmp"), COSIM_SUPERVISED="1")
+    tempfile.tempdir = None  # TMPDIR read again
+    from cosim.running.supervise import worker_limits
+
+    worker_limits(None)()
+    return serve(str(folder))
+
+
+class _Forked:
+    """A forked child as ``MemberRunner`` uses a ``subprocess.Popen``."""
+
+    def __init__(self, pid: int, stdin: int):
+        self.pid = pid
+        self.stdin = os.fdopen(stdin, "wb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"member runner {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def answer(end: MemberEnd) -> bytes:
+    """How a member ended, as the child writes it on its pipe: one JSON line."""
+    return (json.dumps({**asdict(end), "outcomes": [asdict(o) for o in end.outcomes]})
+            + "\n").encode()
+
+
+def ended(reply: bytes) -> MemberEnd:
+    """``answer`` read back."""
+    fields = json.loads(reply)
+    return MemberEnd(fields["index"], fields["status"], fields["error"],
+                     [Outcome(**outcome) for outcome in fields["outcomes"]])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,6 +65,21 @@ T = TypeVar("T")
 
 
 @dataclass
+class MemberEnd:
+    """How a cohort member ended, as the cohort's summary needs it: handed on by the process
+    that ran and judged it, so that nobody reads it back from the results file."""
+
+    index: int
+    status: str
+    error: str = ""
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == COMPLETED and all(o.passed for o in self.outcomes)
+
+
+@dataclass
 class Prepared:
     """Everything a run needs, read and checked before anything is written."""
 
@@ -78,6 +93,9 @@ class InProcess:
     """Every instance in this process, writing the results file itself."""
 
     leader = True  # this process writes the results file and makes the report
+
+    def __init__(self):
+        self.ended: dict[int, MemberEnd] = {}  # how each member run here ended
 
     def prepare(self, path: Path | Scenario, prepare: Callable[[Path | Scenario], Prepared]
                 ) -> Prepared:
@@ -125,9 +143,10 @@ class InProcess:
         for index in todo:
             if journal is not None:  # what the supervisor's progress line shows
                 journal.members(len(done), total, failed)
-            run_member(results, index, prepared, journal)
+            end = run_member(results, index, prepared, journal)
+            self.ended[index] = end
             done.append(index)
-            failed += not member_passed(results, member_id(index))
+            failed += not end.passed
         return {}
 
     def end(self, main: h5py.File, timing: dict[str, Any]) -> str | None:
@@ -206,14 +225,14 @@ def run_one(execution: Execution, path: Path, *, journal: Journal | None = None,
 def run_member(results: Path, index: int, prepared: Prepared, journal: Journal | None = None,
                *, scales: bool = True, local: Sequence[str] | None = None,
                exchange: ExchangeFactory | None = None,
-               observers: Sequence[Observer] = ()) -> str:
-    """Run cohort member ``index`` into ``/members/<id>`` of the file ``results``; returns its
-    status. A failing member is recorded and the cohort goes on (unless its instances are
+               observers: Sequence[Observer] = ()) -> MemberEnd:
+    """Run cohort member ``index`` into ``/members/<id>`` of the file ``results``; returns how
+    it ended. A failing member is recorded and the cohort goes on (unless its instances are
     spread over processes, ``local``: the others could not go on alone); an interruption
     (KeyboardInterrupt) is recorded and raised again. Judged here when this process holds all
     of its instances (else after the parts are merged: ``cosim.running.pipeline.conclude``).
-    ``scales``
-    False: a part file, whose time scales are attached after the merge."""
+    ``scales`` False: a part file holding part of the member, whose time scales are attached
+    after the merge."""
     name = f"/members/{member_id(index)}"
     parameters = prepared.cohort.member(index)
     error: BaseException | None = None
@@ -245,12 +264,11 @@ def run_member(results: Path, index: int, prepared: Prepared, journal: Journal |
         raise
     if error is not None:
         record_end(results, name, error, execution)
-        return status_of(error)
+        return MemberEnd(index, status_of(error), error_text(error))
     with writing(open_for_writing(results)) as file:
-        if local is None:
-            judge(file[name], prepared.scenario)
+        outcomes = judge(file[name], prepared.scenario) if local is None else []
         write_end(file[name], None, execution)
-    return COMPLETED
+    return MemberEnd(index, COMPLETED, "", outcomes)
 
 
 def judge(group: h5py.Group, scenario: Scenario) -> list[Outcome]:

@@ -42,6 +42,11 @@ def main(folder: str) -> int:
     limit_threads()  # before numpy loads (cosim/launcher.py)
     folder = Path(folder)
     request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
+    if launched_by_mpi() and not request.get("members"):
+        import cosim.running.pipeline  # noqa: F401 - loaded once, for this process and its fork
+        from cosim.running.runner import prefork
+
+        prefork(main)  # before MPI starts here: the member runner of a cohort, ready
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if launched_by_mpi():
@@ -107,10 +112,12 @@ def _run(request: dict, journal):
 
 def _serve_members(request: dict, journal) -> None:
     """Members mode (``cosim.running.runner``): run the cohort members whose numbers arrive on stdin
-    into the part file ``output``, each answered with its status on ``reply_fd``."""
+    into the part file ``output``, each judged here and answered on ``reply_fd`` with how it
+    ended (``cosim.running.runner.answer``)."""
     import pickle
 
     from cosim.errors import INTERRUPTED
+    from cosim.running.runner import READY, answer
     from cosim.running.strategies import run_member
 
     with open(request["prepared"], "rb") as stream:  # written by this worker's parent rank
@@ -118,11 +125,11 @@ def _serve_members(request: dict, journal) -> None:
     journal.describe_instances(list(prepared.graph.instances))
     journal.limit_calls(prepared.settings.call_timeout)
     part, reply = Path(request["output"]), int(request["reply_fd"])
+    os.write(reply, READY + b"\n")
     for line in sys.stdin:
-        index = int(line)
-        status = run_member(part, index, prepared, journal, scales=False)
-        os.write(reply, f"{index} {status}\n".encode())
-        if status == INTERRUPTED:
+        end = run_member(part, int(line), prepared, journal)
+        os.write(reply, answer(end))
+        if end.status == INTERRUPTED:
             break
 
 

@@ -54,8 +54,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.stats import qmc
 
 from cosim.errors import Problems
 
@@ -304,6 +302,8 @@ class _Checker:
             ok = False
         if kind == "normal" and ok:
             return self.normal(path, valid)
+        from scipy import stats  # here: a process handed a drawn cohort does not load scipy
+
         if kind == "lognormal" and ok:
             return stats.lognorm(s=valid["sigma"], scale=valid["median"])
         if kind == "uniform" and ok:
@@ -312,6 +312,8 @@ class _Checker:
 
     def normal(self, path: KeyPath, p: Mapping[str, float]) -> Any | None:
         """A normal distribution, truncated when ``low`` or ``high`` is given (values checked)."""
+        from scipy import stats
+
         mean, sd = p["mean"], p["sd"]
         if "low" not in p and "high" not in p:
             return stats.norm(loc=mean, scale=sd)
@@ -503,6 +505,8 @@ def _open_unit(u: np.ndarray) -> np.ndarray:
 
 
 def _latin_hypercube(d: int, n: int, seed: int) -> np.ndarray:
+    from scipy.stats import qmc
+
     rng = np.random.default_rng(seed)
     try:
         engine = qmc.LatinHypercube(d=d, rng=rng)

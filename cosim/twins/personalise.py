@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cosim.results.output import claim, commit
+from cosim.results.output import claim, commit, discard
 from cosim.results.recorder import COMPLETED, open_for_writing, writing
 from cosim.running.pipeline import Report, default_output, prepare, run_into, run_scenario, strategy
 from cosim.running.strategies import Prepared, member_id
@@ -67,7 +67,7 @@ def cohort_simulator(prepared: Prepared, signals: list[str], folder: Path,
         if how.leader:
             commit(claimed, status=COMPLETED)
             found = read_members(target, len(thetas), signals)
-            target.unlink()
+            discard(target)  # and its part files, under MPI
         return how.share(found)
 
     return simulate
