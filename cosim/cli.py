@@ -158,6 +158,13 @@ def _parser() -> _Parser:
     summary.add_argument("results", type=Path, help="a results file")
     summary.add_argument("-o", "--output", type=Path,
                          help="JSON file (default <results>.summary.json)")
+    pack = command("pack", "one self-contained file from results that link to part files",
+                   "A run under mpiexec leaves its results file linking to the ranks' part "
+                   "files in the folder beside it (<stem>.data-<run>/, docs/cluster.md); pack "
+                   "writes a copy with every link resolved, to archive or send alone.")
+    pack.add_argument("results", type=Path, help="a results file")
+    pack.add_argument("-o", "--output", type=Path,
+                      help="the packed file (default <results>.packed.h5)")
     build = command("build-fmus", "build the model library in fmus/ into FMUs (only what "
                     "changed)", "Build the library's FMUs into build/fmus (the C editions, "
                     "and the C models as FMI 3.0 FMUs into build/fmus/fmi3; with --python "
@@ -261,6 +268,15 @@ def _fit(args) -> int:
         else EXIT_VERDICT_FAIL
 
 
+def _pack(args) -> int:
+    from cosim.results.pack import pack
+
+    if not args.results.is_file():
+        raise CosimError(f"{args.results}: no such results file")
+    print(f"packed: {pack(args.results, args.output or args.results.with_suffix('.packed.h5'))}")
+    return EXIT_OK
+
+
 def _summary(args) -> int:
     from cosim.twins.privacy import write_summary
 
@@ -296,7 +312,7 @@ def _build(args) -> int:
 
 COMMANDS = {"run": _run, "check": _check, "info": _info, "graph": _graph, "build-fmus": _build,
             "report": _report, "export-ssp": _export_ssp, "import-ssp": _import_ssp,
-            "fit": _fit, "summary": _summary}
+            "fit": _fit, "summary": _summary, "pack": _pack}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -198,7 +198,8 @@ def test_claim_commit_and_the_lock_in_one_process(tmp_path):
     assert first.partial.parent == tmp_path and first.partial.suffix == ".h5"
     assert first.partial.name.startswith("out.partial-")
     assert first.partial.stem.endswith(f"-{os.getpid()}")
-    assert first.parts == Path(f"{first.partial}.parts")
+    assert first.parts == first.partial.with_name(
+        first.partial.stem.replace(".partial-", ".data-"))
     holder = (tmp_path / "out.h5.lock").read_text()
     assert holder.startswith(f"pid {os.getpid()} on ")
     with pytest.raises(OutputError, match=r"another cosim run is writing it \(pid \d+ on "):
@@ -506,8 +507,8 @@ def test_discarding_a_results_file_removes_the_parts_it_links_to(tmp_path):
 
     target = tmp_path / "batch.h5"
     target.write_bytes(b"")
-    linked = tmp_path / "batch.partial-20260101-000000-1.h5.parts"
-    kept = tmp_path / "batch.partial-20260101-000001-2.h5.parts"
+    linked = tmp_path / "batch.data-20260101-000000-1"
+    kept = tmp_path / "batch.data-20260101-000001-2"
     for folder in (linked, kept):
         folder.mkdir()
         (folder / "rank-0000.h5").write_bytes(b"")

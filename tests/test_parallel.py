@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from cosim.library.build import build_fmu
+from cosim.results.output import parts_folder
 from cosim.results.reader import open_results
 
 pytestmark = pytest.mark.mpi
@@ -75,7 +76,7 @@ def test_distributed_run_is_identical_for_1_2_3_4_ranks(tmp_path, algorithm):
         assert done.returncode == 0, done.stderr
         data = datasets(out)
         assert len(data) == 7 * 2 + 1
-        parts = list(tmp_path.glob(f"{out.stem}.partial-*.h5.parts/rank-*.h5"))
+        parts = list(tmp_path.glob(f"{out.stem}.data-*/rank-*.h5"))
         assert len(parts) == (ranks if ranks and ranks > 1 else 0), "linked, not copied"
         if reference is None:
             reference = data
@@ -381,7 +382,7 @@ simulation: {{start: 0, stop: 1000, step: 0.001}}
     assert kept.name.startswith("fails.partial-") and kept.exists()
     with open_results(kept) as res:  # what every rank computed, merged, cut to one length
         assert res.status == "failed" and len(res.time) == len(res["heart.x"]) == res.rows
-    assert Path(f"{kept}.parts").exists(), "the partial main file links to its parts"
+    assert parts_folder(kept).exists(), "the partial main file links to its parts"
 
 
 def test_mpi_refuses_a_target_that_is_not_a_results_file(tmp_path):
@@ -510,7 +511,7 @@ def test_a_rerun_of_a_stopped_mpi_cohort_keeps_its_partial_file(tmp_path):
     deadline = time.monotonic() + 120
     while True:  # until the slow members run: the fast ones finished
         assert time.monotonic() < deadline and stopped.poll() is None
-        parts = list(tmp_path.glob("cohort.partial-*.h5.parts/rank-*.h5"))
+        parts = list(tmp_path.glob("cohort.data-*/rank-*.h5"))
         try:
             finished = sum(_completed_members(part) for part in parts)
         except (OSError, KeyError):
@@ -602,6 +603,22 @@ def test_a_cohort_file_links_to_its_members_where_they_ran(tmp_path):
     with open_results(out) as res:
         assert res.members == ["000000", "000001", "000002"]
         assert len(res.member("000002")["a.x"]) == 101
+        assert list(res.summary()["passed"]) == [True, True, False]
+    linked = {m: datasets(out, m) for m in ("000000", "000001", "000002")}
+    packed = tmp_path / "packed.h5"  # `cosim pack`: one file, the part files no longer needed
+    done = cosim(["pack", str(out), "-o", str(packed)], None)
+    assert done.returncode == 0, done.stderr
+    folders[1].rename(tmp_path / "moved-away")
+    for member, expected in linked.items():
+        assert datasets(packed, member).keys() == expected.keys()
+        for name, values in expected.items():
+            np.testing.assert_array_equal(datasets(packed, member)[name], values)
+    with h5py.File(packed, "r") as file:
+        assert "parts_folder" not in file.attrs
+        assert not any(isinstance(file["members"].get(m, getlink=True), h5py.ExternalLink)
+                       for m in file["members"])
+        assert file["members/000001/instances/a/x"].dims[0][0] == file["members/000001/time"]
+    with open_results(packed) as res:
         assert list(res.summary()["passed"]) == [True, True, False]
 
 

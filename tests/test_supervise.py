@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from cosim.master.journal import JournalReader
+from cosim.results.output import parts_folder
 from cosim.results.reader import open_results
 
 SCENARIO = """\
@@ -260,7 +261,7 @@ def assert_one_consistent_file(output: Path, status: str, rows: int | None = Non
     """The partial main file (linking to its parts), every dataset read cut to the same
     length; the target untouched."""
     kept = partial_of(output)
-    assert Path(f"{kept}.parts").exists() and not Path(f"{output}.ranks").exists()
+    assert parts_folder(kept).exists() and not Path(f"{output}.ranks").exists()
     with open_results(kept) as res:
         assert res.status == status
         lengths = {len(res[name]) for name in res.variables} | {len(res.time)}
@@ -290,7 +291,7 @@ def test_sigterm_under_mpiexec_leaves_one_interrupted_file(folder, tmp_path):
     process, output = mpi_run(folder, "distributed-long", 0, 600.0, 2)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(folder.glob(
-            "distributed-long.partial-*.h5.parts")):
+            "distributed-long.data-*")):
         time.sleep(0.1)
     time.sleep(3)  # the ranks are stepping
     process.send_signal(signal.SIGTERM)

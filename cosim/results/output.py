@@ -8,7 +8,7 @@ A run never writes the file the user named (the *target*) directly:
    ``<stem>.partial-<UTC yyyymmdd-HHMMSS>-<pid><suffix>``.
 2. The run writes the partial file (``cosim.running.pipeline.run_into``; under MPI its part files
 go into
-   ``<partial>.parts/``). That step knows nothing of locks or renames.
+   ``<stem>.data-<run>/``). That step knows nothing of locks or renames.
 3. ``commit(claim, status=…, error=…)``: a partial file whose status is ``completed`` replaces
    the target (``os.replace``: atomic; a reader holding the old file keeps reading it). Any other
    file stays where it is, under its partial name, and is returned so the user can be told
@@ -54,7 +54,13 @@ class Claim:
 
 
 def parts_folder(results: Path) -> Path:
-    """Where the ranks of a distributed run write their part files (``part_path``)."""
+    """Where the ranks of a distributed run write their part files (``part_path``): beside
+    the run's partial file ``<stem>.partial-<run>.h5``, the folder ``<stem>.data-<run>``. The
+    completed file links into it and it stays beside it: its name must not read as a leftover
+    (a user who deletes what says "partial" would cut the file's links)."""
+    stem, marker, run = results.stem.partition(".partial-")
+    if marker:
+        return results.with_name(f"{stem}.data-{run}")
     return Path(f"{results}.parts")
 
 
@@ -136,12 +142,13 @@ def discard(path: Path) -> None:
 
 def _remove_parts_of(target: Path, keep: Path | None = None) -> None:
     """The parts folders of a results file that is gone (replaced, or discarded): a file
-    under MPI links to its parts (``<partial name>.parts``, kept beside it, named after the
+    under MPI links to its parts (``<stem>.data-<run>``, kept beside it, named after the
     partial file it was renamed from); a folder of ``target``'s whose partial file no longer
     exists, other than ``keep`` (the parts of the file just committed), belonged to it (only the
     run holding the lock commits over the target)."""
-    for folder in target.parent.glob(f"{target.stem}.partial-*{target.suffix}.parts"):
-        partial = folder.with_name(folder.name.removesuffix(".parts"))
+    for folder in target.parent.glob(f"{target.stem}.data-*"):
+        run = folder.name.removeprefix(f"{target.stem}.data-")
+        partial = target.with_name(f"{target.stem}.partial-{run}{target.suffix}")
         if folder != keep and not partial.exists():
             shutil.rmtree(folder, ignore_errors=True)
 

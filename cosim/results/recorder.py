@@ -562,7 +562,7 @@ def merge_parts(main: h5py.File, parts: list[Path], link: str | None = None) -> 
                                                            f"/members/{member_id}")
                     linked = True
                 elif member_id not in members:  # the whole member is in this part: one copy
-                    _copy(member, members, member_id)
+                    copy_plain(member, members, member_id)
                 else:
                     target = members[member_id]
                     for key, value in member.attrs.items():
@@ -595,7 +595,7 @@ def _link_group(source: h5py.Group, target: h5py.Group, file: str) -> bool:
     return bool(instances) or "time" in source
 
 
-def _copy(source: h5py.HLObject, target: h5py.Group, name: str) -> None:
+def copy_plain(source: h5py.HLObject, target: h5py.Group, name: str) -> None:
     """``source`` copied into ``target`` as ``name`` without its dimension scales: HDF5 copies
     their references unchanged, pointing into the source file (``attach_time_scale`` attaches
     this file's)."""
@@ -655,12 +655,12 @@ def _merge_group(source: h5py.Group, target: h5py.Group, base: int | None = None
         if isinstance(link, h5py.ExternalLink):
             del target["time"]  # the link to a part, replaced by the data
         if "time" not in target:
-            _copy(source["time"], target, "time")
+            copy_plain(source["time"], target, "time")
     for name, instance in source.get("instances", {}).items():
         instances = target.require_group("instances")
         if name in instances or instances.get(name, getlink=True) is not None:
             del instances[name]  # an external link to the part, replaced by the data
-        _copy(instance, instances, name)
+        copy_plain(instance, instances, name)
 
 
 def _append_rows(source: h5py.Group, target: h5py.Group, base: int) -> None:

@@ -15,7 +15,7 @@ results file, so a user sees how well the ranks were balanced.
 Files: rank 0 claims the target (``cosim.results.output``: lock, partial file) and writes the
 partial
 main file; every rank writes what it computes to its own part file
-``<partial>.parts/rank-NNNN.h5`` (the folder belongs to this run's partial file), in SWMR mode
+``<stem>.data-<run>/rank-NNNN.h5`` (the folder belongs to this run's partial file), in SWMR mode
 while rows are appended. The main file links to the parts while the run goes; when it ends,
 rank 0 copies them in, removes the folder and commits the file over the target, so the user
 gets one self-contained file.
