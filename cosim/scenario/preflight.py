@@ -19,6 +19,7 @@ removes whatever happened.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import mmap
 import os
 import pickle
@@ -55,6 +56,7 @@ def trial_start(scenario: Scenario, graph: CouplingGraph, settings: Settings
         pid = os.fork()
         if pid == 0:  # the child: start, report through the pipe, leave without clean-up
             os.close(read_end)
+            faulthandler.disable()  # a crash here is the parent's to report, in one line
             tempfile.tempdir = folder
             try:
                 reply = _start(scenario, graph, settings, position)
