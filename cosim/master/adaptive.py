@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,11 +56,11 @@ from cosim.master.description import Adaptive
 from cosim.master.master import FixedStepMaster, Plan, _no_exchange
 
 # Why a step had the size it had (``MasterLog.reasons``; /master/step_reason in results).
-CONTROLLED, LIMITED, EVENT, UNTIL, FIXED, BEFORE_EVENT = 0, 1, 2, 3, 4, 5
+CONTROLLED, LIMITED, EVENT, UNTIL, FIXED, BEFORE_EVENT, RATE = 0, 1, 2, 3, 4, 5, 6
 REASONS = ("controlled by the error estimate", "limited by max_step",
            "ends on an event an FMU announced", "ends on a scenario event or the stop time",
            "the fixed step (simulation.step)", "ends one smallest step before an announced "
-           "event")
+           "event", "ends where a multirate instance's own step ends")
 REJECTED_ERROR, REJECTED_DISCARD = 0, 1
 REJECTIONS = ("error estimate above the tolerance", "an FMU discarded the step")
 GROWTH, SHRINK, SAFETY = 2.0, 0.2, 0.9  # bounds of the step change, and the safety factor
@@ -109,8 +109,10 @@ class AdaptiveMaster(FixedStepMaster):
 
     def __init__(self, system: System, plan: Plan, start: float, step_size: float,
                  exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
-                 position: memoryview | None = None, *, control: Adaptive):
-        super().__init__(system, plan, start, step_size, exchange, time_every, position)
+                 position: memoryview | None = None, *, control: Adaptive,
+                 rates: Mapping[str, int] | None = None):
+        super().__init__(system, plan, start, step_size, exchange, time_every, position,
+                         rates=rates)
         self.control = control
         self.log = MasterLog(instance_steps=dict.fromkeys(system.local, 0))
         self.max_multiple = max(1, math.floor(control.max_step / step_size + 1e-9))
@@ -158,7 +160,7 @@ class AdaptiveMaster(FixedStepMaster):
         owners = [watched[s][3] for s in slots]
         # the error of the values made here; every rank takes the largest (``agree``)
         self.made_here = np.array([o in local for o in owners], dtype=bool)
-        self.agree = getattr(self._inner_exchange, "maximum", None)
+        self.agree = getattr(self.handed_exchange, "maximum", None)
         self.owned = {name: np.array([o == name for o in owners], dtype=bool)
                       for name in layout.event_slots}
         self.event_owner = {slot: name for name, slot in layout.event_slots.items()}
@@ -203,10 +205,14 @@ class AdaptiveMaster(FixedStepMaster):
         announcer = self._announcer(event)
         stages = self._timed[2] if len(self.log.times) % self.time_every == 0 \
             else self._plain[2]
+        rates = self.rates
+        own_end = math.inf if rates is None else rates.next_end(time)
         while True:
             k = self.multiple
             reached, reason = start + (n + k) * base, (
                 LIMITED if k == self.max_multiple else CONTROLLED)
+            if own_end < reached - 1e-9 * base:
+                reached, reason = own_end, RATE
             if until <= reached + 1e-9 * base:  # a step ends on it, also where the grid does
                 reached, reason = until, UNTIL
             if event <= reached + 1e-9 * base:  # reached by one smallest step (Gauss-Seidel:
@@ -230,7 +236,8 @@ class AdaptiveMaster(FixedStepMaster):
                 self.multiple = max(1, math.floor(0.5 * step / base))
                 continue
             for name in self.log.instance_steps:
-                self.log.instance_steps[name] += 1
+                if rates is None or name not in rates.multiples or name in rates.stepping:
+                    self.log.instance_steps[name] += 1
             error, factor = self._error(reached, announcer if reason == EVENT else None)
             if error > 1.0 and saved is not None and step > base * (1 + 1e-9):
                 self._reject(saved, time, step, REJECTED_ERROR)
@@ -240,6 +247,8 @@ class AdaptiveMaster(FixedStepMaster):
             break
         if not math.isfinite(signals.dot(self._ones)):
             self._check_finite(reached)
+        if rates is not None:
+            rates.accept(reached)
         self._accepted(reached, step, error, reason)
         if reason in (EVENT, UNTIL):
             self.restart(reached)
@@ -318,6 +327,8 @@ class AdaptiveMaster(FixedStepMaster):
 
     def _reject(self, saved: object, time: float, step: float, kind: int) -> None:
         self.system.return_to_kept()
+        if self.rates is not None:
+            self.rates.undo()
         self.ended.clear()
         self.log.rejected_times.append(time)
         self.log.rejected_sizes.append(step)
@@ -347,3 +358,5 @@ class AdaptiveMaster(FixedStepMaster):
         self.values.clear()
         self._remember(time)
         self.multiple = 1
+        if self.rates is not None:
+            self.rates.forget(time)

@@ -74,9 +74,13 @@ class Execution:
             master = partial(AdaptiveMaster, control=settings.adaptive)
         elif settings.iteration is not None and master is make_master:
             master = partial(IterativeMaster, iteration=settings.iteration)
+        if settings.rates and settings.iteration is not None:
+            raise SimulationError("multirate instances (instances.<name>.step) and "
+                                  "simulation.iteration cannot be combined yet: leave one out")
         self.master: Master = master(
             self.system, self.plan, settings.start, settings.step,
             **({} if self.exchange is None else {"exchange": self.exchange}),
+            **({"rates": settings.rates} if settings.rates else {}),
             time_every=time_every, position=self.position)
         self.resume = resume  # a cosim.running.checkpoint.Checkpoint to go on from, or None
         self.time = settings.start  # the communication point reached
