@@ -146,3 +146,23 @@ def test_the_results_file_holds_the_fmu_steps_per_instance(tmp_path):
     inside = np.array([i for i in range(len(second)) if (i + 1) % 4 != 0])
     assert np.allclose(second[inside], 0.0, atol=1e-12 * np.max(np.abs(slow)))
     assert np.max(np.abs(second)) > 1e-9, "not a straight line as a whole"
+
+
+@pytest.mark.parametrize("adaptive", [None, Adaptive(max_step=1.0, tolerance=1e-4)],
+                         ids=["fixed", "adaptive"])
+def test_a_resumed_multirate_run_equals_an_uninterrupted_one_bit_for_bit(adaptive):
+    """The lag stepped 8x slower than its source, resumed from a checkpoint taken inside one
+    of its steps (2.003 s): its step, the line its outputs are read on and the values its
+    inputs are extrapolated from go on as they were."""
+    from test_adaptive import chain, resumed_against_uninterrupted
+
+    settings = Settings(0.0, 4.0, 0.001, record={"lag": ("y",)}, rates={"lag": 8},
+                        adaptive=adaptive)
+    whole, resumed, first, second = resumed_against_uninterrupted(chain(), settings, 2.003)
+    assert len(whole) == len(resumed) > 10
+    for (t1, v1), (t2, v2) in zip(whole, resumed, strict=True):
+        assert t1 == t2 and np.array_equal(v1, v2)
+    steps = (first.master.log.instance_steps if adaptive
+             else first.master.instance_steps(first.steps))
+    assert steps["lag"] < steps["source"]
+    assert second.master.rates.steps == first.master.rates.steps

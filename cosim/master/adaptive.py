@@ -63,6 +63,8 @@ REASONS = ("controlled by the error estimate", "limited by max_step",
            "event", "ends where a multirate instance's own step ends")
 REJECTED_ERROR, REJECTED_DISCARD = 0, 1
 REJECTIONS = ("error estimate above the tolerance", "an FMU discarded the step")
+_LOG_COLUMNS = ("times", "sizes", "errors", "reasons", "rejected_times", "rejected_sizes",
+                "rejected_kinds", "iterations")  # MasterLog's lists kept by a checkpoint
 GROWTH, SHRINK, SAFETY = 2.0, 0.2, 0.9  # bounds of the step change, and the safety factor
 FLOOR = 1e-12  # magnitude below which a value's tolerance stops shrinking
 
@@ -171,6 +173,8 @@ class AdaptiveMaster(FixedStepMaster):
         fmus = {name: graph.fmu(name) for name in layout.instances}  # every rank alike
         self.rollback = all(f.can_get_and_set_state and f.can_serialize_state
                             for f in fmus.values())
+        if self.rates is not None:
+            self.rates.undoable = self.rollback
         self.variable = all(f.can_handle_variable_step for f in fmus.values())
         for name, fmu in fmus.items():
             if not fmu.can_handle_variable_step:
@@ -350,6 +354,37 @@ class AdaptiveMaster(FixedStepMaster):
         if len(self.times) > 3:
             del self.times[0], self.values[0]
         self._fit()
+
+    def state(self) -> dict:
+        """``FixedStepMaster.state`` and the controller's own: the next step's multiple, the
+        accepted points it extrapolates from, each watched value's magnitude so far, the
+        log."""
+        state = super().state()
+        log = self.log
+        state["common"].update(
+            multiple=self.multiple, times=list(self.times),
+            log={key: list(getattr(log, key)) for key in _LOG_COLUMNS})
+        slots = self.slots.tolist()
+        state["tables"].update(
+            scale={str(s): float(v) for s, v in zip(slots, self.scale, strict=True)},
+            history={str(s): [float(v[i]) for v in self.values] for i, s in enumerate(slots)},
+            instance_steps=dict(log.instance_steps))
+        return state
+
+    def set_state(self, saved: Mapping) -> None:
+        super().set_state(saved)
+        common, tables = saved["common"], saved["tables"]
+        self.multiple = int(common["multiple"])
+        self.times = [float(t) for t in common["times"]]
+        slots = [str(s) for s in self.slots.tolist()]
+        self.scale = np.array([tables["scale"][s] for s in slots], dtype=float)
+        self.values = [np.array([tables["history"][s][k] for s in slots], dtype=float)
+                       for k in range(len(self.times))]
+        self._fit()
+        for key in _LOG_COLUMNS:
+            setattr(self.log, key, list(common["log"][key]))
+        for name in self.log.instance_steps:
+            self.log.instance_steps[name] = int(tables["instance_steps"][name])
 
     def restart(self, time: float) -> None:
         """After an event, at the start and where a resumed run goes on (``Execution``): the

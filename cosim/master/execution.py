@@ -186,9 +186,10 @@ class Execution:
         self.system.restore(checkpoint.states, checkpoint.signals, calling)
         self.position[journal.CALL] = 0
         self.time, self.steps = checkpoint.time, checkpoint.step
-        restart = getattr(self.master, "restart", None)  # a master with a history of its own
-        if restart is not None:  # (cosim.master.adaptive) starts it again here
-            restart(self.time)
+        if checkpoint.master is not None and hasattr(self.master, "set_state"):
+            self.master.set_state(checkpoint.master)  # its step, history, bookkeeping
+        elif hasattr(self.master, "restart"):  # a checkpoint without it: the adaptive
+            self.master.restart(self.time)  # master's controller starts again here
 
     def _ending(self) -> str:
         """Why the run ended: the stop time, or the FMUs that ended the simulation."""

@@ -363,6 +363,21 @@ class FixedStepMaster:
                          if name in taken)
         return taken
 
+    def state(self) -> dict:
+        """What a checkpoint keeps of the master beyond the FMUs and the signal array:
+        ``common`` (alike on every rank) and ``tables`` keyed by slot or instance (each rank
+        the entries valid on it; merged over the ranks by union). Empty at a fixed step."""
+        if self.rates is None:
+            return {"common": {}, "tables": {}}
+        rates = self.rates.state()
+        return {"common": {"rates": rates["common"]},
+                "tables": {f"rates.{key}": table for key, table in rates["tables"].items()}}
+
+    def set_state(self, saved: Mapping) -> None:
+        """Go on from ``state()`` (merged over the ranks) at a resumed run's first point."""
+        if self.rates is not None:
+            self.rates.set_state(_part(saved, "rates"))
+
     def _multirate_exchange(self, stage: int) -> None:
         self.handed_exchange(stage)
         self.rates.after_stage(stage)
@@ -475,3 +490,10 @@ class FixedStepMaster:
 
 def _untimed(call: Callable, name: str) -> Callable:
     return call
+
+
+def _part(saved: Mapping, prefix: str) -> dict:
+    """The part of a master's ``state()`` that ``prefix`` (``rates``) wrote."""
+    return {"common": saved["common"][prefix],
+            "tables": {key[len(prefix) + 1:]: table for key, table in saved["tables"].items()
+                       if key.startswith(prefix + ".")}}

@@ -48,6 +48,7 @@ class Rates:
         graph, layout = system.graph, system.layout
         self.signals = system.signals
         self.multiples = {name: int(m) for name, m in multiples.items() if m > 1}
+        self.local = [name for name in self.multiples if name in system.local]
         self.base, self.tolerance = base, 1e-9 * base
         level = {name: i for i, names in enumerate(levels) for name in names}
         self.stage = {name: first_step_stage + level[name] for name in self.multiples}
@@ -74,6 +75,7 @@ class Rates:
         self.stop = float("inf")
         self.time, self.step = 0.0, 0.0  # the master's step under way
         self.stepping: set[str] = set()  # the instances due in it
+        self.undoable = False  # ``undo`` is called (the adaptive master rolls steps back)
         self._undo: dict | None = None
         self._first: dict[str, np.ndarray] = {}  # at the start of the step under way
         self.state_ = {  # everything a checkpoint keeps (``state``)
@@ -92,7 +94,8 @@ class Rates:
         """Before the stages of a step from ``time`` over ``step``: who is due, and the
         outputs of the others set to their value in the middle of the step."""
         state, signals = self.state_, self.signals
-        self._undo = copy.deepcopy(state)
+        if self.undoable:
+            self._undo = copy.deepcopy(state)
         self.time, self.step = time, step
         self.stepping = {name for name, end in state["ends"].items()
                          if time >= end - self.tolerance}
@@ -230,19 +233,33 @@ class Rates:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state(self) -> dict:
-        """Everything needed to go on from here, as plain values (JSON-able)."""
-        out = copy.deepcopy(self.state_)
-        for key in ("first", "last"):
-            out[key] = {name: v.tolist() for name, v in out[key].items()}
-        out["values"] = [v.tolist() for v in out["values"]]
-        return out
+        """What a checkpoint keeps, as JSON-able values: ``common`` (alike on every rank) and
+        ``tables`` keyed by slot, each rank giving the values valid on it (the outputs of its
+        multirate instances and the values they read), merged over the ranks by union."""
+        state = self.state_
+        common = {key: dict(state[key]) for key in ("ends", "sizes", "began", "known", "steps")}
+        common["times"] = list(state["times"])
+        first, last, read = {}, {}, {}
+        for name in self.local:
+            for i, slot in enumerate(self.slots[name].tolist()):
+                first[str(slot)] = float(state["first"][name][i])
+                last[str(slot)] = float(state["last"][name][i])
+            for slot in self.inputs.get(name, np.empty(0, dtype=np.intp)).tolist():
+                k = int(np.searchsorted(self.read, slot))
+                read[str(slot)] = [float(v[k]) for v in state["values"]]
+        return {"common": common, "tables": {"first": first, "last": last, "read": read}}
 
     def set_state(self, saved: Mapping) -> None:
-        """Go on from ``state()``."""
-        state = copy.deepcopy(dict(saved))
+        """Go on from ``state()`` (merged over the ranks)."""
+        common, tables = saved["common"], saved["tables"]
+        state = {key: dict(common[key]) for key in ("ends", "sizes", "began", "known", "steps")}
+        state["times"] = list(common["times"])
         for key in ("first", "last"):
-            state[key] = {name: np.array(v, dtype=float) for name, v in state[key].items()}
-        state["values"] = [np.array(v, dtype=float) for v in state["values"]]
+            state[key] = {name: np.array([tables[key].get(str(s), 0.0) for s in slots.tolist()])
+                          for name, slots in self.slots.items()}
+        state["values"] = [np.array([tables["read"].get(str(s), [0.0] * len(state["times"]))[k]
+                                     for s in self.read.tolist()])
+                           for k in range(len(state["times"]))]
         self.state_ = state
 
     def _line(self, name: str, at: float) -> np.ndarray:
