@@ -166,3 +166,15 @@ def test_a_resumed_multirate_run_equals_an_uninterrupted_one_bit_for_bit(adaptiv
              else first.master.instance_steps(first.steps))
     assert steps["lag"] < steps["source"]
     assert second.master.rates.steps == first.master.rates.steps
+
+
+def test_a_long_fixed_step_run_keeps_to_the_grid(tmp_path):
+    """20 s at 1 ms with an instance at 4 ms: 20 000 communication points, not one more (the
+    end of a multirate step is the master's grid point, not time + 4 ms rounded
+    differently, which would add a step of a few ulp before the point)."""
+    report = run_scenario(scenario(tmp_path, "{start: 0, stop: 20, step: 0.001}"),
+                          tmp_path / "long.h5", plot=False)
+    with h5py.File(report.results) as file:
+        assert file["master"].attrs["steps"] == 20000
+        assert json.loads(file["master"].attrs["instance_steps"]) == {"fast": 20000,
+                                                                     "slow": 5000}

@@ -300,7 +300,7 @@ class FixedStepMaster:
         self._timed: tuple[list[tuple], ...] = ()  # the same, each call timed into ``busy``
         self.rates: Rates | None = None
         if rates and any(m > 1 for m in rates.values()):
-            self.rates = Rates(system, rates, step_size, plan.levels,
+            self.rates = Rates(system, rates, start, step_size, plan.levels,
                                len(plan.initial) + len(plan.start))
             self.exchange = self._multirate_exchange
 
@@ -395,7 +395,9 @@ class FixedStepMaster:
             if event < reached - 1e-9 * h:
                 reached = event
         if self.rates is not None:  # the end of a multirate instance's step
-            reached = min(reached, self.rates.next_end(time))
+            limit = self.rates.next_end(time)
+            if limit < reached - 1e-9 * h:
+                reached = limit
         if reached != self.start + (n + 1) * h or time != self.start + n * h:
             step = reached - time
         return reached, step, n

@@ -43,13 +43,13 @@ from cosim.fmi.fmu_file import FLOAT64_TYPES
 class Rates:
     """The steps of the multirate instances (``multiples`` > 1) of ``system``."""
 
-    def __init__(self, system: System, multiples: Mapping[str, int], base: float,
+    def __init__(self, system: System, multiples: Mapping[str, int], start: float, base: float,
                  levels: tuple[tuple[str, ...], ...], first_step_stage: int):
         graph, layout = system.graph, system.layout
         self.signals = system.signals
         self.multiples = {name: int(m) for name, m in multiples.items() if m > 1}
         self.local = [name for name in self.multiples if name in system.local]
-        self.base, self.tolerance = base, 1e-9 * base
+        self.start, self.base, self.tolerance = start, base, 1e-9 * base
         level = {name: i for i, names in enumerate(levels) for name in names}
         self.stage = {name: first_step_stage + level[name] for name in self.multiples}
         self.last_stage = first_step_stage + len(levels) - 1
@@ -109,7 +109,11 @@ class Rates:
                     signals[slots] = self._line(name, middle)
         for name in self.stepping:  # every rank alike
             size = min(max(self.multiples[name] * self.base, step), self.stop - time)
-            state["ends"][name], state["sizes"][name] = time + size, size
+            end = time + size
+            on_grid = self.start + round((end - self.start) / self.base) * self.base
+            if abs(end - on_grid) <= self.tolerance:  # the master's point there, exactly
+                end = on_grid
+            state["ends"][name], state["sizes"][name] = end, size
             state["began"][name] = time
             state["steps"][name] += 1
         for name, slots in self.slots.items():
