@@ -162,6 +162,12 @@ class AdaptiveMaster(FixedStepMaster):
         owners = [watched[s][3] for s in slots]
         # the error of the values made here; every rank takes the largest (``agree``)
         self.made_here = np.array([o in local for o in owners], dtype=bool)
+        # a multirate instance's values, judged only in a step it takes with the others
+        # (over a longer step of its own they are a line, whose error no shorter controlled
+        # step reduces: cosim.master.multirate)
+        self.multirate_owned = {} if self.rates is None else {
+            name: np.array([o == name for o in owners], dtype=bool)
+            for name in self.rates.multiples}
         self.agree = getattr(self.handed_exchange, "maximum", None)
         self.owned = {name: np.array([o == name for o in owners], dtype=bool)
                       for name in layout.event_slots}
@@ -320,6 +326,9 @@ class AdaptiveMaster(FixedStepMaster):
             ratio[~self.made_here] = 0.0
             if announcer is not None and announcer in self.owned:
                 ratio[self.owned[announcer]] = 0.0
+            for name, owned in self.multirate_owned.items():
+                if not self.rates.in_step(name):
+                    ratio[owned] = 0.0
             error = float(ratio.max())
             if error > 0.0:
                 with np.errstate(divide="ignore"):

@@ -170,6 +170,12 @@ class Rates:
         return min((end for end in self.state_["ends"].values()
                     if end > time + self.tolerance), default=float("inf"))
 
+    def in_step(self, name: str) -> bool:
+        """Whether ``name`` takes the master's step under way with the others (due, and its
+        step is the master's)."""
+        return name in self.stepping and \
+            abs(self.state_["sizes"][name] - self.step) <= self.tolerance
+
     @property
     def steps(self) -> dict[str, int]:
         """FMU steps each multirate instance has taken."""
