@@ -1,7 +1,7 @@
 """Real-time factor of the flagship closed-loop scenario on one core, C library (FMI 2.0 and
 FMI 3.0 editions) against the Python editions, with a per-FMU breakdown.
 
-    .venv/bin/python benchmarks/realtime.py [scenario.yaml] [--adaptive]
+    .venv/bin/python benchmarks/realtime.py [scenario.yaml] [--adaptive] [--mpi]
 
 RTF = simulated seconds / CPU seconds of the co-simulation (instantiation to the last step,
 recording included; ``time.process_time``), at the scenario's own fixed communication step.
@@ -12,6 +12,11 @@ figures. The breakdown times each instance's fmi2DoStep separately in a further 
 library; "master+calls" is the rest (gathering inputs, fmi2Set/Get, the master, recording).
 The floor: a ring of as many trivial C FMUs (the tests' hand-written oscillator) stepped the
 same way, nothing recorded: the RTF no library can beat with this master at this step.
+
+``--mpi`` (only this): the adaptive flagship over 60 s as ``cosim run`` in one process and
+under ``mpiexec -n 2``, wall time of each, the ratio, and where the ranks' time went (FMU
+calls against exchanging and waiting, as ``cosim run`` reports it): the per-step latency of
+a distributed adaptive run (issue 17, item 6).
 
 First, adaptive coupling side by side (``--adaptive`` does only this): the flagship over
 300 s as a whole ``cosim run --no-plot`` process (supervisor and worker, CPU time of both) with
@@ -119,6 +124,29 @@ def adaptive_side_by_side(folder: Path) -> None:
         print(f"  {'PASS' if passed else 'FAIL'}  {name}: {detail}")
 
 
+def adaptive_over_ranks(folder: Path, stop: float = 60.0) -> None:
+    """The adaptive flagship over ``stop`` s in one process and over 2 MPI ranks: wall time."""
+    text = yaml.safe_load(ADAPTIVE.read_text())
+    text["simulation"]["stop"] = stop
+    scenario = folder / "adaptive60.yaml"
+    scenario.write_text(yaml.safe_dump(text, sort_keys=False))
+    walls, said = {}, ""
+    for ranks in (None, 2):
+        command = [str(COSIM), "run", "--no-plot", str(scenario), "-o",
+                   str(folder / f"ranks{ranks}.h5")]
+        if ranks:
+            command = [str(COSIM.with_name("mpiexec")), "-n", str(ranks), *command]
+        began = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        walls[ranks] = time.perf_counter() - began
+        said = next((line for line in done.stdout.splitlines() if line.startswith("ranks:")),
+                    said)
+    print(f"adaptive flagship, {stop:g} s, `cosim run --no-plot`, wall time:")
+    print(f"  one process : {walls[None]:6.2f} s")
+    print(f"  2 MPI ranks : {walls[2]:6.2f} s ({walls[2] / walls[None]:.2f}x the one process)")
+    print(f"  {said}")
+
+
 def scenario_graph(path: Path, python: bool, fmi3: bool = False):
     """The scenario's graph and settings; with ``python`` its library models are the Python
     editions, with ``fmi3`` the FMI 3.0 editions."""
@@ -145,6 +173,9 @@ def main() -> None:
         "vvi_complete_av_block.yaml"
     simulated = None
     with tempfile.TemporaryDirectory() as tmp:
+        if "--mpi" in sys.argv:
+            adaptive_over_ranks(Path(tmp))
+            return
         adaptive_side_by_side(Path(tmp))
         if "--adaptive" in sys.argv:
             return

@@ -123,7 +123,8 @@ class ScenarioBuilder:
                  **options: Any) -> ScenarioBuilder:
         """An instance of ``fmu``: a key given to ``fmu()``, or a file or library model
         (declared under a key of its own). ``options``: ``scale``, ``cost``, ``isolation``,
-        ``interface``, ``solver``, ``description`` as in a scenario file."""
+        ``interface``, ``solver``, ``description``, ``step`` (multirate) as in a scenario
+        file."""
         key = str(fmu)
         if key not in self.data.get("fmus", {}):
             key = Path(key).stem if key.endswith(".fmu") else key

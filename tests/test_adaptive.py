@@ -5,6 +5,7 @@ scenario section, and what the results file keeps of it."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import fakes  # tests/fakes.py
@@ -294,3 +295,55 @@ def test_a_run_records_what_the_adaptive_master_did(tmp_path):
         assert np.isclose(np.sum(master["step"][:]), 3.5)
         assert set(master["reason"][:].tolist()) >= {EVENT}
         assert master["step"][:].max() == pytest.approx(0.2)
+
+
+# -- checkpoints keep the controller --------------------------------------------------------
+def resumed_against_uninterrupted(graph: CouplingGraph, settings: Settings, at: float
+                                  ) -> tuple[list, list, Execution, Execution]:
+    """Rows (time, signals) after the first point at or after ``at`` of an uninterrupted run
+    and of a run resumed from a checkpoint taken there (the master's state through JSON, as
+    a checkpoint file keeps it); both executions."""
+    from cosim.running.checkpoint import Checkpoint
+
+    saved: list[Checkpoint] = []
+
+    class Rows:
+        def __init__(self, take: bool):
+            self.rows, self.take = [], take
+
+        def started(self, run: Execution) -> None:
+            self.run = run
+
+        def stepped(self, time: float) -> None:
+            run = self.run
+            if self.take and not saved and time >= at:
+                states, signals = run.system.snapshot()
+                master = json.loads(json.dumps(run.master.state()))
+                saved.append(Checkpoint(run.steps, time, 0, signals, states, "", master))
+            elif saved:
+                self.rows.append((time, run.system.signals.copy()))
+
+        def finished(self, error) -> None:
+            pass
+
+    whole, resumed = Rows(take=True), Rows(take=False)
+    first = Execution(graph, settings, instances=fakes.instances)
+    first.run([whole])
+    second = Execution(graph, settings, instances=fakes.instances, resume=saved[0])
+    second.run([resumed])
+    return whole.rows, resumed.rows, first, second
+
+
+def test_a_resumed_adaptive_run_equals_an_uninterrupted_one_bit_for_bit():
+    """The lag fed by a decaying source under step-size control (rejections included),
+    resumed from a checkpoint at 2 s: the controller goes on with its step, history and
+    magnitudes, so every later point and value, and the log, are the same bit for bit."""
+    settings = Settings(0.0, 8.0, 0.001, record={"lag": ("y",)},
+                        adaptive=Adaptive(max_step=1.0, tolerance=1e-4, extrapolation=2))
+    whole, resumed, first, second = resumed_against_uninterrupted(chain(), settings, 2.0)
+    assert len(whole) == len(resumed) > 10
+    for (t1, v1), (t2, v2) in zip(whole, resumed, strict=True):
+        assert t1 == t2 and np.array_equal(v1, v2)
+    assert first.master.log.rejected_times, "the controller rejected steps"
+    assert first.master.log.times == second.master.log.times
+    assert first.master.log.instance_steps == second.master.log.instance_steps

@@ -260,3 +260,27 @@ def test_fmi3_instances_resume_bit_for_bit(tmp_path):
     same_results(expected, output)
     with h5py.File(output) as file:
         assert file.attrs["resumed"] == 1
+
+
+def test_a_killed_adaptive_run_resumes_bit_for_bit(tmp_path):
+    """The adaptive flagship over 300 s, killed after its first checkpoint (every 20 s) and
+    resumed: the controller goes on from its saved step, history and log (the checkpoint's
+    ``master`` attribute), so the results and /master equal an uninterrupted run's."""
+    text = (REPO / "scenarios" / "vvi_complete_av_block_adaptive.yaml").read_text()
+    scenario = tmp_path / "adaptive.yaml"
+    scenario.write_text(text + "checkpoint: {every: 20}\n", encoding="utf-8")
+    expected = tmp_path / "reference.h5"
+    assert run(["run", str(scenario), "-o", str(expected), "--no-plot"]).returncode == 0
+    output = tmp_path / "resumed.h5"
+    partial = kill_after_a_checkpoint(["run", str(scenario), "-o", str(output), "--no-plot"],
+                                      output)
+    saved = read_checkpoint(checkpoint_path(partial))
+    assert saved.master is not None and saved.master["common"]["log"]["times"]
+    assert 0 < saved.time < 300
+    done = run(["run", str(scenario), "-o", str(output), "--no-plot", "--resume"])
+    assert done.returncode == 0, done.stderr
+    same_results(expected, output)
+    with h5py.File(expected) as one, h5py.File(output) as other:
+        for name in ("time", "step", "error", "reason", "rejected_time"):
+            assert np.array_equal(one["master"][name][:], other["master"][name][:]), name
+        assert one["master"].attrs["instance_steps"] == other["master"].attrs["instance_steps"]

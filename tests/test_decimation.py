@@ -47,9 +47,11 @@ def test_discrete_outputs_keep_every_one_step_event_by_default(tmp_path):
     assert default["reduction"]["marker"] == "event"
     np.testing.assert_array_equal(np.diff(default["vp_count"]) >= 0, True)  # counter intact
     assert default["reduction"]["pacing_rate"] is None  # continuous: sampled ("last")
-    assert np.count_nonzero(default["V_pace_v"]) == PACES // 2  # a sampled pulse: half lost
+    assert default["reduction"]["V_pace_v"] == "event"  # a pulse, declared discrete
+    assert np.count_nonzero(default["V_pace_v"]) == PACES  # every pulse kept
     plain = run(tmp_path, "{discrete: last}", "plain")  # what a plain sample keeps
     assert np.count_nonzero(plain["marker"] == 3) == PACES // 2
+    assert np.count_nonzero(plain["V_pace_v"]) == PACES // 2  # a sampled pulse: half lost
     np.testing.assert_array_equal(plain["vp_count"], default["vp_count"])
 
 

@@ -127,6 +127,29 @@ def test_python_editions_describe_every_variable_as_the_c_editions_do(build_mode
     assert all(v.description for v in oscillator.variables.values())
 
 
+PULSES = {"generator": {"V_pace_v", "pulse_width_v", "V_pace_a", "pulse_width_a"},
+          "lead": {"I_stim", "stim_width"}}
+
+
+@pytest.mark.parametrize("model", ["generator", "lead"])
+def test_the_pulse_outputs_are_discrete_in_every_edition(build_model, model):
+    """A pulse is held over the step it starts in: its outputs are declared
+    variability="discrete" (so an adaptive or multirate master holds them, never extrapolates)
+    by the C, the Python and the FMI 3.0 editions alike, and every other variable's variability
+    agrees between them."""
+    editions = [read_fmu(build_model(model, python=python, fmi3=fmi3))
+                for python, fmi3 in ((False, False), (True, False), (False, True))]
+    c = editions[0]
+    discrete = {name for name, v in c.variables.items()
+                if v.causality == "output" and v.type in ("Real", "Float64")
+                and v.variability == "discrete"}
+    assert discrete == PULSES[model]
+    for edition in editions[1:]:
+        for name, variable in c.variables.items():
+            if name in edition.variables:
+                assert edition.variables[name].variability == variable.variability, name
+
+
 DOCUMENTED = [REPO / "README.md", REPO / "docs" / "results-format.md"]
 
 

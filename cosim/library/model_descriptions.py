@@ -89,7 +89,7 @@ def model_description2(info: dict, guid: str, compile_files: list[str], source: 
         index[v["name"]] = reference + 1
         attributes = {"name": v["name"], "valueReference": str(reference),
                       "description": v["description"], "causality": v["causality"]}
-        discrete = v["type"] != "Real"
+        discrete = v["type"] != "Real" or v.get("discrete", False)
         if v["causality"] == "parameter":
             attributes.update(variability="fixed", initial="exact")
         elif v["causality"] == "output":
@@ -222,7 +222,7 @@ def _scalar(parent: ET.Element, v: dict, reference: int, structural: bool) -> No
     kind = "UInt64" if structural else TYPES[v["type"]]
     attributes = {"name": v["name"], "valueReference": str(reference),
                   "description": v["description"]}
-    discrete = v["type"] != "Real"
+    discrete = v["type"] != "Real" or v.get("discrete", False)
     if structural:
         attributes.update(causality="structuralParameter", variability="fixed")
     elif v["causality"] == "parameter":

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,13 +56,15 @@ from cosim.master.description import Adaptive
 from cosim.master.master import FixedStepMaster, Plan, _no_exchange
 
 # Why a step had the size it had (``MasterLog.reasons``; /master/step_reason in results).
-CONTROLLED, LIMITED, EVENT, UNTIL, FIXED, BEFORE_EVENT = 0, 1, 2, 3, 4, 5
+CONTROLLED, LIMITED, EVENT, UNTIL, FIXED, BEFORE_EVENT, RATE = 0, 1, 2, 3, 4, 5, 6
 REASONS = ("controlled by the error estimate", "limited by max_step",
            "ends on an event an FMU announced", "ends on a scenario event or the stop time",
            "the fixed step (simulation.step)", "ends one smallest step before an announced "
-           "event")
+           "event", "ends where a multirate instance's own step ends")
 REJECTED_ERROR, REJECTED_DISCARD = 0, 1
 REJECTIONS = ("error estimate above the tolerance", "an FMU discarded the step")
+_LOG_COLUMNS = ("times", "sizes", "errors", "reasons", "rejected_times", "rejected_sizes",
+                "rejected_kinds", "iterations")  # MasterLog's lists kept by a checkpoint
 GROWTH, SHRINK, SAFETY = 2.0, 0.2, 0.9  # bounds of the step change, and the safety factor
 FLOOR = 1e-12  # magnitude below which a value's tolerance stops shrinking
 
@@ -109,8 +111,10 @@ class AdaptiveMaster(FixedStepMaster):
 
     def __init__(self, system: System, plan: Plan, start: float, step_size: float,
                  exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
-                 position: memoryview | None = None, *, control: Adaptive):
-        super().__init__(system, plan, start, step_size, exchange, time_every, position)
+                 position: memoryview | None = None, *, control: Adaptive,
+                 rates: Mapping[str, int] | None = None):
+        super().__init__(system, plan, start, step_size, exchange, time_every, position,
+                         rates=rates)
         self.control = control
         self.log = MasterLog(instance_steps=dict.fromkeys(system.local, 0))
         self.max_multiple = max(1, math.floor(control.max_step / step_size + 1e-9))
@@ -158,7 +162,13 @@ class AdaptiveMaster(FixedStepMaster):
         owners = [watched[s][3] for s in slots]
         # the error of the values made here; every rank takes the largest (``agree``)
         self.made_here = np.array([o in local for o in owners], dtype=bool)
-        self.agree = getattr(self._inner_exchange, "maximum", None)
+        # a multirate instance's values, judged only in a step it takes with the others
+        # (over a longer step of its own they are a line, whose error no shorter controlled
+        # step reduces: cosim.master.multirate)
+        self.multirate_owned = {} if self.rates is None else {
+            name: np.array([o == name for o in owners], dtype=bool)
+            for name in self.rates.multiples}
+        self.agree = getattr(self.handed_exchange, "maximum", None)
         self.owned = {name: np.array([o == name for o in owners], dtype=bool)
                       for name in layout.event_slots}
         self.event_owner = {slot: name for name, slot in layout.event_slots.items()}
@@ -169,6 +179,8 @@ class AdaptiveMaster(FixedStepMaster):
         fmus = {name: graph.fmu(name) for name in layout.instances}  # every rank alike
         self.rollback = all(f.can_get_and_set_state and f.can_serialize_state
                             for f in fmus.values())
+        if self.rates is not None:
+            self.rates.undoable = self.rollback
         self.variable = all(f.can_handle_variable_step for f in fmus.values())
         for name, fmu in fmus.items():
             if not fmu.can_handle_variable_step:
@@ -203,10 +215,14 @@ class AdaptiveMaster(FixedStepMaster):
         announcer = self._announcer(event)
         stages = self._timed[2] if len(self.log.times) % self.time_every == 0 \
             else self._plain[2]
+        rates = self.rates
+        own_end = math.inf if rates is None else rates.next_end(time)
         while True:
             k = self.multiple
             reached, reason = start + (n + k) * base, (
                 LIMITED if k == self.max_multiple else CONTROLLED)
+            if own_end < reached - 1e-9 * base:
+                reached, reason = own_end, RATE
             if until <= reached + 1e-9 * base:  # a step ends on it, also where the grid does
                 reached, reason = until, UNTIL
             if event <= reached + 1e-9 * base:  # reached by one smallest step (Gauss-Seidel:
@@ -230,7 +246,8 @@ class AdaptiveMaster(FixedStepMaster):
                 self.multiple = max(1, math.floor(0.5 * step / base))
                 continue
             for name in self.log.instance_steps:
-                self.log.instance_steps[name] += 1
+                if rates is None or name not in rates.multiples or name in rates.stepping:
+                    self.log.instance_steps[name] += 1
             error, factor = self._error(reached, announcer if reason == EVENT else None)
             if error > 1.0 and saved is not None and step > base * (1 + 1e-9):
                 self._reject(saved, time, step, REJECTED_ERROR)
@@ -240,6 +257,8 @@ class AdaptiveMaster(FixedStepMaster):
             break
         if not math.isfinite(signals.dot(self._ones)):
             self._check_finite(reached)
+        if rates is not None:
+            rates.accept(reached)
         self._accepted(reached, step, error, reason)
         if reason in (EVENT, UNTIL):
             self.restart(reached)
@@ -307,6 +326,9 @@ class AdaptiveMaster(FixedStepMaster):
             ratio[~self.made_here] = 0.0
             if announcer is not None and announcer in self.owned:
                 ratio[self.owned[announcer]] = 0.0
+            for name, owned in self.multirate_owned.items():
+                if not self.rates.in_step(name):
+                    ratio[owned] = 0.0
             error = float(ratio.max())
             if error > 0.0:
                 with np.errstate(divide="ignore"):
@@ -318,6 +340,8 @@ class AdaptiveMaster(FixedStepMaster):
 
     def _reject(self, saved: object, time: float, step: float, kind: int) -> None:
         self.system.return_to_kept()
+        if self.rates is not None:
+            self.rates.undo()
         self.ended.clear()
         self.log.rejected_times.append(time)
         self.log.rejected_sizes.append(step)
@@ -340,6 +364,37 @@ class AdaptiveMaster(FixedStepMaster):
             del self.times[0], self.values[0]
         self._fit()
 
+    def state(self) -> dict:
+        """``FixedStepMaster.state`` and the controller's own: the next step's multiple, the
+        accepted points it extrapolates from, each watched value's magnitude so far, the
+        log."""
+        state = super().state()
+        log = self.log
+        state["common"].update(
+            multiple=self.multiple, times=list(self.times),
+            log={key: list(getattr(log, key)) for key in _LOG_COLUMNS})
+        slots = self.slots.tolist()
+        state["tables"].update(
+            scale={str(s): float(v) for s, v in zip(slots, self.scale, strict=True)},
+            history={str(s): [float(v[i]) for v in self.values] for i, s in enumerate(slots)},
+            instance_steps=dict(log.instance_steps))
+        return state
+
+    def set_state(self, saved: Mapping) -> None:
+        super().set_state(saved)
+        common, tables = saved["common"], saved["tables"]
+        self.multiple = int(common["multiple"])
+        self.times = [float(t) for t in common["times"]]
+        slots = [str(s) for s in self.slots.tolist()]
+        self.scale = np.array([tables["scale"][s] for s in slots], dtype=float)
+        self.values = [np.array([tables["history"][s][k] for s in slots], dtype=float)
+                       for k in range(len(self.times))]
+        self._fit()
+        for key in _LOG_COLUMNS:
+            setattr(self.log, key, list(common["log"][key]))
+        for name in self.log.instance_steps:
+            self.log.instance_steps[name] = int(tables["instance_steps"][name])
+
     def restart(self, time: float) -> None:
         """After an event, at the start and where a resumed run goes on (``Execution``): the
         smallest step, extrapolation from the values here."""
@@ -347,3 +402,5 @@ class AdaptiveMaster(FixedStepMaster):
         self.values.clear()
         self._remember(time)
         self.multiple = 1
+        if self.rates is not None:
+            self.rates.forget(time)

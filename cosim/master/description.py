@@ -76,6 +76,8 @@ class Settings:
     call_timeout: float = CALL_TIMEOUT  # s an FMI call may take before it counts as a hang
     adaptive: Adaptive | None = None  # None: every step is ``step``
     iteration: Iteration | None = None  # None: every step once
+    # instance -> its communication step in steps of ``step`` (cosim.master.multirate; > 1)
+    rates: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:

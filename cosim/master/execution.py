@@ -74,9 +74,13 @@ class Execution:
             master = partial(AdaptiveMaster, control=settings.adaptive)
         elif settings.iteration is not None and master is make_master:
             master = partial(IterativeMaster, iteration=settings.iteration)
+        if settings.rates and settings.iteration is not None:
+            raise SimulationError("multirate instances (instances.<name>.step) and "
+                                  "simulation.iteration cannot be combined yet: leave one out")
         self.master: Master = master(
             self.system, self.plan, settings.start, settings.step,
             **({} if self.exchange is None else {"exchange": self.exchange}),
+            **({"rates": settings.rates} if settings.rates else {}),
             time_every=time_every, position=self.position)
         self.resume = resume  # a cosim.running.checkpoint.Checkpoint to go on from, or None
         self.time = settings.start  # the communication point reached
@@ -182,9 +186,10 @@ class Execution:
         self.system.restore(checkpoint.states, checkpoint.signals, calling)
         self.position[journal.CALL] = 0
         self.time, self.steps = checkpoint.time, checkpoint.step
-        restart = getattr(self.master, "restart", None)  # a master with a history of its own
-        if restart is not None:  # (cosim.master.adaptive) starts it again here
-            restart(self.time)
+        if checkpoint.master is not None and hasattr(self.master, "set_state"):
+            self.master.set_state(checkpoint.master)  # its step, history, bookkeeping
+        elif hasattr(self.master, "restart"):  # a checkpoint without it: the adaptive
+            self.master.restart(self.time)  # master's controller starts again here
 
     def _ending(self) -> str:
         """Why the run ended: the stop time, or the FMUs that ended the simulation."""

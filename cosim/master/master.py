@@ -61,7 +61,7 @@ is scaled up from those: every step under MPI (balance), every 16th in one proce
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol
@@ -74,6 +74,7 @@ from cosim.coupling.graph import Connection, CouplingGraph
 from cosim.coupling.system import System
 from cosim.errors import SimulationError
 from cosim.master import journal
+from cosim.master.multirate import Rates
 
 ALGORITHMS = ("jacobi", "gauss-seidel")
 STEP, SETTLE, READ = "step", "settle", "read"
@@ -257,25 +258,31 @@ def _no_exchange(stage: int) -> None:
 
 def make_master(system: System, plan: Plan, start: float, step_size: float, *,
                 exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
-                position: memoryview | None = None) -> Master:
-    """The master running ``plan`` (its algorithm: ``ALGORITHMS``) on ``system``."""
+                position: memoryview | None = None,
+                rates: Mapping[str, int] | None = None) -> Master:
+    """The master running ``plan`` (its algorithm: ``ALGORITHMS``) on ``system``; ``rates``:
+    instances stepped at a multiple of ``step_size`` (``cosim.master.multirate``)."""
     if plan.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm '{plan.algorithm}'; use one of {ALGORITHMS}")
-    return FixedStepMaster(system, plan, start, step_size, exchange, time_every, position)
+    return FixedStepMaster(system, plan, start, step_size, exchange, time_every, position,
+                           rates=rates)
 
 
 class FixedStepMaster:
     """Jacobi or Gauss-Seidel (whichever ``plan`` says) at a fixed communication step:
-    communication point n is ``start + n * step_size``, never an accumulated sum."""
+    communication point n is ``start + n * step_size``, never an accumulated sum; instances
+    in ``rates`` step at a multiple of it (``cosim.master.multirate``)."""
 
     def __init__(self, system: System, plan: Plan, start: float, step_size: float,
                  exchange: Callable[[int], None] = _no_exchange, time_every: int = 16,
-                 position: memoryview | None = None):
+                 position: memoryview | None = None, *,
+                 rates: Mapping[str, int] | None = None):
         self.system = system
         self.plan = plan
         self.start = start
         self.step_size = step_size
-        self.exchange = exchange
+        self.exchange = exchange  # wrapped by multirate and adaptive masters
+        self.handed_exchange = exchange  # as handed in (MPI: its ``maximum`` too)
         self.time_every = time_every
         self.ended: list[str] = []  # instances that ended the simulation (terminateSimulation)
         # before each FMI call, its code goes into the CALL slot of ``position`` (a supervisor
@@ -291,6 +298,11 @@ class FixedStepMaster:
         self._event_slots = tuple(system.layout.event_slots.values()) if variable else ()
         self._plain: tuple[list[tuple], ...] = ()  # the stages as calls, once bound
         self._timed: tuple[list[tuple], ...] = ()  # the same, each call timed into ``busy``
+        self.rates: Rates | None = None
+        if rates and any(m > 1 for m in rates.values()):
+            self.rates = Rates(system, rates, start, step_size, plan.levels,
+                               len(plan.initial) + len(plan.start))
+            self.exchange = self._multirate_exchange
 
     @property
     def busy(self) -> dict[str, float]:
@@ -315,6 +327,8 @@ class FixedStepMaster:
         self._timed = tuple(self._calls(stages, offset, timed=True)
                             for stages, offset in self._phases())
         system, position, codes = self.system, self.position, self.call_codes
+        if self.rates is not None and stop is not None:
+            self.rates.stop = stop
         for name, instance in system.instances.items():
             position[journal.CALL] = codes[name][0]
             instance.setup_experiment(self.start, stop)
@@ -326,6 +340,8 @@ class FixedStepMaster:
         self._run(self._plain[1], self.start)
         position[journal.CALL] = 0
         self._check_finite(self.start)
+        if self.rates is not None:
+            self.rates.accept(self.start)
 
     def advance(self, time: float, until: float) -> float:
         """One step from ``time`` (a communication point) to the next (``_next_point``). The
@@ -335,7 +351,36 @@ class FixedStepMaster:
         self._run(self._timed[2] if n % self.time_every == 0 else self._plain[2], time, step)
         if not math.isfinite(self.system.signals.dot(self._ones)):
             self._check_finite(reached)
+        if self.rates is not None:
+            self.rates.accept(reached)
         return reached
+
+    def instance_steps(self, steps: int) -> dict[str, int]:
+        """FMU steps each local instance took in ``steps`` communication steps."""
+        taken = dict.fromkeys(self.system.local, steps)
+        if self.rates is not None:
+            taken.update((name, count) for name, count in self.rates.steps.items()
+                         if name in taken)
+        return taken
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the master beyond the FMUs and the signal array:
+        ``common`` (alike on every rank) and ``tables`` keyed by slot or instance (each rank
+        the entries valid on it; merged over the ranks by union). Empty at a fixed step."""
+        if self.rates is None:
+            return {"common": {}, "tables": {}}
+        rates = self.rates.state()
+        return {"common": {"rates": rates["common"]},
+                "tables": {f"rates.{key}": table for key, table in rates["tables"].items()}}
+
+    def set_state(self, saved: Mapping) -> None:
+        """Go on from ``state()`` (merged over the ranks) at a resumed run's first point."""
+        if self.rates is not None:
+            self.rates.set_state(_part(saved, "rates"))
+
+    def _multirate_exchange(self, stage: int) -> None:
+        self.handed_exchange(stage)
+        self.rates.after_stage(stage)
 
     def _next_point(self, time: float) -> tuple[float, float, int]:
         """(the next communication point, the step to it, the grid index at or before
@@ -349,6 +394,10 @@ class FixedStepMaster:
             event = next_event(self.system.signals, self._event_slots, time)
             if event < reached - 1e-9 * h:
                 reached = event
+        if self.rates is not None:  # the end of a multirate instance's step
+            limit = self.rates.next_end(time)
+            if limit < reached - 1e-9 * h:
+                reached = limit
         if reached != self.start + (n + 1) * h or time != self.start + n * h:
             step = reached - time
         return reached, step, n
@@ -365,6 +414,7 @@ class FixedStepMaster:
         its seconds to ``busy``."""
         system, local = self.system, set(self.system.local)
         wrap = self._timing if timed else _untimed
+        rates = self.rates if offset == len(self.plan.initial) + len(self.plan.start) else None
         out = []
         for i, stage in enumerate(stages):
             calls = []
@@ -372,8 +422,11 @@ class FixedStepMaster:
                 if name not in local:
                     continue
                 instance = system.instances[name]
-                calls.append((wrap(system.gatherers[name], name), wrap(instance.do_step, name),
-                              wrap(instance.get_outputs, name), name,
+                three = (system.gatherers[name], instance.do_step, instance.get_outputs)
+                if rates is not None and name in rates.multiples:
+                    three = (rates.guard if stage.action == STEP else rates.settle_guard)(
+                        name, *three)
+                calls.append((*(wrap(call, name) for call in three), name,
                               *self.call_codes[name][1:]))
             out.append((offset + i, stage.action != READ, stage.action == STEP, calls))
         return out
@@ -394,6 +447,8 @@ class FixedStepMaster:
         ``step_size``, outputs got, exchange."""
         exchange, ended = self.exchange, self.ended
         position, slot = self.position, journal.CALL
+        if step_size and self.rates is not None:
+            self.rates.begin(time, step_size)
         for index, sets, steps, calls in stages:
             if sets:
                 for set_inputs, _, _, _, set_code, _, _ in (self._running(calls) if ended
@@ -437,3 +492,10 @@ class FixedStepMaster:
 
 def _untimed(call: Callable, name: str) -> Callable:
     return call
+
+
+def _part(saved: Mapping, prefix: str) -> dict:
+    """The part of a master's ``state()`` that ``prefix`` (``rates``) wrote."""
+    return {"common": saved["common"][prefix],
+            "tables": {key[len(prefix) + 1:]: table for key, table in saved["tables"].items()
+                       if key.startswith(prefix + ".")}}

@@ -446,13 +446,16 @@ def write_log(group: h5py.Group, execution: Execution) -> None:
 def write_master(group: h5py.Group, execution: Execution) -> None:
     """What the master did: ``master/`` with the communication steps taken (attribute
     ``steps``) and, from a master that keeps a log (``cosim.master.adaptive.MasterLog``), its
-    columns and attributes."""
+    columns and attributes; from a fixed-step one, the FMU steps per instance (multirate)."""
     if "master" in group:
         del group["master"]
     master = group.create_group("master")
     master.attrs["steps"] = execution.steps
     log = getattr(execution.master, "log", None)
     if log is None:
+        counted = getattr(execution.master, "instance_steps", None)  # a fixed-step master
+        if counted is not None:
+            master.attrs["instance_steps"] = json.dumps(counted(execution.steps))
         return
     for name, values in log.datasets().items():
         master.create_dataset(name, data=values)

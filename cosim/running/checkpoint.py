@@ -7,11 +7,16 @@ With ``checkpoint: {every: 5}`` in a scenario, every 5 s of simulated time the r
   the signal array (the values the instances exchange, with their unit conversions applied
   at the next gather): ``System.snapshot``;
 - the communication point (its time, and the steps taken to reach it) and how many rows the
-  results file holds then (its recorder flushed first).
+  results file holds then (its recorder flushed first);
+- the master's own state (``Master.state``, JSON in the attribute ``master``): the adaptive
+  master's next step, the points it extrapolates from, each value's magnitude so far and its
+  log; the multirate bookkeeping (``cosim.master.multirate``). Each rank gives the entries
+  valid on it, merged by ``merge_master_states``.
 
-That is the whole state of a fixed-step run: ``Execution`` resumes it by instantiating and
+That is the whole state of a run: ``Execution`` resumes it by instantiating and
 initialising the instances as usual, putting each back into its saved state, restoring the
-signal array (``System.restore``) and stepping on from the saved time; the recorder cuts the
+signal array (``System.restore``) and the master's state (``set_state``), and stepping on
+from the saved time; the recorder cuts the
 results file back to the saved rows and appends. Results equal an uninterrupted run's bit for
 bit, and, because the checkpoint holds every instance and the whole array, a distributed run
 resumes at any rank count (``gather`` collects the ranks' parts on rank 0, which writes the file).
@@ -20,6 +25,7 @@ resumes at any rank count (``gather`` collects the ranks' parts on rank 0, which
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +51,17 @@ class Checkpoint:
     signals: np.ndarray
     states: dict[str, bytes]  # instance -> serialised FMU state
     scenario_sha256: str
+    master: dict | None = None  # the master's ``state()`` merged over the ranks
+
+
+def merge_master_states(parts: list[dict]) -> dict:
+    """One master state from every rank's: ``common`` from the first, each table the union
+    of the ranks' entries (an entry two ranks give is the same value)."""
+    tables: dict[str, dict] = {}
+    for part in parts:
+        for key, table in part["tables"].items():
+            tables.setdefault(key, {}).update(table)
+    return {"common": parts[0]["common"], "tables": tables}
 
 
 def checkpoint_path(results: str | Path) -> Path:
@@ -63,6 +80,8 @@ def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         file.attrs["time"] = checkpoint.time
         file.attrs["rows"] = checkpoint.rows
         file.attrs["scenario_sha256"] = checkpoint.scenario_sha256
+        if checkpoint.master is not None:
+            file.attrs["master"] = json.dumps(checkpoint.master)
         file.create_dataset("signals", data=checkpoint.signals)
         states = file.create_group("states")
         for name, data in sorted(checkpoint.states.items()):
@@ -83,7 +102,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                 step=int(file.attrs["step"]), time=float(file.attrs["time"]),
                 rows=int(file.attrs["rows"]), signals=file["signals"][()],
                 states={name: bytes(data[()]) for name, data in file["states"].items()},
-                scenario_sha256=str(file.attrs["scenario_sha256"]))
+                scenario_sha256=str(file.attrs["scenario_sha256"]),
+                master=json.loads(file.attrs["master"]) if "master" in file.attrs else None)
     except FileNotFoundError:
         raise SimulationError(f"no checkpoint at {path}: the run wrote none (add "
                               "'checkpoint: {every: <seconds>}' to the scenario)") from None
@@ -105,8 +125,9 @@ class Checkpointer:
     """Observer: saves a checkpoint every ``every`` seconds of simulated time.
 
     ``recorder``: the run's ``cosim.results.recorder.Recorder``, flushed first so the results file
-    holds every row up to the checkpoint. ``gather``: under MPI, collects the ranks' states
-    and signal arrays on rank 0 (returns None elsewhere); in one process the identity.
+    holds every row up to the checkpoint. ``gather``: under MPI, collects the ranks' states,
+    signal arrays and master states on rank 0 (returns None elsewhere); in one process the
+    identity.
     """
 
     def __init__(self, path: Path, every: float, scenario_sha256: str,
@@ -115,7 +136,7 @@ class Checkpointer:
         self.every = every
         self.scenario_sha256 = scenario_sha256
         self.recorder = recorder
-        self.gather = gather or (lambda states, signals: (states, signals))
+        self.gather = gather or (lambda states, signals, master: (states, signals, master))
         self.saved = 0  # checkpoints written
         self.seconds = 0.0  # spent writing them
 
@@ -145,12 +166,14 @@ class Checkpointer:
 
         began = clock.perf_counter()
         self.recorder.flush()  # the results file holds every row up to here
-        gathered = self.gather(*self.run.system.snapshot())
+        keeping = getattr(self.run.master, "state", None)
+        gathered = self.gather(*self.run.system.snapshot(),
+                               None if keeping is None else keeping())
         if gathered is not None:
-            states, signals = gathered
+            states, signals, master = gathered
             write_checkpoint(self.path, Checkpoint(self.run.steps, time,
                                                    self.recorder.rows_written, signals, states,
-                                                   self.scenario_sha256))
+                                                   self.scenario_sha256, master))
         self.saved += 1
         self.seconds += clock.perf_counter() - began
 

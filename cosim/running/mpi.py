@@ -64,7 +64,7 @@ from cosim.results.recorder import (
     open_for_writing,
     writing,
 )
-from cosim.running.checkpoint import checkpoint_path
+from cosim.running.checkpoint import checkpoint_path, merge_master_states
 from cosim.running.strategies import (
     MemberEnd,
     Prepared,
@@ -443,21 +443,22 @@ def write_rank_figures(main: h5py.File, timings: list[dict], begin: float, end: 
 
 
 def _gather_state(comm, execution: Execution, owner: dict[str, int]):
-    """A checkpoint's ``gather`` under MPI: every rank's serialised states and its instances'
-    slices of the signal array, on rank 0 (None on the others)."""
+    """A checkpoint's ``gather`` under MPI: every rank's serialised states, its instances'
+    slices of the signal array and its master state, on rank 0 (None on the others)."""
     layout, me = execution.layout, comm.Get_rank()
 
-    def gather(states, signals):
-        everyone = comm.gather((states, signals), root=0)
+    def gather(states, signals, master):
+        everyone = comm.gather((states, signals, master), root=0)
         if me != 0:
             return None
         merged, full = {}, np.array(signals)
-        for rank, (their_states, their_signals) in enumerate(everyone):
+        for rank, (their_states, their_signals, _) in enumerate(everyone):
             merged.update(their_states)
             for name, slot in layout.slices.items():
                 if owner[name] == rank:
                     full[slot] = their_signals[slot]
-        return merged, full
+        masters = [m for _, _, m in everyone if m is not None]
+        return merged, full, merge_master_states(masters) if masters else None
 
     return gather
 

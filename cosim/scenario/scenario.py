@@ -208,6 +208,7 @@ def parse_scenario(text: str, path: Path | None = None, *, base: Path | None = N
     isolation = dataclasses.replace(_check_isolation(data.get("isolation"), check),
                                     timeout=settings.call_timeout)
     instances = _check_instances(data.get("instances"), fmus, isolation, check)
+    rates = _check_instance_steps(data.get("instances"), simulation, check)
     connections, transforms = _check_connections(data.get("connections"), check)
     record_patterns, record_interval = _check_record(data.get("record"), settings, check)
     record_reduce = check_reduce(data.get("record").get("reduce") if isinstance(
@@ -239,7 +240,7 @@ def parse_scenario(text: str, path: Path | None = None, *, base: Path | None = N
     start, stop, step, algorithm, call_timeout, adaptive, iteration = simulation
     settings = Settings(start, stop, step, algorithm, record_interval=record_interval,
                         events=tuple(e for e, _ in events), call_timeout=call_timeout,
-                        adaptive=adaptive, iteration=iteration)
+                        adaptive=adaptive, iteration=iteration, rates=rates)
     return Scenario(file=path, text=text, name=str(data.get("name", path.stem if path else "")),
                     description=str(data.get("description", "")), fmus=fmus,
                     instances=instances, connections=connections, settings=settings,
@@ -364,7 +365,7 @@ def _check_instances(section: Any, fmus: dict[str, Path], isolation: Isolation,
         check.report(("instances",), "missing or empty", "declare 'name: {fmu: key}' entries")
         return {}
     allowed = {"fmu", "scale", "parameters", "cost", "description", "isolation", "interface",
-               "solver"}
+               "solver", "step"}
     out = {}
     for name, spec in section.items():
         path = ("instances", name)
@@ -409,6 +410,37 @@ def _check_instances(section: Any, fmus: dict[str, Path], isolation: Isolation,
                                  check.source(*path), dataclasses.replace(isolation, mode=mode),
                                  interface, solver)
     return out
+
+
+def _check_instance_steps(section: Any, simulation: tuple | None, check: _Checker
+                          ) -> dict[str, int]:
+    """``instances.<name>.step``: an instance's own communication step (cosim.master.multirate),
+    a whole multiple of ``simulation.step``; returns instance -> multiple (> 1 only)."""
+    rates: dict[str, int] = {}
+    if not isinstance(section, Mapping):
+        return rates
+    for name, spec in section.items():
+        if not isinstance(spec, Mapping) or "step" not in spec:
+            continue
+        path = ("instances", name, "step")
+        own = check.number(spec, path, positive=True)
+        if own is None or simulation is None:
+            continue
+        step, iteration = simulation[2], simulation[6]
+        multiple = round(own / step)
+        if multiple < 1 or not math.isclose(own, multiple * step, rel_tol=1e-9):
+            check.report(path, f"{own:g} s is not a whole multiple of simulation.step "
+                         f"({step:g} s)", "simulation.step is the base step, the fastest "
+                         f"instance's: use {max(1, multiple) * step:g} s, or a smaller "
+                         "simulation.step")
+            continue
+        if iteration is not None and multiple > 1:
+            check.report(path, "an instance's own step and simulation.iteration cannot be "
+                         "combined yet", "leave out this step or simulation.iteration")
+            continue
+        if multiple > 1:
+            rates[name] = multiple
+    return rates
 
 
 def _check_solver(section: Any, path: tuple, check: _Checker) -> Solver | None:

@@ -47,6 +47,7 @@ int main(void) {
         string(v->description);
         printf(", \"depends\": ");
         string(v->depends);
+        printf(", \"discrete\": %s", v->discrete ? "true" : "false");
         printf("}%s\n", i + 1 < MODEL.variable_count ? "," : "");
     }
     printf("], \"arrays\": [\n");

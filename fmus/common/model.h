@@ -42,6 +42,8 @@ typedef struct {
     const char *unit;         /* of a Real, NULL or "" for none */
     const char *description;
     const char *depends;      /* of an output: inputs it depends on directly, NULL for none */
+    int discrete;             /* a Real output that changes only at communication points (a
+                               * pulse held over the step it starts in): variability discrete */
 } Variable;
 
 /* The host's logger, as the layer hands it to the model. */
@@ -93,17 +95,21 @@ extern const Model MODEL;
 
 /* Table rows: a variable `member` of the model struct `S`, named as the member. */
 #define PARAMETER_REAL(S, member, start, unit, text) \
-    {#member, TYPE_REAL, PARAMETER, offsetof(S, member), start, NULL, unit, text, NULL}
+    {#member, TYPE_REAL, PARAMETER, offsetof(S, member), start, NULL, unit, text, NULL, 0}
 #define PARAMETER_INTEGER(S, member, start, text) \
-    {#member, TYPE_INTEGER, PARAMETER, offsetof(S, member), start, NULL, NULL, text, NULL}
+    {#member, TYPE_INTEGER, PARAMETER, offsetof(S, member), start, NULL, NULL, text, NULL, 0}
 #define PARAMETER_STRING(S, member, start, text) \
-    {#member, TYPE_STRING, PARAMETER, offsetof(S, member), 0.0, start, NULL, text, NULL}
+    {#member, TYPE_STRING, PARAMETER, offsetof(S, member), 0.0, start, NULL, text, NULL, 0}
 #define INPUT_REAL(S, member, start, unit, text) \
-    {#member, TYPE_REAL, INPUT, offsetof(S, member), start, NULL, unit, text, NULL}
+    {#member, TYPE_REAL, INPUT, offsetof(S, member), start, NULL, unit, text, NULL, 0}
 #define OUTPUT_REAL(S, member, start, unit, text) \
-    {#member, TYPE_REAL, OUTPUT, offsetof(S, member), start, NULL, unit, text, NULL}
+    {#member, TYPE_REAL, OUTPUT, offsetof(S, member), start, NULL, unit, text, NULL, 0}
+/* A Real output declared variability="discrete": a master holds it over a step, never
+ * extrapolating or interpolating it (a pulse amplitude, a pulse's duration). */
+#define DISCRETE_OUTPUT_REAL(S, member, start, unit, text) \
+    {#member, TYPE_REAL, OUTPUT, offsetof(S, member), start, NULL, unit, text, NULL, 1}
 #define OUTPUT_INTEGER(S, member, start, text) \
-    {#member, TYPE_INTEGER, OUTPUT, offsetof(S, member), start, NULL, NULL, text, NULL}
+    {#member, TYPE_INTEGER, OUTPUT, offsetof(S, member), start, NULL, NULL, text, NULL, 0}
 
 /* A pointer `offset` bytes into the block of `model` (array offsets count from the start of
  * the struct, so the first array starts at sizeof the struct). */

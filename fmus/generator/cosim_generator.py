@@ -41,6 +41,7 @@ INPUTS = {"V_sense_v": 0.0, "V_sense_a": 0.0, "lead_impedance": 500.0}
 OUTPUTS_REAL = ("V_pace_v", "pulse_width_v", "V_pace_a", "pulse_width_a", "last_vv_interval",
                 "last_aa_interval", "pacing_rate", "impedance_alert_time",
                 "battery_charge_used", "battery_longevity", "next_event_time")
+PULSES = ("V_pace_v", "pulse_width_v", "V_pace_a", "pulse_width_a")  # variability discrete
 OUTPUTS_INT = ("marker", "vp_count", "vs_count", "vr_count", "ap_count", "as_count", "ar_count",
                "impedance_alert", "impedance_alert_kind")
 # Why the impedance alert latched (impedance_alert_kind).
@@ -93,9 +94,11 @@ class Generator(Fmi2Slave):
             self.register_variable(Real(name, **fixed))
         for name in INPUTS:
             self.register_variable(Real(name, causality=Fmi2Causality.input))
-        for name in OUTPUTS_REAL:
+        for name in OUTPUTS_REAL:  # pulses: discrete, as in the C edition (generator.c)
             self.register_variable(Real(name, causality=Fmi2Causality.output,
-                                        initial=Fmi2Initial.calculated))
+                                        initial=Fmi2Initial.calculated,
+                                        **({"variability": Fmi2Variability.discrete}
+                                           if name in PULSES else {})))
         for name in OUTPUTS_INT:
             self.register_variable(Integer(name, causality=Fmi2Causality.output,
                                            variability=Fmi2Variability.discrete,

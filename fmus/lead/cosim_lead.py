@@ -104,8 +104,10 @@ class Lead(Fmi2Slave):
                            ("next_event_time", "fault_time while a fault is still to start (a "
                             "master lands on it: docs/scenario-format.md, events); else the "
                             "current time")):
-            self.register_variable(Real(name, causality=Fmi2Causality.output,
-                                        initial=Fmi2Initial.calculated, description=text))
+            self.register_variable(Real(  # the pulse: discrete, as in lead.c
+                name, causality=Fmi2Causality.output, initial=Fmi2Initial.calculated,
+                description=text, **({"variability": Fmi2Variability.discrete}
+                                     if name in ("I_stim", "stim_width") else {})))
         self.register_variable(Integer("fault_active", causality=Fmi2Causality.output,
                                        variability=Fmi2Variability.discrete,
                                        initial=Fmi2Initial.calculated,
