@@ -200,7 +200,8 @@ def settle(path: str | Path, status: str, error: str) -> None:
     (the rows every dataset has), and give the file, and each cohort member still running,
     ``status`` and ``error``."""
     from cosim.results.h5clear import clear_writer_flags
-    from cosim.results.recorder import cut_to_common_length, open_for_writing
+    from cosim.results.parts import cut_to_common_length
+    from cosim.results.recorder import open_for_writing
 
     clear_writer_flags(path)
     with open_for_writing(path) as file:
@@ -221,7 +222,8 @@ def complete_after_failure(results: Path, ranks: int, status: str, error: str
     Runs in rank 0's supervisor (no MPI: the workers are gone). Returns the last row's time.
     """
     from cosim.results.h5clear import clear_writer_flags
-    from cosim.results.recorder import cut_to_common_length, merge_parts, open_for_writing, writing
+    from cosim.results.parts import cut_to_common_length, merge_parts
+    from cosim.results.recorder import open_for_writing, writing
 
     results = Path(results)
     if not results.exists():

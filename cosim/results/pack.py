@@ -13,7 +13,8 @@ from pathlib import Path
 import h5py
 
 from cosim.errors import CosimError
-from cosim.results.recorder import attach_time_scale, copy_plain
+from cosim.results.parts import copy_plain
+from cosim.results.recorder import attach_time_scale
 
 
 def pack(results: str | Path, output: str | Path) -> Path:

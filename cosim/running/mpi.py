@@ -55,12 +55,12 @@ from cosim.master.execution import Execution
 from cosim.master.journal import Journal
 from cosim.master.master import Plan
 from cosim.results.output import kept_note, part_path, parts_folder
+from cosim.results.parts import merge_parts
 from cosim.results.recorder import (
     create_file,
     create_results_file,
     error_text,
     is_recorded,
-    merge_parts,
     open_for_writing,
     writing,
 )
