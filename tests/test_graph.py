@@ -282,3 +282,27 @@ def test_partition_on_measured_costs_overrides_the_declared_ones(fmus):
     assert partition(ring, 2) == {"o0": 0, "o1": 0, "o2": 1, "patch": 1}
     measured = {"o0": 0.003, "o1": 0.003, "o2": 0.003, "patch": 0.05}
     assert partition(ring, 2, cost=measured) == {"o0": 0, "o1": 0, "o2": 0, "patch": 1}
+
+
+def test_coupled_components_are_kept_whole_when_the_exchanges_cost_more_than_the_split_saves(
+        fmus):
+    """Two chains of two (a-b, c-d) over 2 parts on costs that split a-b: kept as split while
+    its exchanges cost less than the work it moves off the heaviest part, each chain whole on
+    a part (the heavier first) once they cost more; one chain alone: all on part 0."""
+    from cosim.coupling.partition import keep_whole_if_cheaper, loads, partition
+
+    graph = graph_of(fmus, a="c", b="c", c="c", d="c")
+    graph.connect("a.x", "b.x_other")
+    graph.connect("c.x", "d.x_other")
+    cost = {"a": 0.4, "b": 0.4, "c": 0.1, "d": 0.1}
+    split = partition(graph, 2, cost=cost)
+    assert split["a"] != split["b"]
+    saved = sum(cost.values()) - max(loads(split, cost, 2))
+    assert keep_whole_if_cheaper(graph, split, cost, 2, saved / 2) == split
+    assert keep_whole_if_cheaper(graph, split, cost, 2, saved * 2) == {
+        "a": 0, "b": 0, "c": 1, "d": 1}
+    chain = chain_of(fmus, [1.0] * 4)
+    owner = partition(chain, 2)
+    assert keep_whole_if_cheaper(chain, owner, dict.fromkeys(owner, 1e-4), 2, 1.0) == \
+        dict.fromkeys(owner, 0)
+

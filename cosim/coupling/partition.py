@@ -13,6 +13,12 @@ same partition from the same costs):
    else with the lightest part;
 3. refinement: single instances move to a part they are coupled with when that removes cut
    connections and no part becomes heavier than the heaviest one already is.
+
+With measured costs, ``keep_whole_if_cheaper`` then weighs the split against what its
+exchanges cost: a small, tightly coupled system (the adaptive flagship: five FMUs in one
+Gauss-Seidel loop, one exchange per level crossing ranks and one agreement per attempted
+step) loses more waiting for the exchanges than the ranks save it in work, and is kept on one
+rank.
 """
 
 from __future__ import annotations
@@ -224,3 +230,44 @@ def _refine(names: list[str], owner: dict[str, int], cost: dict[str, float], par
         if not moved:
             break
     return owner
+
+
+def keep_whole_if_cheaper(graph: CouplingGraph, owner: dict[str, int],
+                          cost: Mapping[str, float], parts: int,
+                          exchange_seconds: float) -> dict[str, int]:
+    """``owner``, or, where its exchanges cost more than the ranks save, each connected
+    component of the graph whole on one part (largest first onto the lightest part).
+
+    ``cost``: seconds each instance's work took over some steps; ``exchange_seconds``: the
+    least any part spent exchanging and waiting over the same steps (a pilot's split). Saved
+    by the split: the total work less the heaviest part's (what one process would do more).
+    Nothing crosses parts between components, so keeping them whole costs no exchange; a split
+    that cuts no connection is kept as it is.
+    """
+    saved = sum(cost.values()) - max(loads(owner, cost, parts))
+    if exchange_seconds < saved or cut_edges(graph, owner) == 0:
+        return owner
+    links = _links(graph)
+    components: list[list[str]] = []
+    seen: set[str] = set()
+    for name in _bfs_sequence(graph, links):
+        if name not in seen:
+            component = _component(name, links)
+            seen.update(component)
+            components.append([n for n in graph.instances if n in component])
+    components.sort(key=lambda c: -sum(cost[n] for n in c))  # stable: declaration order
+    load = [0.0] * parts
+    whole: dict[str, int] = {}
+    for component in components:
+        part = min(range(parts), key=lambda p: (load[p], p))
+        load[part] += sum(cost[n] for n in component)
+        whole.update(dict.fromkeys(component, part))
+    return {name: whole[name] for name in graph.instances}
+
+
+def _component(root: str, links: dict[str, dict[str, int]]) -> set[str]:
+    found, frontier = {root}, [root]
+    while frontier:
+        frontier = [n for node in frontier for n in links[node] if n not in found]
+        found.update(frontier)
+    return found

@@ -8,7 +8,9 @@ travels, nothing goes through rank 0).
 Balance: the partition (``cosim.coupling.partition``) weighs each instance by the ``cost:``
 declared in
 the scenario, or, with ``parallel: {balance: measured}``, by the seconds its FMI calls took in a
-pilot run of the first steps (then discarded: the run itself starts again from the start time).
+pilot run of the first steps (then discarded: the run itself starts again from the start time);
+the pilot also times the exchanges, and a split that costs more in exchanges than it saves in
+work keeps each coupled component whole on one rank (``keep_whole_if_cheaper``).
 Every distributed run times its instances and its exchanges and writes the figures into the
 results file, so a user sees how well the ranks were balanced.
 
@@ -45,7 +47,7 @@ import h5py
 import numpy as np
 
 from cosim.coupling.graph import CouplingGraph
-from cosim.coupling.partition import partition
+from cosim.coupling.partition import keep_whole_if_cheaper, partition
 from cosim.coupling.system import System
 from cosim.errors import INTERRUPTED, CosimError, Interrupted, ScenarioError, SimulationError
 from cosim.fmi.measured import MEASURED
@@ -130,7 +132,7 @@ class Exchange:
                         system.layout.indices(c.source, c.output))  # every element of an array
         for name, slot in system.layout.event_slots.items():  # every rank steps to the same
             src = owner[name]  # announced events (cosim.coupling.event_times)
-            for dst in set(owner.values()) - {src}:
+            for dst in set(range(comm.Get_size())) - {src}:  # a rank owning none too
                 for stage, names in enumerate(members):
                     if name in names:
                         crossing.setdefault((stage, src, dst), set()).add(slot)
@@ -367,25 +369,30 @@ def balanced_partition(comm, graph: CouplingGraph, settings, parallel: Parallel
     pilot = dataclasses.replace(settings, stop=settings.start + steps * settings.step,
                                 record={})
     execution = _distributed_execution(comm, graph, pilot, owner)
-    execution.run([_WarmUp(execution.master, min(WARM_UP, steps - 1))])
+    execution.run([_WarmUp(execution, min(WARM_UP, steps - 1))])
     measured: dict[str, float] = {}
     for busy in comm.allgather(execution.master.busy):
         measured.update(busy)
-    return partition(graph, comm.Get_size(), cost=measured), measured
+    # the least a rank spent exchanging and waiting: the latency, without waiting for a
+    # busier rank (what the balancing is for)
+    exchanged = min(comm.allgather(execution.exchange.seconds))
+    split = partition(graph, comm.Get_size(), cost=measured)
+    return keep_whole_if_cheaper(graph, split, measured, comm.Get_size(), exchanged), measured
 
 
 class _WarmUp:
-    """Pilot observer: forgets the seconds of the first steps."""
+    """Pilot observer: forgets the seconds (FMI calls, exchanges) of the first steps."""
 
-    def __init__(self, master, steps: int):
-        self.master, self.steps = master, steps
+    def __init__(self, execution: Execution, steps: int):
+        self.execution, self.steps = execution, steps
 
     def started(self, run) -> None:
         self.run = run
 
     def stepped(self, time: float) -> None:
         if self.run.steps == self.steps:
-            self.master.reset_busy()
+            self.execution.master.reset_busy()
+            self.execution.exchange.seconds = 0.0
 
     def finished(self, error) -> None:
         pass
