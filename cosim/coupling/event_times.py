@@ -6,7 +6,7 @@ time of the FMU's next known event (the generator's next pace, a scheduled fault
 intrinsic beat). A master reads it after every step and ends its next step there, so the FMU
 sees the event at the end of a step, on its time. A value at or before the current
 communication point means "none known". The slot of each such output in the signal array is
-``Layout.event_slots``; under MPI every rank receives every one (``cosim.running.mpi.Exchange``),
+``Layout.event_slots``; under MPI every rank receives every one (``running.exchange.Exchange``),
 so every rank chooses the same step.
 """
 

@@ -28,7 +28,7 @@ from cosim.master.description import Event, Settings
 from cosim.master.iteration import IterativeMaster
 from cosim.master.master import Master, Plan, make_master, make_plan
 
-ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: cosim.running.mpi.Exchange
+ExchangeFactory = Callable[[Plan, System], Callable[[int], None]]  # MPI: running.exchange.Exchange
 MasterFactory = Callable[..., Master]  # (system, plan, start, step, *, exchange, time_every,
 # position) -> Master; cosim.master.master.make_master unless another is handed in
 class Observer(Protocol):

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -48,14 +47,12 @@ import numpy as np
 
 from cosim.coupling.graph import CouplingGraph
 from cosim.coupling.partition import keep_whole_if_cheaper, partition
-from cosim.coupling.system import System
 from cosim.errors import INTERRUPTED, CosimError, Interrupted, ScenarioError, SimulationError
 from cosim.fmi.measured import MEASURED
 from cosim.launcher import launched_by_mpi
 from cosim.master.description import Parallel
 from cosim.master.execution import Execution
 from cosim.master.journal import Journal
-from cosim.master.master import Plan
 from cosim.results.output import kept_note, part_path, parts_folder
 from cosim.results.parts import merge_parts
 from cosim.results.recorder import (
@@ -67,6 +64,7 @@ from cosim.results.recorder import (
     writing,
 )
 from cosim.running.checkpoint import checkpoint_path, merge_master_states
+from cosim.running.exchange import exchanging
 from cosim.running.strategies import (
     MemberEnd,
     Prepared,
@@ -77,14 +75,13 @@ from cosim.running.strategies import (
     run_member,
     run_one,
 )
+from cosim.running.work_queue import WorkQueue
 
 if TYPE_CHECKING:
     from cosim.scenario.scenario import Scenario
 
 T = TypeVar("T")
 
-TAG_REQUEST, TAG_MEMBER = 901, 902
-DISPATCH_POLL = 0.0005  # seconds between two looks for work requests (rank 0's dispatcher)
 WARM_UP = 5  # pilot steps not counted: first calls load code and fill caches
 
 
@@ -104,73 +101,6 @@ def size() -> int:
 def rank() -> int:
     comm = world()
     return comm.Get_rank() if comm is not None else 0
-
-
-class Exchange:
-    """Moves the signals that cross ranks after each stage of the plan."""
-
-    def __init__(self, comm, graph: CouplingGraph, plan: Plan, system: System,
-                 owner: dict[str, int]):
-        from mpi4py import MPI
-
-        self.comm = comm
-        self.signals = system.signals
-        self._waitall = MPI.Request.Waitall
-        self._max = MPI.MAX
-        me = comm.Get_rank()
-        stages = plan.stages
-        members = [set(stage.instances) for stage in stages]
-        crossing: dict[tuple[int, int, int], set[int]] = {}
-        for c in graph.connections():
-            src, dst = owner[c.source], owner[c.target]
-            if src == dst:
-                continue
-            for stage, names in enumerate(members):  # every stage that reads c's output
-                if c.source in names:
-                    key = (stage, src, dst)
-                    crossing.setdefault(key, set()).update(
-                        system.layout.indices(c.source, c.output))  # every element of an array
-        for name, slot in system.layout.event_slots.items():  # every rank steps to the same
-            src = owner[name]  # announced events (cosim.coupling.event_times)
-            for dst in set(range(comm.Get_size())) - {src}:  # a rank owning none too
-                for stage, names in enumerate(members):
-                    if name in names:
-                        crossing.setdefault((stage, src, dst), set()).add(slot)
-        self.sends: list[list] = [[] for _ in stages]
-        self.recvs: list[list] = [[] for _ in stages]
-        for (stage, src, dst), indices in sorted(crossing.items()):
-            index = np.array(sorted(indices), dtype=np.intp)
-            if src == me:
-                self.sends[stage].append((dst, index, np.empty(len(index))))
-            elif dst == me:
-                self.recvs[stage].append((src, index, np.empty(len(index))))
-        steps = range(len(stages) - len(plan.step), len(stages))
-        self.values_per_step = sum(len(i) for k in steps for _, i, _ in self.sends[k])
-        self.seconds = 0.0  # spent here: sending, and waiting for the other ranks' values
-
-    def __call__(self, stage: int) -> None:
-        sends, recvs = self.sends[stage], self.recvs[stage]
-        if not sends and not recvs:
-            return
-        started = time.perf_counter()
-        comm, signals = self.comm, self.signals
-        requests = [comm.Irecv(buffer, source=peer, tag=stage) for peer, _, buffer in recvs]
-        for peer, index, buffer in sends:
-            np.take(signals, index, out=buffer)
-            requests.append(comm.Isend(buffer, dest=peer, tag=stage))
-        self._waitall(requests)
-        for _, index, buffer in recvs:
-            signals[index] = buffer
-        self.seconds += time.perf_counter() - started
-
-    def maximum(self, values: np.ndarray) -> np.ndarray:
-        """Each of ``values``, the largest over the ranks (a master's decision every rank takes
-        alike: cosim.master.adaptive)."""
-        started = time.perf_counter()
-        out = np.empty_like(values)
-        self.comm.Allreduce(np.ascontiguousarray(values), out, op=self._max)
-        self.seconds += time.perf_counter() - started
-        return out
 
 
 def distributed(journal: Journal | None = None) -> Distributed | None:
@@ -406,12 +336,6 @@ def _distributed_execution(comm, graph: CouplingGraph, settings, owner: dict[str
                      resume=resume)
 
 
-def exchanging(comm, graph: CouplingGraph, owner: dict[str, int]):
-    """The exchange factory of an ``Execution`` whose instances ``owner`` spreads over the
-    ranks of ``comm``."""
-    return lambda plan, system: Exchange(comm, graph, plan, system, owner)
-
-
 def write_balance(main: h5py.File, owner: dict[str, int], measured: dict[str, float] | None,
                   timings: list[dict]) -> str:
     """Write the partition and the ranks' timing into the results file; one line for users."""
@@ -530,89 +454,6 @@ def _run_cohort(comm, group_size: int, prepared: Prepared, part: Path, todo: lis
               "start_seconds": (first if first is not None else time.perf_counter()) - started,
               "runner_start_seconds": runner_start, "runner_close_seconds": closed}
     return timing, ends
-
-
-class WorkQueue:
-    """Hands out member positions to the group leaders without waiting on anyone's stepping.
-
-    World rank 0 holds the counter. A dispatcher thread there answers the other leaders'
-    requests as they come (it looks every ``DISPATCH_POLL`` seconds whatever rank 0's own
-    member is doing: MPI runs with ``MPI_THREAD_MULTIPLE``); rank 0's own leader takes from
-    the counter directly. Leader i starts with member i without asking, and asks for its next
-    member as soon as it starts one, so the answer is there when it finishes. ``waited``: the
-    seconds this leader's members waited to start, summed (the measure of dispatch).
-    """
-
-    def __init__(self, comm, count: int, leaders: int, leader: int):
-        from mpi4py import MPI
-
-        self.comm = comm
-        self.count = count
-        self.coordinator = comm.Get_rank() == 0
-        self.leaders = leaders
-        self.next_index = leaders  # leaders 0 … leaders-1 start with their own number
-        self.leaders_done = sum(1 for i in range(1, leaders) if i >= count)  # none for them
-        self._first = leader if leader < count else -1
-        self._asked: list | None = None  # the request for the next member, once sent
-        self._lock = threading.Lock()
-        self.waited = 0.0
-        self._dispatcher = None
-        if self.coordinator and leaders > 1:
-            if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
-                raise SimulationError(
-                    "this MPI library does not provide MPI_THREAD_MULTIPLE, which the cohort "
-                    "dispatcher on rank 0 needs; build mpi4py against an MPI with thread "
-                    "support (MPICH and Open MPI have it) and do not lower "
-                    "mpi4py.rc.thread_level")
-            self._dispatcher = threading.Thread(target=self._dispatch, daemon=True,
-                                                name="cosim-dispatcher")
-            self._dispatcher.start()
-
-    def next(self) -> int:
-        if self._first is not None:
-            index, self._first = self._first, None
-        elif self.coordinator:
-            index = self._take()
-        else:
-            from mpi4py import MPI
-
-            waiting = time.perf_counter()
-            _, index = MPI.Request.waitall(self._asked)
-            self.waited += time.perf_counter() - waiting
-            self._asked = None
-        if index >= 0 and not self.coordinator:
-            self._asked = [self.comm.isend(None, dest=0, tag=TAG_REQUEST),
-                           self.comm.irecv(source=0, tag=TAG_MEMBER)]
-        return index
-
-    def _take(self) -> int:
-        with self._lock:
-            if self.next_index >= self.count:
-                return -1
-            self.next_index += 1
-            return self.next_index - 1
-
-    def _dispatch(self) -> None:
-        """Rank 0's dispatcher thread: answer every other leader until each has been told
-        there is no more."""
-        from mpi4py import MPI
-
-        status = MPI.Status()
-        while self.leaders_done < self.leaders - 1:
-            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status):
-                source = status.Get_source()
-                self.comm.recv(source=source, tag=TAG_REQUEST)
-                index = self._take()
-                if index < 0:
-                    self.leaders_done += 1
-                self.comm.send(index, dest=source, tag=TAG_MEMBER)
-            else:
-                time.sleep(DISPATCH_POLL)
-
-    def finish(self) -> None:
-        """Rank 0: wait until the dispatcher has told every other leader there is no more."""
-        if self._dispatcher is not None:
-            self._dispatcher.join()
 
 
 def _group_size(scenario, ranks: int, cohort: bool) -> int:

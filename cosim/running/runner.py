@@ -1,7 +1,7 @@
 """A member runner: the child process that runs an MPI rank's cohort members, so that an FMU
 crashing or hanging fails its member only.
 
-Under ``mpiexec``, a cohort's members are handed out by MPI (``cosim.running.mpi.WorkQueue``).
+Under ``mpiexec``, a cohort's members are handed out by MPI (``running.work_queue.WorkQueue``).
 If a member's FMU crashed the rank's MPI process, MPI would be lost for every rank; so, when
 ``cosim run`` supervises the ranks, each rank (a member being one rank's work) runs its
 members in a child process of its own: ``python -m cosim.running.worker`` in *members* mode,
@@ -10,7 +10,7 @@ once), runs each into the rank's part file (``cosim.running.strategies.run_membe
 journal), judges it there and answers with how it ended (status, error, the criteria's
 outcomes: one JSON line). The rank waits for the answer, and meanwhile watches the child's FMI
 calls (``simulation.call_timeout``) and passes on a stop request (rank 0's dispatcher thread
-hands out work to the other ranks meanwhile: ``cosim.running.mpi.WorkQueue``). A child that
+hands out work to the other ranks meanwhile: ``cosim.running.work_queue.WorkQueue``). A child that
 dies or hangs is treated like a dead worker in one process (``cosim.running.supervise``): its
 member's pending rows are appended to the part file and the member is marked failed with one
 message; a new child takes the next member.
