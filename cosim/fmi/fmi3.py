@@ -12,9 +12,10 @@
   event handling (``eventHandlingNeeded``): when the FMU has an event mode
   (``hasEventMode``) the instance uses it, handles the event (``fmi3EnterEventMode``,
   ``fmi3UpdateDiscreteStates`` until nothing changes, ``fmi3EnterStepMode``) and steps on from
-  where the FMU stopped, so the fixed-step master sees a whole step. ``early_returns`` and
-  ``event_times`` say what happened (the adaptive-coupling master will end its step there
-  instead: ``docs/fmi.md``).
+  where the FMU stopped, so the master sees a whole step. ``early_returns`` and
+  ``event_times`` say what happened. With ``stop_at_early_return`` (set by the fixed-step
+  master where it can roll the system back: ``docs/fmi.md``) it stops at the early return
+  instead and leaves its time in ``returned_at``.
 
 Every status goes through ``Instance._check`` (inherited): the one choke point, as for FMI 2.
 The hot path (``bind``/``set_inputs``/``do_step``/``get_outputs``) calls the fmi3 functions with
@@ -81,6 +82,10 @@ class Instance3(Instance):
         self.event_mode_used = bool(not exchange_only and cs.hasEventMode)
         self.early_return_allowed = bool(not exchange_only and cs.mightReturnEarlyFromDoStep)
         self.early_returns = 0  # doStep calls that returned before the end of their step
+        # set by a master that ends the whole communication step at an early return
+        # (cosim.master.master.FixedStepMaster): do_step then stops there, ``returned_at``
+        self.stop_at_early_return = False
+        self.returned_at: float | None = None
         self.event_times: deque[float] = deque(maxlen=1000)  # events handled in event mode
         self._environment = next(_ENVIRONMENT_IDS)
         # fmi3DoStep's four results, allocated once (the hot path): eventHandlingNeeded,
@@ -296,6 +301,7 @@ class Instance3(Instance):
         """``fmi3DoStep`` from ``time`` over ``step``; an early return is followed (after the
         event it announces, in event mode) by further ``fmi3DoStep`` calls to the step's end."""
         end = time + step
+        self.returned_at = None
         now, size = time, step  # the step as given: (time + step) - time may round otherwise
         event, terminate, early, last = self._step_results
         do_step = self._fn["fmi3DoStep"]
@@ -315,6 +321,11 @@ class Instance3(Instance):
                     f"{last.value:.9g} s", instance=self.name, function="fmi3DoStep",
                     time=last.value, log=list(self.log))
             reached = last.value if early.value else end
+            if (self.stop_at_early_return and early.value and now < reached
+                    and reached < end - 1e-12 * max(1.0, abs(end))):
+                self.returned_at = self.time = reached  # the master rolls back to ``time``
+                self.early_returns += 1
+                return
             if event.value and self.event_mode_used:
                 self.time = reached
                 self._handle_event(reached)

@@ -116,6 +116,8 @@ class AdaptiveMaster(FixedStepMaster):
         super().__init__(system, plan, start, step_size, exchange, time_every, position,
                          rates=rates)
         self.control = control
+        self._rollback = self._can_roll_back = False  # an early return continues inside the
+        # FMU (Instance3.do_step)
         self.log = MasterLog(instance_steps=dict.fromkeys(system.local, 0))
         self.max_multiple = max(1, math.floor(control.max_step / step_size + 1e-9))
         graph, layout = system.graph, system.layout

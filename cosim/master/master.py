@@ -296,6 +296,15 @@ class FixedStepMaster:
         variable = all(system.graph.fmu(name).can_handle_variable_step
                        for name in system.layout.instances)
         self._event_slots = tuple(system.layout.event_slots.values()) if variable else ()
+        # FMI 3 FMUs that may return early from fmi3DoStep: the whole system's step ends
+        # there, by rollback (every FMU getting and setting its state); ``_rollback``: on
+        # every rank alike, once ``initialize`` has asked the others
+        self._can_roll_back = not rates and variable and all(
+            system.graph.fmu(name).can_get_and_set_state for name in system.layout.instances)
+        self._early = tuple(instance for instance in system.instances.values()
+                            if getattr(instance, "early_return_allowed", False)
+                            ) if self._can_roll_back else ()
+        self._rollback = bool(self._early)
         self._plain: tuple[list[tuple], ...] = ()  # the stages as calls, once bound
         self._timed: tuple[list[tuple], ...] = ()  # the same, each call timed into ``busy``
         self.rates: Rates | None = None
@@ -327,6 +336,9 @@ class FixedStepMaster:
         self._timed = tuple(self._calls(stages, offset, timed=True)
                             for stages, offset in self._phases())
         system, position, codes = self.system, self.position, self.call_codes
+        agree = getattr(self.handed_exchange, "maximum", None)
+        if agree is not None and self._can_roll_back:
+            self._rollback = bool(agree(np.array([float(bool(self._early))]))[0])
         if self.rates is not None and stop is not None:
             self.rates.stop = stop
         for name, instance in system.instances.items():
@@ -348,12 +360,50 @@ class FixedStepMaster:
         fixed step goes past ``until`` if it must (scenario events and the stop time fall on
         the grid: ``landing``)."""
         reached, step, n = self._next_point(time)
-        self._run(self._timed[2] if n % self.time_every == 0 else self._plain[2], time, step)
+        stages = self._timed[2] if n % self.time_every == 0 else self._plain[2]
+        if self._rollback:
+            reached, step = self._step_to_early_return(stages, time, reached, step)
+        else:
+            self._run(stages, time, step)
         if not math.isfinite(self.system.signals.dot(self._ones)):
             self._check_finite(reached)
         if self.rates is not None:
             self.rates.accept(reached)
         return reached
+
+    def _step_to_early_return(self, stages: list[tuple], time: float, reached: float,
+                              step: float) -> tuple[float, float]:
+        """The step from ``time`` to ``reached``; where an FMU returns early from fmi3DoStep at
+        t_e (its event), every instance is rolled back to ``time`` (FMU state and signals) and
+        the step is taken again to t_e, where that FMU handles its event. (reached, step)."""
+        system = self.system
+        saved = {name: instance.get_state() for name, instance in system.instances.items()}
+        signals = system.signals.copy()
+        try:
+            for instance in self._early:
+                instance.stop_at_early_return = True
+            self._run(stages, time, step)
+            earliest = min((i.returned_at for i in self._early if i.returned_at is not None),
+                           default=math.inf)
+            agree = getattr(self.handed_exchange, "maximum", None)
+            if agree is not None:  # under MPI: the earliest on any rank
+                earliest = -float(agree(np.array([-earliest]))[0])
+            for instance in self._early:
+                instance.stop_at_early_return = False
+            if earliest < reached:
+                reached = earliest
+                for name, instance in system.instances.items():
+                    instance.set_state(saved[name])
+                    instance.time = time
+                system.signals[:] = signals
+                step = reached - time
+                self._run(stages, time, step)
+        finally:
+            for instance in self._early:
+                instance.stop_at_early_return = False
+            for name, instance in system.instances.items():
+                instance.free_state(saved[name])
+        return reached, step
 
     def instance_steps(self, steps: int) -> dict[str, int]:
         """FMU steps each local instance took in ``steps`` communication steps."""
