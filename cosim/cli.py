@@ -244,13 +244,19 @@ def _graph(args) -> int:
     return EXIT_OK
 
 
+def _results_file(path: Path) -> Path:
+    """``path`` if it is a file (the commands that read a results file), else one line."""
+    if not path.is_file():
+        raise CosimError(f"{path}: no such results file")
+    return path
+
+
 def _report(args) -> int:
     from cosim.results.report import write_report
     from cosim.scenario.credibility import EVIDENCE
 
-    if not args.results.is_file():
-        raise CosimError(f"{args.results}: no such results file")
-    print(f"report: {write_report(args.results, args.output, args.evidence or EVIDENCE)}")
+    written = write_report(_results_file(args.results), args.output, args.evidence or EVIDENCE)
+    print(f"report: {written}")
     return EXIT_OK
 
 
@@ -271,19 +277,16 @@ def _fit(args) -> int:
 def _pack(args) -> int:
     from cosim.results.pack import pack
 
-    if not args.results.is_file():
-        raise CosimError(f"{args.results}: no such results file")
-    print(f"packed: {pack(args.results, args.output or args.results.with_suffix('.packed.h5'))}")
+    results = _results_file(args.results)
+    print(f"packed: {pack(results, args.output or results.with_suffix('.packed.h5'))}")
     return EXIT_OK
 
 
 def _summary(args) -> int:
     from cosim.twins.privacy import write_summary
 
-    if not args.results.is_file():
-        raise CosimError(f"{args.results}: no such results file")
     output = args.output or args.results.with_suffix(".summary.json")
-    print(f"summary: {write_summary(args.results, output)}")
+    print(f"summary: {write_summary(_results_file(args.results), output)}")
     return EXIT_OK
 
 
